@@ -1,0 +1,260 @@
+"""Read weights files and find out what network they hold.
+
+* ``.pth`` (pickle, zip or legacy) is read with ``torch.load(weights_only=True)`` only; the wrappers seen
+  in the wild are unwrapped (``params_ema``, ``params``, ``state_dict``) and a ``module.`` prefix
+  (DataParallel) is stripped.
+* ``.safetensors`` is read with safetensors.
+* The file type is recognised by content, not by extension.
+* The architecture and its hyperparameters are detected from the key names and tensor shapes (after
+  spandrel), then the whole state dict is checked against the model they describe.
+
+Each failure raises its own :class:`~nafcli.errors.CheckpointError` subclass with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import struct
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import (
+    CheckpointError,
+    InconsistentShapesError,
+    NotACheckpointError,
+    TruncatedCheckpointError,
+    UnknownArchitectureError,
+)
+from .model import ArchSpec, LoadedModel, NAFNetSpec, NAFSSRSpec, check_state_dict, wrap
+
+StateDict = dict[str, torch.Tensor]
+
+#: wrapper keys, in order of preference (EMA weights first, as BasicSR-style tools do)
+WRAPPER_KEYS = ("params_ema", "params", "state_dict")
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
+    """Read a ``.pth`` or ``.safetensors`` file and return a plain ``{key: tensor}`` state dict."""
+    p = Path(path)
+    name = str(p)
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{name}: is a directory, not a weights file") from None
+    except OSError as e:
+        raise CheckpointError(f"{name}: cannot read ({e.strerror or e})") from None
+    if size == 0:
+        raise NotACheckpointError(f"{name}: empty file, not a checkpoint")
+    if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO:
+        raw = _read_torch(p, head)
+    elif _looks_like_safetensors(head, size):
+        raw = _read_safetensors(p, size)
+    else:
+        raise NotACheckpointError(f"{name}: not a PyTorch or safetensors checkpoint")
+    return unwrap(raw, source=name)
+
+
+def _read_torch(p: Path, head: bytes) -> Any:
+    name = str(p)
+    if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(p):
+        # A zip whose central directory (at the very end) is gone: the file was cut short.
+        raise TruncatedCheckpointError(f"{name}: truncated checkpoint (incomplete download or copy?)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "Weights only load failed" in msg or "weights_only" in msg:
+            raise NotACheckpointError(
+                f"{name}: holds Python objects, not only tensors; nafcli loads plain state dicts only"
+            ) from None
+        raise NotACheckpointError(f"{name}: not a readable PyTorch checkpoint") from None
+    except (EOFError, struct.error):
+        raise TruncatedCheckpointError(
+            f"{name}: truncated checkpoint (incomplete download or copy?)"
+        ) from None
+    except RuntimeError as e:
+        msg = str(e)
+        if "central directory" in msg or "unexpected EOF" in msg or "file_size" in msg:
+            raise TruncatedCheckpointError(
+                f"{name}: truncated checkpoint (incomplete download or copy?)"
+            ) from None
+        raise NotACheckpointError(f"{name}: not a readable PyTorch checkpoint ({msg.splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types for garbage; all mean "not a checkpoint"
+        raise NotACheckpointError(f"{name}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and 0 < n < 100_000_000
+
+
+def _read_safetensors(p: Path, size: int) -> StateDict:
+    from safetensors.torch import load_file
+
+    name = str(p)
+    with p.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if 8 + n > size:
+            raise TruncatedCheckpointError(f"{name}: truncated safetensors file (header cut short)")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise NotACheckpointError(f"{name}: not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise NotACheckpointError(f"{name}: not a safetensors file (bad header)")
+    end = max(
+        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)),
+        default=0,
+    )
+    if 8 + n + end > size:
+        raise TruncatedCheckpointError(f"{name}: truncated safetensors file (incomplete download or copy?)")
+    try:
+        return load_file(str(p), device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type for every defect
+        raise NotACheckpointError(f"{name}: not a readable safetensors file ({e})") from None
+
+
+def unwrap(obj: Any, *, source: str = "state dict") -> StateDict:
+    """Unwrap ``{"params_ema"|"params"|"state_dict": sd}`` and strip ``module.`` prefixes."""
+    if not isinstance(obj, Mapping):
+        raise NotACheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict")
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping):
+            obj = inner
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise NotACheckpointError(f"{source}: holds no tensors, not a state dict")
+    if len(tensors) != len(obj):
+        odd = next(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+        raise NotACheckpointError(f"{source}: entry {odd!r} is not a tensor; not a plain state dict")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _indices(state_dict: Mapping[str, Any], prefix: str) -> list[int]:
+    """Sorted distinct integers ``i`` in keys ``{prefix}{i}.…``."""
+    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+    return sorted({int(m.group(1)) for k in state_dict if (m := pat.match(k))})
+
+
+def _count(state_dict: Mapping[str, Any], prefix: str, *, source: str) -> int:
+    idx = _indices(state_dict, prefix)
+    if idx != list(range(len(idx))):
+        raise InconsistentShapesError(f"{source}: the blocks under {prefix!r} are not numbered 0..n-1")
+    return len(idx)
+
+
+def detect(state_dict: Mapping[str, torch.Tensor], *, source: str = "state dict") -> ArchSpec:
+    """Detect the architecture and its hyperparameters from key names and shapes.
+
+    Only the hyperparameters are read here; :func:`load_model` then checks every tensor against them.
+    """
+    keys = set(state_dict)
+    if "intro.weight" not in keys:
+        raise UnknownArchitectureError(f"{source}: unknown architecture (no 'intro.weight'; not NAFNet/NAFSSR)")
+    intro = state_dict["intro.weight"]
+    if intro.ndim != 4:
+        raise InconsistentShapesError(f"{source}: 'intro.weight' has shape {list(intro.shape)}, not a conv")
+    width, img_channel = int(intro.shape[0]), int(intro.shape[1])
+
+    if "ending.weight" in keys and any(k.startswith("encoders.") for k in keys):
+        levels = _count(state_dict, "encoders.", source=source)
+        enc = tuple(_count(state_dict, f"encoders.{i}.", source=source) for i in range(levels))
+        dec_levels = _count(state_dict, "decoders.", source=source)
+        dec = tuple(_count(state_dict, f"decoders.{i}.", source=source) for i in range(dec_levels))
+        if dec_levels != levels:
+            raise InconsistentShapesError(
+                f"{source}: {levels} encoder levels but {dec_levels} decoder levels"
+            )
+        middle = _count(state_dict, "middle_blks.", source=source)
+        return NAFNetSpec(
+            width=width, enc_blk_nums=enc, middle_blk_num=middle, dec_blk_nums=dec, img_channel=img_channel
+        )
+
+    if "up.0.weight" in keys and any(k.startswith("body.") for k in keys):
+        if not any(k.startswith("body.0.module.blk.") for k in keys):
+            raise UnknownArchitectureError(f"{source}: unknown architecture (a 'body' that is not NAFSSR's)")
+        num_blks = _count(state_dict, "body.", source=source)
+        without = [i for i in range(num_blks) if f"body.{i}.module.fusion.beta" not in keys]
+        if without:
+            raise UnknownArchitectureError(
+                f"{source}: NAFSSR variant without cross-view attention in block {without[0]} "
+                "(only SCAM in every block, as in the official models, is supported)"
+            )
+        up_out = int(state_dict["up.0.weight"].shape[0])
+        scale = math.isqrt(up_out // img_channel) if up_out % img_channel == 0 else 0
+        if scale < 1 or scale * scale * img_channel != up_out:
+            raise InconsistentShapesError(
+                f"{source}: 'up.0.weight' has {up_out} output channels, not {img_channel}*scale^2"
+            )
+        return NAFSSRSpec(up_scale=scale, width=width, num_blks=num_blks, img_channel=img_channel)
+
+    raise UnknownArchitectureError(f"{source}: unknown architecture (neither NAFNet nor NAFSSR keys)")
+
+
+def default_tlc(spec: ArchSpec) -> bool:
+    """TLC when the caller has no opinion: on for NAFSSR (all official models use it), off for NAFNet
+    (the task decides: deblurring turns it on)."""
+    return spec.stereo
+
+
+def load_model(
+    source: str | os.PathLike[str] | Mapping[str, torch.Tensor],
+    *,
+    tlc: bool | None = None,
+    expected: ArchSpec | None = None,
+    model_id: str | None = None,
+) -> LoadedModel:
+    """Load weights into a freshly built network.
+
+    ``source`` is a path or an already-read state dict. ``tlc`` switches the TLC local mean (``None``:
+    :func:`default_tlc`). With ``expected`` (a registry entry's spec), a file holding another
+    configuration is refused.
+    """
+    if isinstance(source, Mapping):
+        name = "state dict"
+        state_dict = unwrap(source, source=name)
+    else:
+        name = str(source)
+        state_dict = read_state_dict(source)
+    spec = detect(state_dict, source=name)
+    if expected is not None and spec != expected:
+        raise InconsistentShapesError(f"{name}: holds {spec.describe()}, expected {expected.describe()}")
+    check_state_dict(spec, state_dict, source=name)
+    use_tlc = default_tlc(spec) if tlc is None else tlc
+    module = spec.build(tlc=use_tlc)
+    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    return wrap(module, spec, tlc=use_tlc, source=name, model_id=model_id)
+
+
+def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Write a state dict as safetensors (contiguous CPU tensors), atomically."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
