@@ -120,33 +120,31 @@ class TilePlan:
         return f"{r}x{c} tiles of {tw}x{th} px (overlap {ov})"
 
 
-def plan_axis(length: int, tile: int, overlap: int, blend: int, multiple: int = 1) -> AxisPlan:
-    """Tiles along one axis of ``length`` pixels. ``tile <= 0``: one tile spanning the axis, no context.
+def plan_axis(length: int, tile: int, overlap: int, blend: int, multiple: int = 1, border: int = 0) -> AxisPlan:
+    """Tiles along one axis of ``length`` pixels, extended by ``border`` reflected pixels at both ends.
 
+    ``tile <= 0``, or an axis that fits in one tile: one tile spanning the (extended) axis, exactly as
+    long as it (the network pads it, as it would the whole image). Several tiles: all ``tile`` long,
+    rounded up to ``multiple``; an axis shorter than that is extended by reflection at its end.
     Raises ``ValueError`` when a tile cannot hold the shared band (``2 * overlap + blend``) plus one pixel.
     """
     if length < 1:
         raise ValueError(f"cannot tile an axis of length {length}")
-    if overlap < 0 or blend < 0:
-        raise ValueError("overlap and blend must be >= 0")
+    if overlap < 0 or blend < 0 or border < 0:
+        raise ValueError("overlap, blend and border must be >= 0")
     multiple = max(1, int(multiple))
-    if tile <= 0:
-        t = round_up(length, multiple)
-        return AxisPlan(length, t, 0, 0, 0, t - length, (0,), ())
-    shared = 2 * overlap + blend
+    padded = length + 2 * border
     t = round_up(tile, multiple)
+    if tile <= 0 or padded <= t:
+        return AxisPlan(length, padded, overlap, blend, border, border, (0,), ())
+    shared = 2 * overlap + blend
     if t <= shared:
         raise ValueError(f"tile {t} must be larger than 2 x overlap + blend = {shared}")
-    padded = length + 2 * overlap
-    if padded <= t:
-        # One tile: shrink it to what the image needs; reflection fills the rest.
-        t = round_up(padded, multiple)
-        return AxisPlan(length, t, overlap, blend, overlap, t - length - overlap, (0,), ())
     n = 1 + -(-(padded - t) // (t - shared))
     step = (padded - t) / (n - 1)
     starts = tuple(round(i * step) for i in range(n))
     cuts = tuple((starts[i + 1] + starts[i] + t) / 2 for i in range(n - 1))
-    return AxisPlan(length, t, overlap, blend, overlap, overlap, starts, cuts)
+    return AxisPlan(length, t, overlap, blend, border, border, starts, cuts)
 
 
 def plan_tiles(
@@ -157,15 +155,17 @@ def plan_tiles(
     *,
     blend: Pair | None = None,
     size_multiple: int = 1,
+    border: Pair = 0,
 ) -> TilePlan:
-    """The tiling of an ``height x width`` image: ``tile``/``overlap``/``blend`` per axis as (h, w) or
-    one int for both; ``blend`` defaults to ``overlap``."""
+    """The tiling of an ``height x width`` image: ``tile``/``overlap``/``blend``/``border`` per axis as
+    (h, w) or one int for both; ``blend`` defaults to ``overlap``."""
     th, tw = _pair(tile)
     oh, ow = _pair(overlap)
     bh, bw = _pair(blend) if blend is not None else (oh, ow)
+    rh, rw = _pair(border)
     return TilePlan(
-        rows=plan_axis(height, th, oh, bh, size_multiple),
-        cols=plan_axis(width, tw, ow, bw, size_multiple),
+        rows=plan_axis(height, th, oh, bh, size_multiple, rh),
+        cols=plan_axis(width, tw, ow, bw, size_multiple, rw),
     )
 
 
@@ -197,6 +197,7 @@ def run_tiled(
     tile: Pair,
     overlap: Pair = 16,
     blend: Pair | None = None,
+    border: Pair = 0,
     scale: int = 1,
     size_multiple: int = 1,
     batch_size: int = 1,
@@ -214,7 +215,7 @@ def run_tiled(
         raise ValueError(f"expected N x C x H x W, got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
     if plan is None:
-        plan = plan_tiles(h, w, tile, overlap, blend=blend, size_multiple=size_multiple)
+        plan = plan_tiles(h, w, tile, overlap, blend=blend, size_multiple=size_multiple, border=border)
     out_device = torch.device(out_device) if out_device is not None else x.device
     rows, cols = plan.rows, plan.cols
     iy = reflect_index(h, rows.pad_before, rows.pad_after, x.device)
