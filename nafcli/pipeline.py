@@ -176,7 +176,8 @@ def _make_tiler(restorer: Restorer, tile: int | str, overlap: int | None, batch_
 def _to_tensor(image: Image) -> torch.Tensor:
     """H x W x C integer pixels -> 1 x 3 x H x W float32 in [0, 1] (gray repeated to RGB)."""
     px = image.pixels
-    arr = px.astype(np.float32) / float(image.max_value)
+    arr = px.astype(np.float32)
+    arr /= float(image.max_value)  # in place: one float copy of a 24 MP photo is already 288 MB
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     if t.shape[1] == 1:
         t = t.expand(-1, 3, -1, -1).contiguous()
@@ -189,7 +190,10 @@ def _from_tensor(y: torch.Tensor, like: Image, scale: int) -> Image:
     if like.is_gray:
         y = y.mean(dim=0, keepdim=True)
     maxv = float(like.max_value)
-    arr = (y.numpy() * maxv).round().transpose(1, 2, 0)
+    arr = y.numpy()
+    np.multiply(arr, maxv, out=arr)  # in place (the caller's buffer is done with): no float copies
+    np.round(arr, out=arr)
+    arr = arr.transpose(1, 2, 0)
     pixels = np.ascontiguousarray(arr.astype(like.pixels.dtype))
     alpha = like.alpha
     if alpha is not None and scale != 1:
