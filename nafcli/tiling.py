@@ -120,12 +120,24 @@ class TilePlan:
         return f"{r}x{c} tiles of {tw}x{th} px (overlap {ov})"
 
 
-def plan_axis(length: int, tile: int, overlap: int, blend: int, multiple: int = 1, border: int = 0) -> AxisPlan:
+def plan_axis(
+    length: int,
+    tile: int,
+    overlap: int,
+    blend: int,
+    multiple: int = 1,
+    border: int = 0,
+    *,
+    fit: bool = False,
+    min_tile: int = 0,
+) -> AxisPlan:
     """Tiles along one axis of ``length`` pixels, extended by ``border`` reflected pixels at both ends.
 
     ``tile <= 0``, or an axis that fits in one tile: one tile spanning the (extended) axis, exactly as
     long as it (the network pads it, as it would the whole image). Several tiles: all ``tile`` long,
-    rounded up to ``multiple``; an axis shorter than that is extended by reflection at its end.
+    rounded up to ``multiple``. With ``fit``, ``tile`` is a maximum: the tiles shrink to the least size
+    (a multiple of ``multiple``, at least ``min_tile``) that covers the axis with as many tiles, so the
+    shared bands are not wider than needed (1024 px with 512-px tiles: 3 tiles of 384, not 3 of 512).
     Raises ``ValueError`` when a tile cannot hold the shared band (``2 * overlap + blend``) plus one pixel.
     """
     if length < 1:
@@ -141,6 +153,9 @@ def plan_axis(length: int, tile: int, overlap: int, blend: int, multiple: int = 
     if t <= shared:
         raise ValueError(f"tile {t} must be larger than 2 x overlap + blend = {shared}")
     n = 1 + -(-(padded - t) // (t - shared))
+    if fit:
+        least = round_up(-(-(padded + (n - 1) * shared) // n), multiple)
+        t = min(t, max(least, round_up(min_tile, multiple)))
     step = (padded - t) / (n - 1)
     starts = tuple(round(i * step) for i in range(n))
     cuts = tuple((starts[i + 1] + starts[i] + t) / 2 for i in range(n - 1))
@@ -156,16 +171,19 @@ def plan_tiles(
     blend: Pair | None = None,
     size_multiple: int = 1,
     border: Pair = 0,
+    fit: bool = False,
+    min_tile: int = 0,
 ) -> TilePlan:
     """The tiling of an ``height x width`` image: ``tile``/``overlap``/``blend``/``border`` per axis as
-    (h, w) or one int for both; ``blend`` defaults to ``overlap``."""
+    (h, w) or one int for both; ``blend`` defaults to ``overlap``; ``fit``/``min_tile``: see
+    :func:`plan_axis`."""
     th, tw = _pair(tile)
     oh, ow = _pair(overlap)
     bh, bw = _pair(blend) if blend is not None else (oh, ow)
     rh, rw = _pair(border)
     return TilePlan(
-        rows=plan_axis(height, th, oh, bh, size_multiple, rh),
-        cols=plan_axis(width, tw, ow, bw, size_multiple, rw),
+        rows=plan_axis(height, th, oh, bh, size_multiple, rh, fit=fit, min_tile=min_tile),
+        cols=plan_axis(width, tw, ow, bw, size_multiple, rw, fit=fit, min_tile=min_tile),
     )
 
 
