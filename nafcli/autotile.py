@@ -235,7 +235,7 @@ class TiledRunner:
         if batch > 1:
             self.batch = batch // 2
             return
-        floor = max(round_up(MIN_TILE, self.multiple), round_up(2 * self.overlap + self.overlap + 1, self.multiple))
+        floor = max(round_up(MIN_TILE, self.multiple), round_up(3 * self.overlap + 1, self.multiple))
         current = max(x.shape[-2:]) if plan is None else max(plan.tile_size)
         smaller = (current // 2) // self.multiple * self.multiple
         if smaller < floor:
