@@ -40,6 +40,11 @@ CUDA_MAX_BATCH = 16
 #: local mean the tile's global mean (a TLC deblurring model gave 27 dB against the whole image with
 #: 384-px tiles, 52 dB with 512-px ones)
 TLC_MARGIN = 128
+#: auto: tiles may grow by up to this factor (memory permitting) when that makes fewer of them. Fewer,
+#: larger tiles are both faster (less shared work) and closer to the whole image (the channel attention
+#: sees more): 1280x720 with 512-px tiles gave 42 dB against the whole image, shrunk to the least
+#: covering size (464x384) 30 dB, and one row of 672x720 tiles 59 dB (denoise, random weights)
+GROW = 1.25
 
 OutOfMemory: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -151,6 +156,8 @@ class TiledRunner:
         self.tlc_window = tlc_window
         #: TLC: tiles no smaller than this (see TLC_MARGIN)
         self.tlc_min_tile = tlc_window + TLC_MARGIN if tlc_window else 0
+        #: auto only: tiles may grow up to this when it saves tiles (see GROW)
+        self.max_tile = 0
         self._cuda_cost: float | None = None
         #: how many out-of-memory retries this runner has made
         self.retries = 0
@@ -175,7 +182,10 @@ class TiledRunner:
             buffers = 16.0 * x.numel() * self.scale**2
             budget = (0.5 * avail - buffers) if avail is not None else float("inf")
             cap = CPU_TILE
-        return tile_for_budget(budget, per_px, self.multiple, cap=cap, prefer_min=self.tlc_min_tile)
+        tile = tile_for_budget(budget, per_px, self.multiple, cap=cap, prefer_min=self.tlc_min_tile)
+        roomy = tile_for_budget(budget, per_px, self.multiple, cap=int(GROW * tile))
+        self.max_tile = max(tile, roomy)
+        return tile
 
     def _auto_batch(self, x: torch.Tensor, plan: TilePlan) -> int:
         if self.device.type != "cuda":
@@ -194,8 +204,8 @@ class TiledRunner:
             return None, 1
         h, w = x.shape[-2:]
         try:
-            plan = plan_tiles(h, w, self.tile, self.overlap, size_multiple=self.multiple, fit=True,
-                              min_tile=self.tlc_min_tile)
+            plan = plan_tiles(h, w, self.tile, self.overlap, size_multiple=self.multiple,
+                              max_tile=self.max_tile or 0)
         except ValueError as e:
             raise UsageError(f"--tile {self.tile} with --overlap {self.overlap}: {e}") from None
         batch = self.batch if self.batch is not None else self._auto_batch(x, plan)
@@ -232,6 +242,7 @@ class TiledRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.retries += 1
+        self.max_tile = 0  # no growing once memory ran out
         if batch > 1:
             self.batch = batch // 2
             return

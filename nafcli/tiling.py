@@ -128,16 +128,15 @@ def plan_axis(
     multiple: int = 1,
     border: int = 0,
     *,
-    fit: bool = False,
-    min_tile: int = 0,
+    max_tile: int = 0,
 ) -> AxisPlan:
     """Tiles along one axis of ``length`` pixels, extended by ``border`` reflected pixels at both ends.
 
     ``tile <= 0``, or an axis that fits in one tile: one tile spanning the (extended) axis, exactly as
     long as it (the network pads it, as it would the whole image). Several tiles: all ``tile`` long,
-    rounded up to ``multiple``. With ``fit``, ``tile`` is a maximum: the tiles shrink to the least size
-    (a multiple of ``multiple``, at least ``min_tile``) that covers the axis with as many tiles, so the
-    shared bands are not wider than needed (1024 px with 512-px tiles: 3 tiles of 384, not 3 of 512).
+    rounded up to ``multiple``. With ``max_tile`` above ``tile``, tiles may grow up to it when that
+    saves tiles: the fewest tiles whose least covering size is at most ``max_tile`` (1024 px with tiles of
+    512 growing to 640: 2 tiles of 544, not 3 of 512 sharing 256 px each).
     Raises ``ValueError`` when a tile cannot hold the shared band (``2 * overlap + blend``) plus one pixel.
     """
     if length < 1:
@@ -147,19 +146,29 @@ def plan_axis(
     multiple = max(1, int(multiple))
     padded = length + 2 * border
     t = round_up(tile, multiple)
+    if tile > 0 and max_tile > t and padded > t:
+        t = _grown(padded, t, max_tile // multiple * multiple, 2 * overlap + blend, multiple)
     if tile <= 0 or padded <= t:
         return AxisPlan(length, padded, overlap, blend, border, border, (0,), ())
     shared = 2 * overlap + blend
     if t <= shared:
         raise ValueError(f"tile {t} must be larger than 2 x overlap + blend = {shared}")
     n = 1 + -(-(padded - t) // (t - shared))
-    if fit:
-        least = round_up(-(-(padded + (n - 1) * shared) // n), multiple)
-        t = min(t, max(least, round_up(min_tile, multiple)))
     step = (padded - t) / (n - 1)
     starts = tuple(round(i * step) for i in range(n))
     cuts = tuple((starts[i + 1] + starts[i] + t) / 2 for i in range(n - 1))
     return AxisPlan(length, t, overlap, blend, border, border, starts, cuts)
+
+
+def _grown(padded: int, tile: int, max_tile: int, shared: int, multiple: int) -> int:
+    """The tile size for the fewest tiles (each at least ``tile``, at most ``max_tile``) on the axis."""
+    if padded <= max_tile:
+        return padded  # one tile
+    if max_tile <= shared:
+        return tile
+    n = 1 + -(-(padded - max_tile) // (max_tile - shared))  # fewest tiles of max_tile
+    least = round_up(-(-(padded + (n - 1) * shared) // n), multiple)
+    return max(tile, min(least, max_tile))
 
 
 def plan_tiles(
@@ -171,19 +180,18 @@ def plan_tiles(
     blend: Pair | None = None,
     size_multiple: int = 1,
     border: Pair = 0,
-    fit: bool = False,
-    min_tile: int = 0,
+    max_tile: int = 0,
 ) -> TilePlan:
     """The tiling of an ``height x width`` image: ``tile``/``overlap``/``blend``/``border`` per axis as
-    (h, w) or one int for both; ``blend`` defaults to ``overlap``; ``fit``/``min_tile``: see
+    (h, w) or one int for both; ``blend`` defaults to ``overlap``; ``max_tile``: see
     :func:`plan_axis`."""
     th, tw = _pair(tile)
     oh, ow = _pair(overlap)
     bh, bw = _pair(blend) if blend is not None else (oh, ow)
     rh, rw = _pair(border)
     return TilePlan(
-        rows=plan_axis(height, th, oh, bh, size_multiple, rh, fit=fit, min_tile=min_tile),
-        cols=plan_axis(width, tw, ow, bw, size_multiple, rw, fit=fit, min_tile=min_tile),
+        rows=plan_axis(height, th, oh, bh, size_multiple, rh, max_tile=max_tile),
+        cols=plan_axis(width, tw, ow, bw, size_multiple, rw, max_tile=max_tile),
     )
 
 

@@ -226,26 +226,30 @@ def test_progress_and_batches_and_output_device():
 @given(
     length=st.integers(1, 3000),
     tile=st.integers(64, 600),
+    grow=st.floats(1.0, 2.0),
     overlap=st.integers(0, 20),
     multiple=st.sampled_from([1, 8, 16]),
-    min_tile=st.sampled_from([0, 200]),
 )
 @settings(max_examples=200, deadline=None)
-def test_fit_shrinks_tiles_to_what_the_count_needs(length, tile, overlap, multiple, min_tile):
+def test_max_tile_grows_tiles_only_to_save_tiles(length, tile, grow, overlap, multiple):
     loose = plan_axis(length, tile, overlap, overlap, multiple)
-    a = plan_axis(length, tile, overlap, overlap, multiple, fit=True, min_tile=min_tile)
-    assert a.count == loose.count and a.tile <= loose.tile and a.tile % multiple == 0 or a.count == 1
-    if a.count > 1:
-        assert a.tile >= min(min_tile, loose.tile)
-        smaller = a.tile - multiple
-        if smaller >= min_tile and smaller > 3 * overlap:  # one step smaller would need another tile
-            assert plan_axis(length, smaller, overlap, overlap, multiple).count > a.count
+    max_tile = int(tile * grow)
+    a = plan_axis(length, tile, overlap, overlap, multiple, max_tile=max_tile)
+    assert a.count <= loose.count
+    if a.count == 1:
+        assert a.tile == length or a.tile == loose.tile
+        return
+    assert loose.tile <= a.tile <= max(loose.tile, max_tile)
+    assert a.tile % multiple == 0 and a.starts[-1] + a.tile == length
+    if a.tile > loose.tile:  # grown: no tile of at most max_tile covers the axis with fewer tiles
+        fewer, biggest = a.count - 1, max_tile // multiple * multiple
+        assert fewer * biggest - (fewer - 1) * 3 * overlap < length
 
 
-def test_fit_keeps_exactness():
+def test_grown_tiles_keep_exactness():
     model = conv_stack(3, 2)
     x = torch.rand(1, 3, 203, 311)
-    plan = plan_tiles(203, 311, 96, 3, size_multiple=8, fit=True)
-    assert plan.tile_size[0] < 96 and plan.tile_size[1] < 96
+    plan = plan_tiles(203, 311, 64, 3, size_multiple=8, max_tile=90)
+    assert plan.tile_size[0] > 64 and plan.tile_size[1] > 64
     with torch.no_grad():
         assert (run_tiled(x, model, tile=0, plan=plan, scale=2) - model(x)).abs().max().item() <= 1e-5
