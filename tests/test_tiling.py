@@ -157,7 +157,7 @@ SIZES = st.one_of(
     multiple=st.sampled_from([1, 4, 8]),
     batch=st.integers(1, 5),
 )
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_tiled_equals_whole_image(size, radius, extra, blend, tile, scale, multiple, batch):
     """A model of receptive-field radius r, overlap >= r: tiled output == whole-image output."""
     h, w = size
@@ -180,7 +180,7 @@ def test_tiled_equals_whole_image(size, radius, extra, blend, tile, scale, multi
     tile=st.integers(16, 48),
     scale=st.sampled_from([1, 2, 4]),
 )
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_tiled_with_reflected_border_equals_whole_padded_image(size, radius, border, tile, scale):
     h, w = size
     model = conv_stack(radius, scale)
