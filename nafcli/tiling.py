@@ -256,9 +256,8 @@ def run_tiled(
         chunk = coords[b0 : b0 + batch_size]
         tiles = torch.cat(
             [
-                x.index_select(-2, iy[rows.starts[i] : rows.starts[i] + rows.tile]).index_select(
-                    -1, ix[cols.starts[j] : cols.starts[j] + cols.tile]
-                )
+                _take(_take(x, -2, iy[rows.starts[i] : rows.starts[i] + rows.tile]), -1,
+                      ix[cols.starts[j] : cols.starts[j] + cols.tile])
                 for i, j in chunk
             ]
         )
@@ -275,6 +274,15 @@ def run_tiled(
             progress(done, plan.tiles)
     assert out is not None
     return out
+
+
+def _take(x: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, idx)``, as a view when ``idx`` is a plain range (no reflection in it): a
+    gather of full-width rows per tile would copy the whole image strip every time."""
+    first, last = int(idx[0]), int(idx[-1])
+    if last - first == len(idx) - 1 and bool(torch.all(idx[1:] > idx[:-1])):
+        return x.narrow(dim, first, len(idx))
+    return x.index_select(dim, idx)
 
 
 def _accumulate(
