@@ -10,12 +10,13 @@ if TYPE_CHECKING:
 
 
 def describe_run(info: RunInfo) -> str:
-    """``cpu fp32, 3x4 tiles of 512 px (overlap 16, batch 1), 12.3 s`` or ``..., whole image, ...``."""
+    """``cpu fp32, 3x4 tiles of 512x496 px (overlap 16, batch 1), 12.3 s`` or ``..., whole image, ...``."""
     if info.tile_size == 0:
         tiling = "whole image"
     else:
         rows, cols = info.grid
-        tiling = f"{rows}x{cols} tiles of {info.tile_size} px (overlap {info.overlap}, batch {info.batch_size})"
+        th, tw = info.tile_shape
+        tiling = f"{rows}x{cols} tiles of {tw}x{th} px (overlap {info.overlap}, batch {info.batch_size})"
     return f"{info.device} {info.precision}, {tiling}, {info.seconds:.1f} s"
 
 
