@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .errors import handle_errors
-from .options import DeviceOpt, OutputOpt, WeightsOpt
+from .options import CompileOpt, DeviceOpt, OutputOpt, PrecisionOpt, ReferenceOpt, ThreadsOpt, WeightsOpt
 
 ImageArg = Annotated[Path, typer.Argument(help="The image to restore.", show_default=False)]
 
 
-def _restore(task: str, image: Path, weights: Path | None, output: Path | None, device: str, tlc: bool) -> None:
+def _restore(
+    task: str,
+    image: Path,
+    weights: Path | None,
+    output: Path | None,
+    device: str,
+    tlc: bool,
+    speed: dict,
+) -> None:
     from ..batch import restore_file
     from ..errors import UsageError
-    from ..pipeline import Restorer
+    from ..pipeline import Restorer, resolve_device
+    from ..speed import configure_threads
 
     if weights is None:
         raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
-    restorer = Restorer.from_file(weights, tlc=tlc, device=device)
+    dev = resolve_device(device)
+    configure_threads(speed["threads"], dev)
+    restorer = Restorer.from_file(
+        weights,
+        tlc=tlc,
+        device=dev,
+        precision=speed["precision"],
+        compile=speed["compile"],
+        fast=not speed["reference"],
+    )
     if restorer.model.stereo:
         raise UsageError(f"{weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'")
     written = restore_file(restorer, image, output, task=task)
+    if restorer.last_run.compile_seconds:
+        print(f"compiled in {restorer.last_run.compile_seconds:.1f} s (first call, one per input shape)",
+              file=sys.stderr)
     print(written)
 
 
@@ -38,8 +60,13 @@ def register(app: typer.Typer) -> None:
         tlc: Annotated[
             bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
         ] = False,
+        precision: PrecisionOpt = "fp32",
+        compile: CompileOpt = False,
+        threads: ThreadsOpt = 0,
+        reference: ReferenceOpt = False,
     ) -> None:
-        _restore("denoise", image, weights, output, device, tlc)
+        speed = {"precision": precision, "compile": compile, "threads": threads, "reference": reference}
+        _restore("denoise", image, weights, output, device, tlc, speed)
 
     @app.command(help="Remove motion blur from a photo (NAFNet trained on GoPro or REDS, with TLC).")
     @handle_errors
@@ -55,5 +82,10 @@ def register(app: typer.Typer) -> None:
                 help="Test-time local statistics (TLC): the authors' setting for deblurring, worth ~0.6 dB.",
             ),
         ] = True,
+        precision: PrecisionOpt = "fp32",
+        compile: CompileOpt = False,
+        threads: ThreadsOpt = 0,
+        reference: ReferenceOpt = False,
     ) -> None:
-        _restore("deblur", image, weights, output, device, tlc)
+        speed = {"precision": precision, "compile": compile, "threads": threads, "reference": reference}
+        _restore("deblur", image, weights, output, device, tlc, speed)
