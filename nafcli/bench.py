@@ -76,7 +76,9 @@ def random_model(spec: ArchSpec, *, tlc: bool, seed: int = 0) -> LoadedModel:
     figures are those of a real network.
     """
     gen = torch.Generator().manual_seed(seed)
-    module = spec.build(tlc=tlc)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the default initialisation draws from the global generator
+        module = spec.build(tlc=tlc)
     with torch.no_grad():
         for name, p in module.named_parameters():
             leaf = name.rsplit(".", 1)[-1]

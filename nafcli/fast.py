@@ -16,8 +16,10 @@ What changes, and why each is exact (up to float rounding):
 * **TLC local mean** computed once per feature map with a float32 integral image of the mean-centred
   values (centring keeps the running sums small, so float32 stays within ~1e-6 of the float64 reference),
   and the replicate padding done by index clamping inside the same pass rather than as a separate copy.
-* **SCA folding** (global-mean SCA, one image per batch): the per-image channel scale ``s`` is folded into
-  ``conv3``'s weights (``W3 (x * s) = (W3 diag(s)) x``), saving one full pass over the feature map.
+* **SCA folding** (global-mean SCA, one image per batch, ``fold_sca=True``): the per-image channel scale
+  ``s`` is folded into ``conv3``'s weights (``W3 (x * s) = (W3 diag(s)) x``), saving one pass over the
+  feature map. Exact, but measured no faster on the CPU (oneDNN re-packs the changed weights on every
+  call), so it is off by default.
 * **NAFSSR**: both views run through each NAFBlock as one batch of two (same weights); the SCAM query
   scale, LayerNorm affines and beta/gamma are folded into its projections.
 
@@ -130,7 +132,7 @@ def _scale_out(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
 class FastNAFBlock(nn.Module):
     """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out."""
 
-    def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = True) -> None:
+    def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
         super().__init__()
         self.eps1, self.eps2 = ref.norm1.eps, ref.norm2.eps
         self.conv1 = _fold_norm(ref.norm1, ref.conv1)
@@ -167,7 +169,7 @@ class FastNAFNet(nn.Module):
     Input: N x C x H x W float32 (any memory format); output: float32, same layout as the reference.
     """
 
-    def __init__(self, ref: NAFNet, *, dtype: torch.dtype = torch.float32, fold_sca: bool = True) -> None:
+    def __init__(self, ref: NAFNet, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
         super().__init__()
         self.tlc = ref.tlc
         self.size_multiple = ref.size_multiple
@@ -232,7 +234,7 @@ class FastNAFSSR(nn.Module):
 
     size_multiple = 1
 
-    def __init__(self, ref: NAFSSR, *, dtype: torch.dtype = torch.float32, fold_sca: bool = True) -> None:
+    def __init__(self, ref: NAFSSR, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
         super().__init__()
         self.tlc = ref.tlc
         self.up_scale = ref.up_scale
@@ -260,7 +262,7 @@ class FastNAFSSR(nn.Module):
 
 
 def optimize(
-    module: nn.Module, *, dtype: torch.dtype = torch.float32, fold_sca: bool = True
+    module: nn.Module, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False
 ) -> FastNAFNet | FastNAFSSR:
     """The fast equivalent of a reference ``NAFNet`` / ``NAFSSR`` (eval mode, on ``module``'s device).
 
