@@ -100,6 +100,22 @@ def test_fast_local_mean_keeps_float32_for_bf16_input() -> None:
     assert (got - local_mean(x.float(), (10, 10))).abs().max().item() < 1e-5
 
 
+def test_layer_norm_statistics_are_float32_for_bf16() -> None:
+    from nafcli.fast import _layer_norm
+
+    # A large common offset: bf16 statistics would lose the small per-pixel variations entirely.
+    x = (
+        (torch.randn((1, 32, 16, 16)) * 0.5 + 40)
+        .to(torch.bfloat16)
+        .contiguous(memory_format=torch.channels_last)
+    )
+    got = _layer_norm(x, 1e-6)
+    assert got.dtype == torch.bfloat16
+    want = torch.nn.functional.layer_norm(x.float().permute(0, 2, 3, 1), (32,), eps=1e-6).permute(0, 3, 1, 2)
+    # within one bf16 rounding of the float32 computation
+    assert (got.float() - want).abs().max().item() <= 2**-8 * want.abs().max().item()
+
+
 def _tiny_nafnet(tlc: bool = False):
     spec = NAFNetSpec(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
     return random_model(spec, tlc=tlc, seed=3)
