@@ -339,7 +339,7 @@ def run_bench(
         model=label,
         architecture=model.spec.describe() + (" + TLC" if model.tlc else ""),
         device=str(dev),
-        threads=torch.get_num_threads() if dev.type == "cpu" else torch.cuda.device_count(),
+        threads=torch.get_num_threads(),
         input_shape=shape,
         tile=str(tile),
         paths=paths,

@@ -135,6 +135,10 @@ class Restorer:
         return self._forward_module(x)
 
     def _forward_module(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled and self.device.type == "cuda":
+            # CUDA-graph replay reuses its output buffers: mark the step, and keep our own copy.
+            torch.compiler.cudagraph_mark_step_begin()
+            return self.module(x).clone()
         if self.precision == "fp32" or self.fast:
             # The fast module casts itself (statistics in float32); no autocast needed.
             return self.module(x)
