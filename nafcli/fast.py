@@ -264,6 +264,11 @@ class FastNAFSSR(nn.Module):
         return torch.cat([y[:n], y[n:]], dim=1) + inp_hr
 
 
+def supported(module: nn.Module) -> bool:
+    """Whether :func:`optimize` has a fast equivalent for ``module``."""
+    return isinstance(module, (NAFNet, NAFSSR))
+
+
 def optimize(
     module: nn.Module, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False
 ) -> FastNAFNet | FastNAFSSR:

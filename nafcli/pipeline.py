@@ -90,9 +90,12 @@ class Restorer:
         #: what ``_forward`` runs: the fast equivalent (nafcli.fast) unless ``fast=False``
         self.module = self.reference_module
         if fast:
-            from .fast import optimize
+            from .fast import optimize, supported
 
-            self.module = optimize(self.reference_module, dtype=_DTYPES[self.precision])
+            # A network the fast path does not know (a user's wrapper, a test double) runs as it is.
+            self.fast = fast = supported(self.reference_module)
+            if fast:
+                self.module = optimize(self.reference_module, dtype=_DTYPES[self.precision])
         self.compiled = compile
         self._compiled_shapes: set[tuple[int, ...]] = set()
         if compile:

@@ -177,6 +177,25 @@ def test_restorer_fast_by_default_and_reference_selectable() -> None:
     assert (fast.run_tensor(x) - ref.run_tensor(x)).abs().max().item() <= 1e-5
 
 
+def test_restorer_runs_unknown_modules_as_they_are() -> None:
+    model = _tiny_nafnet()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    x = torch.rand((1, 3, 32, 32))
+    want = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    model.module = Wrapper(model.module)
+    r = Restorer(model, device="cpu")
+    assert r.module is model.module and not r.fast and r.last_run.path == "reference"
+    assert torch.equal(r.run_tensor(x), want)
+
+
 def test_precision_validation() -> None:
     from nafcli.speed import check_precision, native_bf16, native_fp16
 
