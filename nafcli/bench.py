@@ -190,6 +190,8 @@ class PathResult:
     speedup: float | None = None
     psnr_vs_reference: float | None = None
     max_abs_vs_reference: float | None = None
+    #: the tile size the run used (0: whole image), from Restorer.last_run
+    tile_size: int = 0
 
     @property
     def median(self) -> float:
@@ -272,7 +274,7 @@ def run_bench(
     size: int = 1024,
     precisions: tuple[str, ...] = ("fp32",),
     device: str = "auto",
-    tile: int | str = 0,
+    tile: int | str = "auto",
     repeat: int = 3,
     reference: bool = True,
     reference_repeat: int = 1,
@@ -325,6 +327,7 @@ def run_bench(
 
         warm, times, peak, out = _time(fast_fn, dev, repeat)
         result.seconds, result.warmup_seconds, result.peak_memory_bytes = times, warm, peak
+        result.tile_size = int(getattr(restorer.last_run, "tile_size", 0) or 0)
         if ref_out is not None:
             result.psnr_vs_reference = psnr(out, ref_out)
             result.max_abs_vs_reference = (out - ref_out.clamp(0, 1)).abs().max().item()

@@ -61,8 +61,11 @@ def register(app: typer.Typer) -> None:
             typer.Option("--precision", "-p", help="fp32, bf16, fp16 or auto; repeat for several rows."),
         ] = None,
         tile: Annotated[
-            str, typer.Option("--tile", help="Tile size for the fast path (0: whole image).")
-        ] = "0",
+            str,
+            typer.Option(
+                "--tile", help="Fast-path tile size: auto (nafcli's default), N, or 0 (whole image)."
+            ),
+        ] = "auto",
         device: DeviceOpt = "auto",
         repeat: Annotated[
             int, typer.Option("--repeat", "-n", help="Timed runs per path (median reported).")
@@ -131,7 +134,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(col, justify="left" if col in ("path", "precision") else "right")
         for p in result.paths:
             table.add_row(
-                p.name,
+                p.name + (f", tile {p.tile_size}" if p.tile_size else ""),
                 p.precision,
                 f"{p.median:.3f}",
                 f"{p.megapixels_per_second(result.pixels):.3f}",
