@@ -77,13 +77,18 @@ def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
         return x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
     k1, k2 = min(h, window[0]), min(w, window[1])
     v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
+    n, c = v.shape[0], v.shape[-1]
     mu = v.mean(dim=(1, 2), keepdim=True, dtype=torch.float32)
-    t = v.float() - mu
-    cs = F.pad(t.cumsum(2), (0, 0, 1, 0))  # along W, a leading zero column
-    del t
+    # Cumulative sums written into buffers with a leading zero row/column: no padding copies.
+    cs = v.new_empty((n, h, w + 1, c), dtype=torch.float32)
+    cs[:, :, 0].zero_()
+    torch.sub(v, mu, out=cs[:, :, 1:])
+    cs[:, :, 1:].cumsum_(2)  # along W
     rows = _box_pass(cs, 2, w, k2, x.device)
     del cs
-    cs = F.pad(rows.cumsum(1), (0, 0, 0, 0, 1, 0))  # along H
+    cs = rows.new_empty((n, h + 1, w, c))
+    cs[:, 0].zero_()
+    torch.cumsum(rows, 1, out=cs[:, 1:])  # along H
     del rows
     box = _box_pass(cs, 1, h, k1, x.device)
     del cs
@@ -220,7 +225,9 @@ class FastSCAM(nn.Module):
         self.r_proj2 = _scale_out(ref.r_proj2, ref.beta)
         self.l_proj2 = _scale_out(ref.l_proj2, ref.gamma)
 
-    def forward(self, x_l: torch.Tensor, x_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x``: the left views (``x[:n]``) and the right views (``x[n:]``) as one batch; same out."""
+        x_l, x_r = x[:n], x[n:]
         q_l = self.l_proj1(_layer_norm(x_l, self.eps_l)).permute(0, 2, 3, 1)  # B H W c
         q_r_t = self.r_proj1(_layer_norm(x_r, self.eps_r)).permute(0, 2, 1, 3)  # B H c W
         v_l = self.l_proj2(x_l).permute(0, 2, 3, 1)
@@ -229,7 +236,10 @@ class FastSCAM(nn.Module):
         dt = x_l.dtype
         f_r2l = torch.matmul(torch.softmax(att, dim=-1, dtype=torch.float32).to(dt), v_r)
         f_l2r = torch.matmul(torch.softmax(att.transpose(-1, -2), dim=-1, dtype=torch.float32).to(dt), v_l)
-        return x_l + f_r2l.permute(0, 3, 1, 2), x_r + f_l2r.permute(0, 3, 1, 2)
+        out = torch.empty_like(x)  # written in place: no concatenation copy per block
+        torch.add(x_l, f_r2l.permute(0, 3, 1, 2), out=out[:n])
+        torch.add(x_r, f_l2r.permute(0, 3, 1, 2), out=out[n:])
+        return out
 
 
 class FastNAFSSR(nn.Module):
@@ -257,9 +267,7 @@ class FastNAFSSR(nn.Module):
         views = torch.cat(inp.chunk(2, dim=1), dim=0).contiguous(memory_format=_CL)  # 2N, C, H, W
         x = self.intro(views.to(self.compute_dtype))
         for blk, fusion in zip(self.blks, self.fusions, strict=True):
-            x = blk(x)
-            x_l, x_r = fusion(x[:n], x[n:])
-            x = torch.cat([x_l, x_r], dim=0)
+            x = fusion(blk(x), n)
         y = F.pixel_shuffle(self.up(x), self.up_scale).float()
         return torch.cat([y[:n], y[n:]], dim=1) + inp_hr
 
