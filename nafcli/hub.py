@@ -22,7 +22,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
@@ -140,7 +141,9 @@ def _write_marker(entry: ModelEntry, path: Path, sha: str) -> None:
         pass
 
 
-def verify_file(entry: ModelEntry, path: Path, *, force: bool = False, progress: Progress | None = None) -> str:
+def verify_file(
+    entry: ModelEntry, path: Path, *, force: bool = False, progress: Progress | None = None
+) -> str:
     """Check ``path`` against the entry's SHA-256 (skipped when a marker says it was checked and the file is
     unchanged, unless ``force``). Returns the file's hash; :class:`HashMismatchError` on a mismatch."""
     if not force:
@@ -242,7 +245,8 @@ def _check_writable(cache: Path, entry: ModelEntry) -> None:
 def _cache_error(cache: Path, entry: ModelEntry, e: OSError) -> CacheError:
     if e.errno == errno.ENOSPC:
         return CacheError(
-            f"{cache}: disk full while storing {entry.id}; free some space or set HF_HUB_CACHE to another disk"
+            f"{cache}: disk full while storing {entry.id}; free some space or set HF_HUB_CACHE to "
+            "another disk"
         )
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return CacheError(
@@ -257,9 +261,10 @@ def _mb(n: int) -> str:
 
 
 def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        FileMetadataError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
@@ -273,25 +278,34 @@ def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path
         f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
     )
     try:
-        path = hf_hub_download(
-            entry.repo_id,  # type: ignore[arg-type]
-            entry.file,
-            repo_type=entry.repo_type,
-            revision=entry.revision,
-            library_name="nafcli",
-            library_version=__version__,
-            cache_dir=cache,
-            tqdm_class=_tqdm_class(progress) if progress is not None else None,
-        )
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+        with _quiet_hub_logs():
+            # One quick metadata request first: without a network, hf_hub_download would retry with
+            # back-off for ~25 s before failing; this fails at once with the same errors.
+            get_hf_file_metadata(
+                hf_hub_url(entry.repo_id, entry.file, repo_type=entry.repo_type, revision=entry.revision),  # type: ignore[arg-type]
+                library_name="nafcli",
+                library_version=__version__,
+            )
+            path = hf_hub_download(
+                entry.repo_id,  # type: ignore[arg-type]
+                entry.file,
+                repo_type=entry.repo_type,
+                revision=entry.revision,
+                library_name="nafcli",
+                library_version=__version__,
+                cache_dir=cache,
+                tqdm_class=_tqdm_class(progress) if progress is not None else None,
+            )
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, FileMetadataError) as e:
         cause = e.__cause__ or e.__context__
         why = "no connection" if cause is None else _short(cause)
         raise WeightsNotAvailableError(no_net.format(why=why)) from None
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         raise WeightsNotAvailableError(
-            f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be stale: "
-            f"fetch the file by hand and run 'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+            f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be "
+            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}', or pass "
+            "--weights FILE"
         ) from None
     except HfHubHTTPError as e:
         raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
@@ -302,6 +316,20 @@ def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path
             raise _cache_error(cache, entry, e) from None
         raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
     return Path(path)
+
+
+@contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub logs each retry as a warning on stderr; our one-line error says it all."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR + 10)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -181,7 +181,7 @@ def registry_path() -> tuple[Path, bool]:
     return builtin_path(), True
 
 
-_cache: dict[tuple[str, float], Registry] = {}
+_cache: dict[tuple[str, int, int], Registry] = {}
 
 
 def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
@@ -193,7 +193,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
     name = str(p)
     try:
         stat = p.stat()
-        key = (str(p.resolve()), stat.st_mtime)
+        key = (str(p.resolve()), stat.st_mtime_ns, stat.st_size)
         if key in _cache:
             return _cache[key]
         raw = p.read_bytes()
@@ -224,7 +224,9 @@ def parse_registry(data: Mapping[str, Any], *, source: str, base: Path) -> Regis
     for task in TASKS:
         defaults = [e.id for e in entries if e.task == task and e.default]
         if len(defaults) > 1:
-            raise RegistryError(f"{source}: task {task!r} has {len(defaults)} defaults ({', '.join(defaults)})")
+            raise RegistryError(
+                f"{source}: task {task!r} has {len(defaults)} defaults ({', '.join(defaults)})"
+            )
         if not defaults and any(e.task == task for e in entries):
             raise RegistryError(f"{source}: task {task!r} has no entry with default = true")
     return Registry(entries=tuple(entries), path=source)
@@ -285,7 +287,8 @@ def _parse_entry(mid: str, t: Any, *, source: str, base: Path) -> ModelEntry:
 
     present = _SOURCE & set(t)
     if present and present != _SOURCE:
-        raise fail(f"missing field {sorted(_SOURCE - present)[0]!r} (repo_id, repo_type, revision go together)")
+        first = sorted(_SOURCE - present)[0]
+        raise fail(f"missing field {first!r} (repo_id, repo_type, revision go together)")
     repo_id = typed("repo_id", str)
     repo_type = typed("repo_type", str)
     revision = typed("revision", str)

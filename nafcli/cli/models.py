@@ -19,7 +19,9 @@ from .errors import error, handle_errors
 
 app = typer.Typer(help="List, download, verify, import and remove pretrained weights.", no_args_is_help=True)
 
-IdsArg = Annotated[list[str] | None, typer.Argument(help="Model ids (see 'nafcli models list').", show_default=False)]
+IdsArg = Annotated[
+    list[str] | None, typer.Argument(help="Model ids (see 'nafcli models list').", show_default=False)
+]
 
 
 def _size(n: int | None) -> str:

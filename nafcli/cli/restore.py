@@ -37,7 +37,9 @@ def _restore(
         loaded = resolve(task=task, model=model, weights=weights, tlc=tlc, offline=offline, progress=progress)
     restorer = Restorer(loaded, device=device)
     if restorer.model.stereo:
-        raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
+        raise UsageError(
+            f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'"
+        )
     written = restore_file(restorer, image, output, task=task)
     print(written)
 
