@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from _hubserver import HubServer  # tests/ is on sys.path
 
-from _hubserver import HubServer  # noqa: I001  (tests/ is on sys.path)
 from nafcli.model import NAFNetSpec, NAFSSRSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,8 @@ def registry_text(b: dict[str, bytes]) -> str:
 
     return (
         '[models.tiny-denoise]\ntask = "denoise"\narch = "nafnet"\n' + NAFNET_SMALL
-        + 'file = "tiny-denoise.pth"\ndefault = true\n' + hub("test/nafnet-models", "model", REV_M, b["denoise"])
+        + 'file = "tiny-denoise.pth"\ndefault = true\n'
+        + hub("test/nafnet-models", "model", REV_M, b["denoise"])
         + '\n[models.tiny-sr]\ntask = "stereo-sr"\narch = "nafssr"\nup_scale = 2\nwidth = 16\nnum_blks = 4\n'
         + 'file = "tiny-sr.pth"\ndefault = true\n' + hub("test/nafssr-space", "space", REV_S, b["sr"])
         + '\n[models.tiny-bad]\ntask = "denoise"\narch = "nafnet"\n' + NAFNET_SMALL

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from nafcli.errors import RegistryError, UnknownModelError
 from nafcli.model import NAFNetSpec, NAFSSRSpec, expected_shapes
@@ -137,7 +137,7 @@ def test_env_file_replaces_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda s: s.replace('file = "tiny.pth"', 'file = "tiny.pth"\ncolour = "red"'), "unknown field 'colour'"),
+        (lambda s: s.replace("file =", 'colour = "red"\nfile ='), "unknown field 'colour'"),
         (lambda s: s.replace('file = "tiny.pth"\n', ""), "missing field 'file'"),
         (lambda s: s.replace(SHA, "abc123"), "bad sha256 'abc123'"),
         (lambda s: s.replace(REV, "main"), "bad revision 'main'"),
