@@ -268,7 +268,12 @@ def test_safetensors_copy_after_first_verified_load(hub: Hub) -> None:
     copies = list((hub.home / "nafcli" / "safetensors").glob("tiny-denoise-*.safetensors"))
     assert len(copies) == 1
     hub.server.stop()
-    code = LOAD.replace('sys.argv[1] == "nopickle"', "True").replace('"offline" in sys.argv', "True")
+    # later loads read no pickle (torch.load would raise), through the public API, offline
+    code = LOAD.replace('sys.argv[1] == "nopickle"', "True").replace(
+        'm = load_entry(load_registry().get("tiny-denoise"), offline="offline" in sys.argv)',
+        "from nafcli.pipeline import Restorer\n"
+        'm = Restorer.from_pretrained("tiny-denoise", device="cpu", offline=True).model',
+    )
     second = hub.python(code)
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
