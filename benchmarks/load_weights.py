@@ -2,7 +2,8 @@
 
 Generates random weights with an official configuration (default NAFNet-SIDD-width64, ~464 MB), writes the
 .pth as the authors do ({"params": state_dict}) and its safetensors copy, then times
-``nafcli.checkpoint.load_model`` on each (median of --repeat runs, each in a fresh process so the page
+``nafcli.checkpoint.read_state_dict`` (reading the file) and ``load_model`` (reading, checking, building
+the network) on each (median of --repeat runs, each in a fresh process so the page
 cache is the only thing shared). Prints one JSON object. Never asserted on; numbers on a busy machine are
 indicative only.
 
@@ -23,12 +24,16 @@ from pathlib import Path
 CHILD = """
 import resource, sys, time
 t0 = time.perf_counter()
-from nafcli.checkpoint import load_model
+from nafcli.checkpoint import load_model, read_state_dict
 t1 = time.perf_counter()
-m = load_model(sys.argv[1])
+sd = read_state_dict(sys.argv[1])
 t2 = time.perf_counter()
+del sd
+t3 = time.perf_counter()
+m = load_model(sys.argv[1])
+t4 = time.perf_counter()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(t2 - t1, rss, m.num_parameters)
+print(t4 - t3, t2 - t1, rss, m.num_parameters)
 """
 
 
@@ -63,13 +68,14 @@ def main() -> None:
                     [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
                     env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
                 )  # fmt: skip
-                seconds, rss, params = out.stdout.split()
-                runs.append((float(seconds), float(rss)))
+                seconds, read, rss, params = out.stdout.split()
+                runs.append((float(seconds), float(read), float(rss)))
             result[name] = {
                 "bytes": path.stat().st_size,
-                "median_s": round(statistics.median(r[0] for r in runs), 3),
-                "runs_s": [round(r[0], 3) for r in runs],
-                "max_rss_mb": round(max(r[1] for r in runs), 1),
+                "load_model_median_s": round(statistics.median(r[0] for r in runs), 3),
+                "load_model_runs_s": [round(r[0], 3) for r in runs],
+                "read_state_dict_median_s": round(statistics.median(r[1] for r in runs), 3),
+                "max_rss_mb": round(max(r[2] for r in runs), 1),
             }
             result["params"] = int(params)
         print(json.dumps(result, indent=1))
