@@ -325,3 +325,14 @@ def test_denoise_uses_the_task_default_and_model_option(hub: Hub, tmp_path: Path
     assert r.returncode == 2 and "is for stereo-sr" in r.stderr
     r = hub.cli("deblur", str(img), "--offline", "-o", str(tmp_path / "d.png"))
     assert r.returncode == 1 and "https://example.org/drive" in r.stderr and "models import" in r.stderr
+
+
+def test_download_all_reports_each_failure_and_honours_hf_hub_cache(hub: Hub, tmp_path: Path) -> None:
+    cache = tmp_path / "elsewhere"
+    r = hub.cli("models", "download", "--all", HF_HUB_CACHE=str(cache))
+    assert r.returncode == 1
+    assert sorted(Path(p).name for p in r.stdout.split()) == ["tiny-denoise.pth", "tiny-sr.pth"]
+    assert all(Path(p).is_relative_to(cache) for p in r.stdout.split())
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 2 and "tiny-bad" in errors[0] and "tiny-missing" in errors[1]
+    assert not (hub.home / "hub").exists()
