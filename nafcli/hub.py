@@ -379,17 +379,19 @@ def import_file(entry: ModelEntry, source: Path, *, sha256: str | None = None) -
     is its hash when already computed. The copy is written atomically and marked verified.
     """
     dest = imported_path(entry)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         shutil.copyfile(source, tmp)
         os.replace(tmp, dest)
     except OSError as e:
         raise _cache_error(dest.parent, entry, e) from None
     finally:
-        if "tmp" in locals():
-            Path(tmp).unlink(missing_ok=True)
-    verify_file(entry, dest, force=sha256 is None) if sha256 is None else _write_marker(entry, dest, sha256)
+        tmp.unlink(missing_ok=True)
+    if sha256 is None:
+        verify_file(entry, dest, force=True)
+    else:
+        _write_marker(entry, dest, sha256)
     return dest
 
 
