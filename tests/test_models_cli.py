@@ -138,3 +138,39 @@ def test_unknown_id(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_download_needs_ids_or_all(env: Path) -> None:
     assert runner.invoke(app, ["models", "download"]).exit_code == 2
+
+
+def _photo(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_restore_with_a_drive_only_default_says_how_to_import(env: Path) -> None:
+    r = runner.invoke(app, ["deblur", str(_photo(env / "p.png")), "--offline", "-o", str(env / "o.png")])
+    assert r.exit_code == 1
+    assert "https://example.org/a" in r.stderr and "nafcli models import MAN-A.pth --as man-a" in r.stderr
+
+
+def test_restore_refuses_a_model_of_another_task(env: Path) -> None:
+    r = runner.invoke(app, ["denoise", str(_photo(env / "p.png")), "--model", "man-a"])
+    assert r.exit_code == 2 and "man-a is for deblur, not denoise" in r.stderr
+
+
+def test_restore_with_an_imported_model_and_weights_winning(env: Path) -> None:
+    img = _photo(env / "p.png")
+    src = _save(LOCAL, env / "download.pth", seed=5)
+    assert runner.invoke(app, ["models", "import", str(src), "--as", "man-a"]).exit_code == 0
+    a = runner.invoke(app, ["deblur", str(img), "--offline", "--device", "cpu", "-o", str(env / "a.png")])
+    assert a.exit_code == 0, a.output
+    other = _save(LOCAL, env / "other.pth", seed=6)
+    b = runner.invoke(
+        app,
+        ["deblur", str(img), "-w", str(other), "--model", "man-a", "--device", "cpu", "-o", str(env / "b.png")],
+    )
+    assert b.exit_code == 0, b.output
+    c = runner.invoke(app, ["deblur", str(img), "-w", str(src), "--device", "cpu", "-o", str(env / "c.png")])
+    assert (env / "a.png").read_bytes() == (env / "c.png").read_bytes() != (env / "b.png").read_bytes()
+    assert c.exit_code == 0
