@@ -166,10 +166,8 @@ def test_restore_with_an_imported_model_and_weights_winning(env: Path) -> None:
     a = runner.invoke(app, ["deblur", str(img), "--offline", "--device", "cpu", "-o", str(env / "a.png")])
     assert a.exit_code == 0, a.output
     other = _save(LOCAL, env / "other.pth", seed=6)
-    b = runner.invoke(
-        app,
-        ["deblur", str(img), "-w", str(other), "--model", "man-a", "--device", "cpu", "-o", str(env / "b.png")],
-    )
+    both = ["-w", str(other), "--model", "man-a"]
+    b = runner.invoke(app, ["deblur", str(img), *both, "--device", "cpu", "-o", str(env / "b.png")])
     assert b.exit_code == 0, b.output
     c = runner.invoke(app, ["deblur", str(img), "-w", str(src), "--device", "cpu", "-o", str(env / "c.png")])
     assert (env / "a.png").read_bytes() == (env / "c.png").read_bytes() != (env / "b.png").read_bytes()
