@@ -116,12 +116,24 @@ def bench_model(
         use_tlc = bool(tlc) if tlc is not None else spec.arch == "nafssr"
         return random_model(spec, tlc=use_tlc, seed=seed), spec.describe()
     name = model_id or "nafnet-sidd-width32"
-    if name not in OFFICIAL:
-        known = ", ".join(OFFICIAL)
-        raise UsageError(f"unknown model {name!r} (known: {known})")
-    arch, config, default_tlc = OFFICIAL[name]
-    spec = spec_from_config(arch, config)
+    spec, default_tlc = _registry_spec(name)
     return random_model(spec, tlc=default_tlc if tlc is None else tlc, seed=seed), name
+
+
+def _registry_spec(name: str) -> tuple[ArchSpec, bool]:
+    """Architecture and TLC default of a model id: the registry (weights.toml), else the built-in table
+    of the official configurations (so the benchmark works without the registry file)."""
+    try:
+        from .registry import load_registry
+
+        entry = load_registry().get(name)
+        return entry.spec, entry.tlc
+    except Exception:  # noqa: BLE001 - any registry trouble: fall back to the built-in table
+        pass
+    if name not in OFFICIAL:
+        raise UsageError(f"unknown model {name!r} (known: {', '.join(OFFICIAL)})")
+    arch, config, default_tlc = OFFICIAL[name]
+    return spec_from_config(arch, config), default_tlc
 
 
 def count_flops(module: torch.nn.Module, shape: tuple[int, ...]) -> int:

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,7 +76,10 @@ def _read_torch(p: Path, head: bytes) -> Any:
         # A zip whose central directory (at the very end) is gone: the file was cut short.
         raise TruncatedCheckpointError(f"{name}: truncated checkpoint (incomplete download or copy?)")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it may not support; the outcome is handled below.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg or "weights_only" in msg:
@@ -242,8 +246,13 @@ def load_model(
         raise InconsistentShapesError(f"{name}: holds {spec.describe()}, expected {expected.describe()}")
     check_state_dict(spec, state_dict, source=name)
     use_tlc = default_tlc(spec) if tlc is None else tlc
-    module = spec.build(tlc=use_tlc)
-    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    # Build on the meta device and adopt the loaded tensors (assign=True): no random initialisation of
+    # weights that are overwritten at once, which costs more than reading the file for the big models.
+    # Safe because the networks hold no buffers, and strict=True means every tensor is replaced.
+    with torch.device("meta"):
+        module = spec.build(tlc=use_tlc)
+    tensors = {k: v.float().contiguous() for k, v in state_dict.items()}
+    module.load_state_dict(tensors, strict=True, assign=True)
     return wrap(module, spec, tlc=use_tlc, source=name, model_id=model_id)
 
 

@@ -14,34 +14,43 @@ from .options import CompileOpt, DeviceOpt, OutputOpt, PrecisionOpt, ReferenceOp
 ImageArg = Annotated[Path, typer.Argument(help="The image to restore.", show_default=False)]
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", metavar="ID", help="A pretrained model id (default: the task's default; "
+                 "see 'nafcli models list'). --weights wins.", show_default=False),
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Use only the local cache (also HF_HUB_OFFLINE=1); never download.")
+]
+
+
 def _restore(
-    task: str,
-    image: Path,
-    weights: Path | None,
-    output: Path | None,
-    device: str,
-    tlc: bool,
-    speed: dict,
-) -> None:
+    task: str, image: Path, weights: Path | None, output: Path | None, device: str, tlc: bool,
+    model: str | None = None, offline: bool = False, speed: dict | None = None,
+) -> None:  # fmt: skip
     from ..batch import restore_file
     from ..errors import UsageError
     from ..pipeline import Restorer, resolve_device
     from ..speed import configure_threads
+    from ..weights import resolve
+    from .models import download_progress
 
-    if weights is None:
-        raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
+    with download_progress(model or f"{task} model") as progress:
+        loaded = resolve(task=task, model=model, weights=weights, tlc=tlc, offline=offline, progress=progress)
+    speed = speed or {}
     dev = resolve_device(device)
-    configure_threads(speed["threads"], dev)
-    restorer = Restorer.from_file(
-        weights,
-        tlc=tlc,
+    configure_threads(speed.get("threads"), dev)
+    restorer = Restorer(
+        loaded,
         device=dev,
-        precision=speed["precision"],
-        compile=speed["compile"],
-        fast=not speed["reference"],
+        precision=speed.get("precision", "fp32"),
+        compile=speed.get("compile", False),
+        fast=not speed.get("reference", False),
     )
     if restorer.model.stereo:
-        raise UsageError(f"{weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'")
+        raise UsageError(
+            f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'"
+        )
     written = restore_file(restorer, image, output, task=task)
     if restorer.last_run.compile_seconds:
         print(f"compiled in {restorer.last_run.compile_seconds:.1f} s (first call, one per input shape)",
@@ -55,6 +64,8 @@ def register(app: typer.Typer) -> None:
     def denoise(
         image: ImageArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: OutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: Annotated[
@@ -66,13 +77,15 @@ def register(app: typer.Typer) -> None:
         reference: ReferenceOpt = False,
     ) -> None:
         speed = {"precision": precision, "compile": compile, "threads": threads, "reference": reference}
-        _restore("denoise", image, weights, output, device, tlc, speed)
+        _restore("denoise", image, weights, output, device, tlc, model, offline, speed)
 
     @app.command(help="Remove motion blur from a photo (NAFNet trained on GoPro or REDS, with TLC).")
     @handle_errors
     def deblur(
         image: ImageArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: OutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: Annotated[
@@ -88,4 +101,4 @@ def register(app: typer.Typer) -> None:
         reference: ReferenceOpt = False,
     ) -> None:
         speed = {"precision": precision, "compile": compile, "threads": threads, "reference": reference}
-        _restore("deblur", image, weights, output, device, tlc, speed)
+        _restore("deblur", image, weights, output, device, tlc, model, offline, speed)
