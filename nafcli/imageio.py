@@ -122,7 +122,7 @@ def sniff_format(head: bytes) -> str | None:
     """The image format of a file from its first bytes, or None. Content, not extension, decides."""
     for magic, fmt in _MAGIC:
         if head.startswith(magic):
-            if fmt == "bmp" and len(head) >= 18 and head[14:18] not in (
+            if fmt == "bmp" and head[14:18] not in (
                 b"\x0c\x00\x00\x00", b"(\x00\x00\x00", b"@\x00\x00\x00", b"l\x00\x00\x00",
                 b"|\x00\x00\x00",
             ):
