@@ -350,12 +350,12 @@ def _encode_webp(image: Image, quality: int | None) -> bytes:
     if px.dtype == np.uint16:
         px = (px.astype(np.float32) / 257.0).round().astype(np.uint8)
     rgb = np.repeat(px, 3, axis=2) if px.shape[2] == 1 else px
-    im = PILImage.fromarray(np.ascontiguousarray(rgb), "RGB")
+    im = PILImage.fromarray(np.ascontiguousarray(rgb))
     if image.alpha is not None:
         a = image.alpha
         if a.dtype == np.uint16:
             a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
-        im.putalpha(PILImage.fromarray(np.ascontiguousarray(a), "L"))
+        im.putalpha(PILImage.fromarray(np.ascontiguousarray(a)))
     kwargs: dict = {"quality": quality if quality is not None else 95}
     if image.info.get("icc_profile"):
         kwargs["icc_profile"] = image.info["icc_profile"]
