@@ -163,6 +163,9 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
     from PIL import UnidentifiedImageError
 
     meta: dict = {}
+    head = data[:26].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        meta["png_color_type"] = head[25]
     try:
         with PILImage.open(io.BytesIO(data.tobytes())) as im:
             meta["size"] = im.size
@@ -200,6 +203,8 @@ def _apply_metadata(image: Image, meta: dict, fmt: str) -> Image:
     warnings: list[str] = []
     mode = meta.get("mode", "")
     name = image.source
+    if meta.get("png_color_type") in (0, 4):
+        mode = "LA" if meta["png_color_type"] == 4 else "L"  # Pillow calls 16-bit gray+alpha "RGBA"
     if mode in _GRAY_MODES and not image.is_gray:
         # OpenCV expands gray+alpha to BGRA; gray must stay gray
         image = Image(pixels=np.ascontiguousarray(image.pixels[:, :, :1]), alpha=image.alpha,
@@ -322,6 +327,14 @@ def write_image(path: str | os.PathLike[str], image: Image, *, quality: int | No
     if fmt == "webp":
         atomic_write_bytes(p, _encode_webp(image, quality))
         return warnings
+    icc, exif = image.info.get("icc_profile"), image.info.get("exif")
+    if fmt == "png" and image.is_gray and image.alpha is not None:
+        # OpenCV writes no gray+alpha PNG (it would make it RGBA): gray must stay gray
+        atomic_write_bytes(p, _png_with_metadata(_encode_png_gray_alpha(image), icc, exif))
+        return warnings
+    if fmt == "tiff" and not sixteen and (icc or exif):
+        atomic_write_bytes(p, _encode_tiff_pil(image, icc, exif))
+        return warnings
     arr = to_cv2(image)
     params: list[int] = []
     if sixteen and not CAPABILITIES[fmt][0]:
@@ -332,7 +345,6 @@ def write_image(path: str | os.PathLike[str], image: Image, *, quality: int | No
     if not ok:
         raise ImageWriteError(f"{name}: could not encode the image as {ext}")
     data = buf.tobytes()
-    icc, exif = image.info.get("icc_profile"), image.info.get("exif")
     if fmt == "png":
         data = _png_with_metadata(data, icc, exif)
     elif fmt == "jpg":
@@ -363,6 +375,42 @@ def _encode_webp(image: Image, quality: int | None) -> bytes:
         kwargs["exif"] = image.info["exif"]
     out = io.BytesIO()
     im.save(out, "WEBP", **kwargs)
+    return out.getvalue()
+
+
+def _encode_png_gray_alpha(image: Image) -> bytes:
+    """A gray+alpha PNG (colour type 4, 8 or 16 bits), which neither OpenCV nor (at 16 bits) Pillow
+    writes. Filter type 0 on every row; zlib does the rest."""
+    import struct
+    import zlib
+
+    assert image.alpha is not None
+    big = ">u2" if image.pixels.dtype == np.uint16 else "u1"
+    la = np.dstack([image.pixels[:, :, 0], image.alpha]).astype(big)
+    rows = la.reshape(image.height, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    depth = 16 if big == ">u2" else 8
+    ihdr = struct.pack(">IIBBBBB", image.width, image.height, depth, 4, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+            + _png_chunk(b"IEND", b""))
+
+
+def _encode_tiff_pil(image: Image, icc: bytes | None, exif: bytes | None) -> bytes:
+    """8-bit TIFF through Pillow, which can carry the ICC profile and EXIF (OpenCV cannot)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    px = image.pixels[:, :, 0] if image.is_gray else image.pixels
+    parts = [px] if image.alpha is None else [px if px.ndim == 3 else px[:, :, None], image.alpha[:, :, None]]
+    arr = np.ascontiguousarray(np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0])
+    kwargs: dict = {"compression": "tiff_lzw"}
+    if icc:
+        kwargs["icc_profile"] = icc
+    if exif:
+        kwargs["exif"] = exif
+    out = io.BytesIO()
+    PILImage.fromarray(arr).save(out, "TIFF", **kwargs)
     return out.getvalue()
 
 
