@@ -110,7 +110,9 @@ def test_warnings_for_animation_and_cmyk(batch_run) -> None:  # noqa: ANN001
 
 def test_resume_skips_existing_and_overwrite_redoes(tmp_path: Path) -> None:
     src = tmp_path / "in"
-    write_variants(src)
+    src.mkdir()
+    PILImage.fromarray(np.full((16, 24, 3), 90, np.uint8)).save(src / "rgb8.png")
+    PILImage.fromarray(np.full((16, 24), 90, np.uint8)).save(src / "gray.png")
     files = [src / "rgb8.png", src / "gray.png"]
     first = denoise(*files)
     assert first.exit_code == 0
@@ -132,8 +134,11 @@ def test_resume_skips_existing_and_overwrite_redoes(tmp_path: Path) -> None:
 
 def test_mirrored_tree_and_single_output_file(tmp_path: Path) -> None:
     src = tmp_path / "in"
-    write_variants(src / "a" / "b")
-    (src / "top.png").write_bytes((src / "a" / "b" / "rgb8.png").read_bytes())
+    (src / "a" / "b").mkdir(parents=True)
+    small = np.full((16, 24, 3), 90, np.uint8)
+    for path in (src / "top.png", src / "a" / "b" / "rgb8.png"):
+        PILImage.fromarray(small).save(path)
+    PILImage.fromarray(small).save(src / "a" / "b" / "photo.jpg")
     out = tmp_path / "out"
     r = denoise(src / "top.png", src / "a", "-r", "-o", out, "--format", "png", "--suffix", "_x")
     assert r.exit_code == 0, r.stderr
