@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,7 +168,11 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
     if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
         meta["png_color_type"] = head[25]
     try:
-        with PILImage.open(io.BytesIO(data.tobytes())) as im:
+        with warnings.catch_warnings():
+            # our own --max-pixels limit applies; Pillow's bomb warning would print on stderr
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(io.BytesIO(data.tobytes()))
+        with im:
             meta["size"] = im.size
             meta["mode"] = im.mode
             meta["format"] = (im.format or "").lower()
@@ -190,6 +195,8 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
                     pass
     except UnidentifiedImageError:
         pass  # OpenCV may still know it; it decides
+    except PILImage.DecompressionBombError:
+        meta["warnings"] = [f"{name}: too large for Pillow to read its metadata; orientation and ICC ignored"]
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{name}: damaged image header ({e})") from None
     return meta
@@ -200,7 +207,7 @@ _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"
 
 def _apply_metadata(image: Image, meta: dict, fmt: str) -> Image:
     """Orientation, gray/alpha clean-up and metadata on top of OpenCV's pixels."""
-    warnings: list[str] = []
+    warnings: list[str] = list(meta.get("warnings", []))
     mode = meta.get("mode", "")
     name = image.source
     if meta.get("png_color_type") in (0, 4):
