@@ -13,16 +13,31 @@ from .options import DeviceOpt, OutputOpt, WeightsOpt
 ImageArg = Annotated[Path, typer.Argument(help="The image to restore.", show_default=False)]
 
 
-def _restore(task: str, image: Path, weights: Path | None, output: Path | None, device: str, tlc: bool) -> None:
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", metavar="ID", help="A pretrained model id (default: the task's default; "
+                 "see 'nafcli models list'). --weights wins.", show_default=False),
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Use only the local cache (also HF_HUB_OFFLINE=1); never download.")
+]
+
+
+def _restore(
+    task: str, image: Path, weights: Path | None, output: Path | None, device: str, tlc: bool,
+    model: str | None = None, offline: bool = False,
+) -> None:  # fmt: skip
     from ..batch import restore_file
     from ..errors import UsageError
     from ..pipeline import Restorer
+    from ..weights import resolve
+    from .models import download_progress
 
-    if weights is None:
-        raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
-    restorer = Restorer.from_file(weights, tlc=tlc, device=device)
+    with download_progress(model or f"{task} model") as progress:
+        loaded = resolve(task=task, model=model, weights=weights, tlc=tlc, offline=offline, progress=progress)
+    restorer = Restorer(loaded, device=device)
     if restorer.model.stereo:
-        raise UsageError(f"{weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'")
+        raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
     written = restore_file(restorer, image, output, task=task)
     print(written)
 
@@ -33,19 +48,23 @@ def register(app: typer.Typer) -> None:
     def denoise(
         image: ImageArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: OutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: Annotated[
             bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
         ] = False,
     ) -> None:
-        _restore("denoise", image, weights, output, device, tlc)
+        _restore("denoise", image, weights, output, device, tlc, model, offline)
 
     @app.command(help="Remove motion blur from a photo (NAFNet trained on GoPro or REDS, with TLC).")
     @handle_errors
     def deblur(
         image: ImageArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: OutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: Annotated[
@@ -56,4 +75,4 @@ def register(app: typer.Typer) -> None:
             ),
         ] = True,
     ) -> None:
-        _restore("deblur", image, weights, output, device, tlc)
+        _restore("deblur", image, weights, output, device, tlc, model, offline)
