@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import NafcliError, WeightsNotAvailableError
+from .errors import NafcliError
 
 if TYPE_CHECKING:
     from .pipeline import Restorer
+    from .registry import ModelEntry
 
 #: a reproduction of the authors' output must reach this PSNR (dB) on every view
 PASS_DB = 40.0
@@ -123,58 +124,33 @@ def run_check(
 
 
 # -- the registry side ------------------------------------------------------------------------------
-# Everything that touches nafcli.registry / nafcli.hub is below, so that their interfaces meet this
-# module in one place.
 
 
-def _demo_paths(entry: Any, kind: str) -> tuple[Path, ...]:
-    """The entry's demo inputs/outputs as existing-or-not absolute paths (resolved by the registry)."""
-    method = getattr(entry, f"demo_{kind}_paths", None)
-    if callable(method):
-        return tuple(Path(p) for p in method())
-    raw = getattr(entry, f"demo_{kind}", ()) or ()
-    return tuple(Path(p) if Path(p).is_absolute() else samples_dir().parent / p for p in raw)
-
-
-def check_entry(entry: Any, *, device: str = "auto", threshold: float = PASS_DB) -> CheckResult:
+def check_entry(entry: ModelEntry, *, device: str = "auto", threshold: float = PASS_DB) -> CheckResult:
     """Check one registry entry (see the module docstring for the outcomes)."""
     from . import hub
 
-    inputs, outputs = _demo_paths(entry, "inputs"), _demo_paths(entry, "outputs")
+    inputs, outputs = tuple(entry.demo_inputs), tuple(entry.demo_outputs)
     if not inputs or not outputs:
         return CheckResult(entry.id, "not-checkable", message="the authors published no output for this model")
-    weights = hub.cached_file(entry)
-    if weights is None:
-        return CheckResult(entry.id, "not-downloaded", message="not downloaded", inputs=inputs, outputs=outputs)
     t0 = time.perf_counter()
     try:
+        if hub.cached_file(entry) is None:
+            return CheckResult(entry.id, "not-downloaded", message=f"not downloaded ('nafcli models download "
+                               f"{entry.id}')", inputs=inputs, outputs=outputs)
         from .pipeline import Restorer
+        from .weights import load_entry
 
         for p in (*inputs, *outputs):
             if not Path(p).is_file():
                 raise NafcliError(f"{p}: demo file missing from the installation")
-        restorer = Restorer.from_file(weights, tlc=entry.tlc, device=device, tile=0)
-        if restorer.model.spec != entry.spec:
-            raise NafcliError(
-                f"{weights}: holds {restorer.model.spec.describe()}, the registry says {entry.spec.describe()}"
-            )
+        # the same loading path as `nafcli denoise --model ID` (safetensors copy, spec checked), offline
+        restorer = Restorer(load_entry(entry, offline=True), device=device, tile=0)
         result = run_check(restorer, inputs, outputs, model_id=entry.id, threshold=threshold)
     except NafcliError as e:
         return CheckResult(entry.id, "error", message=str(e), inputs=inputs, outputs=outputs,
                            seconds=time.perf_counter() - t0)
     return result
-
-
-def registered_weights(model_id: str, registry_path: str | os.PathLike[str] | None = None) -> tuple[Any, Path]:
-    """The registry entry for ``model_id`` and its verified weights file (downloaded on demand)."""
-    from . import hub
-    from .registry import load_registry
-
-    entry = load_registry(registry_path).get(model_id)
-    path = hub.cached_file(entry)
-    if path is None:
-        raise WeightsNotAvailableError(f"{model_id}: weights not downloaded")
-    return entry, path
 
 
 def check_models(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from nafcli.check import PASS_DB, run_check, samples_dir
 
@@ -67,3 +69,126 @@ def test_run_check_fails_with_wrong_weights(pipeline_index, tmp_path: Path):
 
 def sha256(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+# -- the command, on a test registry ----------------------------------------------------------------
+
+
+def _entry_toml(mid: str, case: dict, weights: Path, task: str, *, default: bool, demo: bool = True) -> str:
+    arch = "nafssr" if task == "stereo-sr" else "nafnet"
+    cfg = case["config"]
+    hyper = "\n".join(f"{k} = {v}" for k, v in cfg.items())
+    tlc = "true" if case["official_class"] in ("NAFNetLocal", "NAFSSR") else "false"
+    lines = [f"[models.{mid}]", f'task = "{task}"', f'arch = "{arch}"', f"tlc = {tlc}", hyper,
+             f'file = "{weights.name}"', f'sha256 = "{sha256(weights)}"', 'url = "https://example.invalid/weights"',
+             f"default = {'true' if default else 'false'}"]
+    if demo:
+        ins = ", ".join(f'"{SHARED / p}"' for p in case["inputs"])
+        outs = ", ".join(f'"{PIPELINE / p}"' for p in case["outputs"])
+        lines += [f"demo_inputs = [{ins}]", f"demo_outputs = [{outs}]"]
+    return "\n".join(lines) + "\n\n"
+
+
+@pytest.fixture
+def test_registry(shared, pipeline_index, tmp_path: Path, monkeypatch) -> Path:
+    """A registry of the small reference models, a wrong-weights model, one without a published output and
+    one not downloaded; the cache in tmp_path, the first four imported into it."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("NAFCLI_CACHE", str(tmp_path / "nafcli-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    idx = pipeline_index
+    wrong = _perturbed(PIPELINE / idx["denoise-nafnet"]["weights"], tmp_path / "wrong.pth")
+    toml = (
+        _entry_toml("small-denoise", idx["denoise-nafnet"], PIPELINE / "denoise-nafnet.pth", "denoise", default=True)
+        + _entry_toml("small-deblur", idx["deblur-nafnet-local"], PIPELINE / "deblur-nafnet-local.pth", "deblur",
+                      default=True)
+        + _entry_toml("small-sr", idx["sr-nafssr-x4"], PIPELINE / "sr-nafssr-x4.pth", "stereo-sr", default=True)
+        + _entry_toml("wrong-denoise", idx["denoise-nafnet"], wrong, "denoise", default=False)
+        + _entry_toml("no-demo", idx["denoise-nafnet"], PIPELINE / "denoise-nafnet.pth", "denoise", default=False,
+                      demo=False)
+        + _entry_toml("absent", idx["denoise-nafnet"], PIPELINE / "denoise-nafnet.pth", "denoise", default=False)
+    )
+    path = tmp_path / "weights.toml"
+    path.write_text(toml)
+    monkeypatch.setenv("NAFCLI_WEIGHTS_TOML", str(path))
+    from nafcli import hub
+    from nafcli.registry import load_registry
+
+    reg = load_registry()
+    for mid, src in [("small-denoise", PIPELINE / "denoise-nafnet.pth"),
+                     ("small-deblur", PIPELINE / "deblur-nafnet-local.pth"),
+                     ("small-sr", PIPELINE / "sr-nafssr-x4.pth"), ("wrong-denoise", wrong),
+                     ("no-demo", PIPELINE / "denoise-nafnet.pth")]:
+        hub.import_file(reg.get(mid), src)  # "downloaded": a verified file in the cache
+    return path
+
+
+def test_check_command_passes_on_faithful_models(test_registry):
+    from nafcli.cli.main import app
+
+    result = CliRunner().invoke(app, ["check", "small-denoise", "small-deblur", "small-sr", "--json", "-d", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    assert [m["id"] for m in data["models"]] == ["small-denoise", "small-deblur", "small-sr"]
+    for m in data["models"]:
+        assert m["status"] == "pass", m
+        assert m["psnr"] == "inf" or m["psnr"] >= 60
+    assert len(data["models"][2]["views"]) == 2
+
+
+def test_check_command_reports_every_outcome_and_fails_on_wrong_weights(test_registry):
+    from nafcli.cli.main import app
+
+    ids = ["small-denoise", "wrong-denoise", "no-demo", "absent"]
+    result = CliRunner().invoke(app, ["check", *ids, "-d", "cpu", "-q"])
+    assert result.exit_code == 1, result.output
+    rows = {ln.split()[0]: ln for ln in result.stdout.splitlines()[1:]}
+    assert "PASS" in rows["small-denoise"]
+    assert "FAIL" in rows["wrong-denoise"]
+    assert "not checkable" in rows["no-demo"]
+    assert "not downloaded" in rows["absent"]
+    as_json = json.loads(CliRunner().invoke(app, ["check", *ids, "-d", "cpu", "-q", "--json"]).stdout)
+    by_id = {m["id"]: m for m in as_json["models"]}
+    assert by_id["wrong-denoise"]["status"] == "fail" and by_id["wrong-denoise"]["psnr"] < PASS_DB
+    assert by_id["absent"]["status"] == "not-downloaded" and by_id["absent"]["psnr"] is None
+    assert as_json["ok"] is False
+
+
+def test_check_default_is_every_registry_model(test_registry, monkeypatch):
+    from nafcli import check
+
+    seen: list[str] = []
+    monkeypatch.setattr(check, "check_entry", lambda entry, **kw: check.CheckResult(entry.id, "not-downloaded"))
+    check.check_models(progress=seen.append)
+    assert seen == ["small-denoise", "small-deblur", "small-sr", "wrong-denoise", "no-demo", "absent"]
+
+
+def test_check_unknown_id_is_one_line(test_registry):
+    from nafcli.cli.main import app
+
+    result = CliRunner().invoke(app, ["check", "small-denoize"])
+    assert result.exit_code == 1
+    assert "unknown model 'small-denoize'" in result.stderr and "small-denoise" in result.stderr
+
+
+def test_eval_with_a_registry_model_equals_eval_with_its_file(test_registry, tmp_path: Path):
+    """`nafcli eval --model ID` loads the registry model as the other commands do (TLC from the entry)."""
+    import shutil
+
+    from nafcli.cli.main import app
+
+    inp, target = tmp_path / "in", tmp_path / "gt"
+    inp.mkdir()
+    target.mkdir()
+    shutil.copy(SAMPLES / "noisy.png", inp / "noisy.png")
+    shutil.copy(SAMPLES / "noisy.nafnet-sidd-width64.png", target / "noisy.png")
+    common = ["--input", str(inp), "--target", str(target), "-d", "cpu", "--json", "-q"]
+    by_id = CliRunner().invoke(app, ["eval", "--model", "small-denoise", *common])
+    by_file = CliRunner().invoke(app, ["eval", "--weights", str(PIPELINE / "denoise-nafnet.pth"), *common])
+    assert by_id.exit_code == 0, by_id.output
+    a, b = json.loads(by_id.stdout), json.loads(by_file.stdout)
+    assert a["model"] == "small-denoise"
+    assert a["mean"] == b["mean"]
+    wrong_task = CliRunner().invoke(app, ["eval", "--model", "small-denoise", "--task", "sr", *common])
+    assert wrong_task.exit_code == 2

@@ -111,14 +111,14 @@ def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: b
     from ..pipeline import Restorer
 
     if model is not None:
-        from ..check import registered_weights
+        from ..registry import load_registry
+        from ..weights import load_entry
 
-        entry, path = registered_weights(model)
+        entry = load_registry().get(model)
         entry_task = {"stereo-sr": "sr"}.get(entry.task, entry.task)
         if task is not None and task.value != entry_task:
-            raise UsageError(f"--task {task.value}: model {model!r} is a {entry_task} model")
-        restorer = Restorer.from_file(path, tlc=entry.tlc if tlc is None else tlc, device=device, tile=0)
-        return restorer, model
+            raise UsageError(f"--task {task.value}: model {entry.id!r} is a {entry_task} model")
+        return Restorer(load_entry(entry, tlc=tlc), device=device, tile=0), entry.id
     assert weights is not None
     if tlc is None and task is EvalTask.deblur:
         tlc = True
