@@ -29,7 +29,7 @@ PASS_DB = 40.0
 
 Status = Literal["pass", "fail", "error", "not-downloaded", "not-checkable"]
 
-#: progress callback: called with a model id before it is checked
+#: progress callback: called with a model id before it is run
 CheckProgress = Callable[[str], None]
 
 
@@ -126,7 +126,13 @@ def run_check(
 # -- the registry side ------------------------------------------------------------------------------
 
 
-def check_entry(entry: ModelEntry, *, device: str = "auto", threshold: float = PASS_DB) -> CheckResult:
+def check_entry(
+    entry: ModelEntry,
+    *,
+    device: str = "auto",
+    threshold: float = PASS_DB,
+    progress: CheckProgress | None = None,
+) -> CheckResult:
     """Check one registry entry (see the module docstring for the outcomes)."""
     from . import hub
 
@@ -140,6 +146,9 @@ def check_entry(entry: ModelEntry, *, device: str = "auto", threshold: float = P
                                f"{entry.id}')", inputs=inputs, outputs=outputs)
         from .pipeline import Restorer
         from .weights import load_entry
+
+        if progress is not None:
+            progress(entry.id)
 
         for p in (*inputs, *outputs):
             if not Path(p).is_file():
@@ -171,7 +180,5 @@ def check_models(
     entries = [registry.get(i) for i in ids] if ids else list(registry.entries)
     results = []
     for entry in entries:
-        if progress is not None:
-            progress(entry.id)
-        results.append(check_entry(entry, device=device, threshold=threshold))
+        results.append(check_entry(entry, device=device, threshold=threshold, progress=progress))
     return results

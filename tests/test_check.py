@@ -27,6 +27,18 @@ def test_demo_images_ship_in_the_package(shared):
     assert "MIT" in (shipped / "README.md").read_text()
 
 
+def test_builtin_registry_demo_files_are_the_shipped_samples(monkeypatch):
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    from nafcli.registry import load_registry
+
+    checkable = [e for e in load_registry() if e.demo_outputs]
+    assert {e.id for e in checkable} >= {"nafnet-sidd-width64", "nafnet-gopro-width64", "nafssr-l-x4"}
+    for e in checkable:
+        assert len(e.demo_inputs) == len(e.demo_outputs) == (2 if e.task == "stereo-sr" else 1)
+        for p in (*e.demo_inputs, *e.demo_outputs):
+            assert p.is_file() and p.parent == samples_dir(), p
+
+
 def _perturbed(src: Path, dst: Path, scale: float = 0.2) -> Path:
     """The same architecture with different values: loads fine, restores differently."""
     sd = torch.load(src, map_location="cpu", weights_only=True)["params"]
@@ -159,8 +171,13 @@ def test_check_default_is_every_registry_model(test_registry, monkeypatch):
     from nafcli import check
 
     seen: list[str] = []
-    monkeypatch.setattr(check, "check_entry", lambda entry, **kw: check.CheckResult(entry.id, "not-downloaded"))
-    check.check_models(progress=seen.append)
+
+    def fake(entry, **kw):
+        seen.append(entry.id)
+        return check.CheckResult(entry.id, "not-downloaded")
+
+    monkeypatch.setattr(check, "check_entry", fake)
+    check.check_models()
     assert seen == ["small-denoise", "small-deblur", "small-sr", "wrong-denoise", "no-demo", "absent"]
 
 

@@ -46,5 +46,8 @@ def register(app: typer.Typer) -> None:
             for r in results:
                 db = "" if r.psnr is None else f"{r.psnr:9.2f}"
                 print(f"{r.model_id:<{width}}  {_LABELS[r.status]:<14}  {db:>9}  {r.message}")
+        if not quiet and not any(r.status in ("pass", "fail", "error") for r in results):
+            print("note: no model was checked; download one first ('nafcli models download ID')",
+                  file=sys.stderr)
         if not all(r.ok for r in results):
             raise typer.Exit(1)
