@@ -118,7 +118,11 @@ def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: b
         entry_task = {"stereo-sr": "sr"}.get(entry.task, entry.task)
         if task is not None and task.value != entry_task:
             raise UsageError(f"--task {task.value}: model {entry.id!r} is a {entry_task} model")
-        return Restorer(load_entry(entry, tlc=tlc), device=device, tile=0), entry.id
+        from .models import download_progress
+
+        with download_progress(entry.id) as progress:
+            loaded = load_entry(entry, tlc=tlc, progress=progress)
+        return Restorer(loaded, device=device, tile=0), entry.id
     assert weights is not None
     if tlc is None and task is EvalTask.deblur:
         tlc = True
