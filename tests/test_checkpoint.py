@@ -19,7 +19,7 @@ from nafcli.errors import (
 )
 from nafcli.model import MonoModel, NAFNetSpec, NAFSSRSpec, StereoModel
 
-from .conftest import TINY_NAFNET, TINY_NAFSSR, random_state_dict
+from conftest import TINY_NAFNET, TINY_NAFSSR, random_state_dict
 
 
 def _same(a: dict, b: dict) -> bool:

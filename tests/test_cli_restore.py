@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from nafcli.cli.main import app
 
-from .conftest import SHARED
+from conftest import SHARED
 
 PIPELINE = SHARED / "reference" / "pipeline"
 runner = CliRunner()

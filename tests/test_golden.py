@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from nafcli.checkpoint import load_model
 
-from .conftest import SHARED
+from conftest import SHARED
 
 GOLDEN = SHARED / "reference" / "golden"
 CASES = ["nafnet-small", "nafnet-small-batch", "nafnet-local-small", "nafnet-local-small-mixed",

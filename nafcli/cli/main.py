@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, models, restore
+from . import bench, check, evaluate, models, restore
 from .errors import set_debug
 
 app = typer.Typer(
@@ -45,6 +45,8 @@ def main(
 
 restore.register(app)
 models.register(app)
+check.register(app)
+evaluate.register(app)
 bench.register(app)
 
 
