@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED
 from typer.testing import CliRunner
 
 from nafcli.check import PASS_DB, run_check, samples_dir
-
-from .conftest import SHARED
 
 PIPELINE = SHARED / "reference" / "pipeline"
 SAMPLES = SHARED / "samples"

@@ -10,12 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
-
-from .conftest import SHARED
 
 runner = CliRunner()
 SAMPLES = SHARED / "samples"
