@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..pipeline import RunInfo
@@ -22,3 +22,16 @@ def describe_run(info: RunInfo) -> str:
 
 def print_run(name: str, info: RunInfo) -> None:
     print(f"{name}: {describe_run(info)}", file=sys.stderr, flush=True)
+
+
+def verbose_jobs(work: Any, restorer: Any, enabled: bool) -> Any:
+    """Wrap a batch job function so that, with ``--verbose``, each image's run is described on stderr."""
+    if not enabled or restorer is None:
+        return work
+
+    def verbose_work(job: Any, events: Any) -> Any:
+        outcome = work(job, events)
+        print_run(str(job.inputs[0]), restorer.last_run)
+        return outcome
+
+    return verbose_work

@@ -1,0 +1,298 @@
+"""The fast inference path: the reference networks rewritten for speed, with the same weights.
+
+:func:`optimize` turns a loaded reference module (:class:`~nafcli.archs.NAFNet` or
+:class:`~nafcli.archs.NAFSSR`) into an equivalent module that computes the same function with fewer
+memory passes. The reference modules stay untouched: they mirror the authors' computation and are what
+the golden tests check; every change here is tested against them (``tests/test_fast.py``).
+
+What changes, and why each is exact (up to float rounding):
+
+* **LayerNorm affine folded** into the following 1x1 convolution: ``W (g*y + b) + c = (W g) y + (W b + c)``.
+  The normalisation itself is one ``F.layer_norm`` call on the channels-last view (the channels are the
+  innermost axis there), statistics always in float32, instead of five elementwise passes.
+* **beta / gamma folded** into ``conv3`` / ``conv5`` (a per-output-channel scale of a 1x1 convolution).
+* **channels_last** memory format: the 1x1 convolutions become plain matrix products over pixels and
+  the channel statistics are contiguous.
+* **TLC local mean** computed once per feature map with a float32 integral image of the mean-centred
+  values (centring keeps the running sums small, so float32 stays within ~1e-6 of the float64 reference),
+  and the replicate padding done by index clamping inside the same pass rather than as a separate copy.
+* **SCA folding** (global-mean SCA, one image per batch, ``fold_sca=True``): the per-image channel scale
+  ``s`` is folded into ``conv3``'s weights (``W3 (x * s) = (W3 diag(s)) x``), saving one pass over the
+  feature map. Exact, but measured no faster on the CPU (oneDNN re-packs the changed weights on every
+  call), so it is off by default.
+* **NAFSSR**: both views run through each NAFBlock as one batch of two (same weights); the SCAM query
+  scale, LayerNorm affines and beta/gamma are folded into its projections.
+
+Reduced precision (``dtype=torch.bfloat16`` / ``float16``) casts the weights and activations, while
+LayerNorm statistics, the SCA means, the TLC sums and the attention softmax stay in float32, and the
+network's input/output residuals (the image itself) stay in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .archs import NAFSSR, NAFNet
+from .archs.blocks import LayerNorm2d, NAFBlock
+from .archs.nafssr import SCAM
+from .archs.tlc import Window
+
+_CL = torch.channels_last
+
+
+def _layer_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalise over channels without affine (it is folded away), in x's dtype.
+
+    One ``F.layer_norm`` call on the channels-last view. For bf16/fp16 input the CPU and CUDA kernels
+    accumulate mean and variance in float32 (their "opmath" type) and round only the result, so the
+    statistics are float32 without the two extra passes an explicit ``.float()`` / ``.to()`` would cost
+    (checked in tests/test_fast.py against an explicit float32 computation).
+    """
+    v = x.permute(0, 2, 3, 1)
+    return F.layer_norm(v, (v.shape[-1],), eps=eps).permute(0, 3, 1, 2)
+
+
+def _gate(x: torch.Tensor) -> torch.Tensor:
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+def _box_pass(cs: torch.Tensor, dim: int, n: int, k: int, device: torch.device) -> torch.Tensor:
+    """Window sums of length ``k`` along ``dim`` from the (zero-led) cumulative sum ``cs``, replicate-
+    extended back to ``n`` positions exactly as the reference's ``F.pad(..., mode="replicate")``."""
+    left = (k - 1) // 2
+    start = (torch.arange(n, device=device) - left).clamp_(0, n - k)
+    return cs.index_select(dim, start + k) - cs.index_select(dim, start)
+
+
+def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
+    """The TLC local mean (or the global mean when ``window`` is None or covers the map), float32.
+
+    Same definition as :func:`nafcli.archs.tlc.local_mean`; returns N,C,1,1 or N,C,H,W (channels_last).
+    """
+    h, w = x.shape[-2:]
+    if window is None or (window[0] >= h and window[1] >= w):
+        return x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+    k1, k2 = min(h, window[0]), min(w, window[1])
+    v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
+    n, c = v.shape[0], v.shape[-1]
+    mu = v.mean(dim=(1, 2), keepdim=True, dtype=torch.float32)
+    # Cumulative sums written into buffers with a leading zero row/column: no padding copies.
+    cs = v.new_empty((n, h, w + 1, c), dtype=torch.float32)
+    cs[:, :, 0].zero_()
+    torch.sub(v, mu, out=cs[:, :, 1:])
+    cs[:, :, 1:].cumsum_(2)  # along W
+    rows = _box_pass(cs, 2, w, k2, x.device)
+    del cs
+    cs = rows.new_empty((n, h + 1, w, c))
+    cs[:, 0].zero_()
+    torch.cumsum(rows, 1, out=cs[:, 1:])  # along H
+    del rows
+    box = _box_pass(cs, 1, h, k1, x.device)
+    del cs
+    box.div_(k1 * k2).add_(mu)
+    return box.permute(0, 3, 1, 2)
+
+
+def _conv(conv: nn.Conv2d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> nn.Conv2d:
+    """A new Conv2d like ``conv`` (float32) holding the given (folded) weight and bias."""
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        groups=conv.groups,
+        bias=conv.bias is not None or bias is not None,
+    )
+    w = conv.weight if weight is None else weight
+    b = conv.bias if bias is None else bias
+    with torch.no_grad():
+        new.weight.copy_(w.to(torch.float32))
+        if b is not None:
+            new.bias.copy_(b.to(torch.float32))
+    return new.to(conv.weight.device)
+
+
+def _fold_norm(norm: LayerNorm2d, conv: nn.Conv2d, out_scale: torch.Tensor | None = None) -> nn.Conv2d:
+    """``conv(norm(x))`` with norm's affine moved into the conv; optionally scale the outputs too."""
+    w = conv.weight.double()  # O, I, 1, 1
+    b = conv.bias.double() if conv.bias is not None else w.new_zeros(w.shape[0])
+    g, beta = norm.weight.double(), norm.bias.double()
+    nw = w * g.view(1, -1, 1, 1)
+    nb = b + w[:, :, 0, 0] @ beta
+    if out_scale is not None:
+        s = out_scale.double().reshape(-1)
+        nw = nw * s.view(-1, 1, 1, 1)
+        nb = nb * s
+    return _conv(conv, nw, nb)
+
+
+def _scale_out(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
+    """``conv(x) * scale`` (per output channel) as one conv."""
+    s = scale.double().reshape(-1)
+    b = conv.bias.double() * s if conv.bias is not None else None
+    return _conv(conv, conv.weight.double() * s.view(-1, 1, 1, 1), b)
+
+
+class FastNAFBlock(nn.Module):
+    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out."""
+
+    def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
+        super().__init__()
+        self.eps1, self.eps2 = ref.norm1.eps, ref.norm2.eps
+        self.conv1 = _fold_norm(ref.norm1, ref.conv1)
+        self.conv2 = _conv(ref.conv2)
+        self.sca = _conv(ref.sca[1])
+        self.conv3 = _scale_out(ref.conv3, ref.beta)
+        self.conv4 = _fold_norm(ref.norm2, ref.conv4)
+        self.conv5 = _scale_out(ref.conv5, ref.gamma)
+        self.window = window
+        self.fold_sca = fold_sca
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = _gate(self.conv2(self.conv1(_layer_norm(inp, self.eps1))))
+        pooled = fast_local_mean(x, self.window)
+        if pooled.shape[-1] == 1:
+            # Global mean: a per-image channel vector, in float32.
+            w = self.sca.weight.float()
+            s = F.conv2d(pooled, w, self.sca.bias.float())  # N, C, 1, 1
+            if self.fold_sca and x.shape[0] == 1:
+                w3 = self.conv3.weight * s.view(1, -1, 1, 1).to(self.conv3.weight.dtype)
+                x = F.conv2d(x, w3, self.conv3.bias)
+            else:
+                x = self.conv3(x * s.to(x.dtype))
+        else:
+            s = self.sca(pooled.to(x.dtype))
+            x = self.conv3(x * s)
+        y = inp + x
+        return y + self.conv5(_gate(self.conv4(_layer_norm(y, self.eps2))))
+
+
+class FastNAFNet(nn.Module):
+    """:class:`~nafcli.archs.NAFNet` (with or without TLC) on the fast path.
+
+    Input: N x C x H x W float32 (any memory format); output: float32, same layout as the reference.
+    """
+
+    def __init__(self, ref: NAFNet, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
+        super().__init__()
+        self.tlc = ref.tlc
+        self.size_multiple = ref.size_multiple
+        self.compute_dtype = dtype
+        self.intro = _conv(ref.intro)
+        self.ending = _conv(ref.ending)
+
+        def blocks(seq: nn.Sequential) -> nn.Sequential:
+            return nn.Sequential(*[FastNAFBlock(b, b.sca[0].window, fold_sca=fold_sca) for b in seq])
+
+        self.encoders = nn.ModuleList(blocks(s) for s in ref.encoders)
+        self.downs = nn.ModuleList(_conv(d) for d in ref.downs)
+        self.middle_blks = blocks(ref.middle_blks)
+        self.ups = nn.ModuleList(_conv(u[0]) for u in ref.ups)
+        self.decoders = nn.ModuleList(blocks(s) for s in ref.decoders)
+        self.to(dtype=dtype, memory_format=_CL)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        h, w = inp.shape[-2:]
+        m = self.size_multiple
+        inp = F.pad(inp.float(), (0, (m - w % m) % m, 0, (m - h % m) % m)).contiguous(memory_format=_CL)
+        x = self.intro(inp.to(self.compute_dtype))
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs, strict=True):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle_blks(x)
+        for decoder, up, skip in zip(self.decoders, self.ups, skips[::-1], strict=True):
+            x = decoder(F.pixel_shuffle(up(x), 2) + skip)
+        out = self.ending(x).float() + inp
+        return out[..., :h, :w].contiguous()
+
+
+class FastSCAM(nn.Module):
+    """:class:`~nafcli.archs.SCAM` with norms, the query scale and beta/gamma folded into projections."""
+
+    def __init__(self, ref: SCAM) -> None:
+        super().__init__()
+        self.eps_l, self.eps_r = ref.norm_l.eps, ref.norm_r.eps
+        scale = torch.full((ref.l_proj1.out_channels,), ref.scale, dtype=torch.float64)
+        self.l_proj1 = _fold_norm(ref.norm_l, ref.l_proj1, scale)
+        self.r_proj1 = _fold_norm(ref.norm_r, ref.r_proj1)
+        # f_r2l = softmax(.) @ v_r, then * beta per channel: beta scales v_r's channels.
+        self.r_proj2 = _scale_out(ref.r_proj2, ref.beta)
+        self.l_proj2 = _scale_out(ref.l_proj2, ref.gamma)
+
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``x``: the left views (``x[:n]``) and the right views (``x[n:]``) as one batch; same out."""
+        x_l, x_r = x[:n], x[n:]
+        q_l = self.l_proj1(_layer_norm(x_l, self.eps_l)).permute(0, 2, 3, 1)  # B H W c
+        q_r_t = self.r_proj1(_layer_norm(x_r, self.eps_r)).permute(0, 2, 1, 3)  # B H c W
+        v_l = self.l_proj2(x_l).permute(0, 2, 3, 1)
+        v_r = self.r_proj2(x_r).permute(0, 2, 3, 1)
+        att = torch.matmul(q_l, q_r_t)  # B H W W
+        dt = x_l.dtype
+        f_r2l = torch.matmul(torch.softmax(att, dim=-1, dtype=torch.float32).to(dt), v_r)
+        f_l2r = torch.matmul(torch.softmax(att.transpose(-1, -2), dim=-1, dtype=torch.float32).to(dt), v_l)
+        out = torch.empty_like(x)  # written in place: no concatenation copy per block
+        torch.add(x_l, f_r2l.permute(0, 3, 1, 2), out=out[:n])
+        torch.add(x_r, f_l2r.permute(0, 3, 1, 2), out=out[n:])
+        return out
+
+
+class FastNAFSSR(nn.Module):
+    """:class:`~nafcli.archs.NAFSSR` on the fast path; both views share each NAFBlock call."""
+
+    size_multiple = 1
+
+    def __init__(self, ref: NAFSSR, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
+        super().__init__()
+        self.tlc = ref.tlc
+        self.up_scale = ref.up_scale
+        self.compute_dtype = dtype
+        self.intro = _conv(ref.intro)
+        self.blks = nn.ModuleList(
+            FastNAFBlock(w.module.blk, w.module.blk.sca[0].window, fold_sca=fold_sca) for w in ref.body
+        )
+        self.fusions = nn.ModuleList(FastSCAM(w.module.fusion) for w in ref.body)
+        self.up = _conv(ref.up[0])
+        self.to(dtype=dtype, memory_format=_CL)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        inp = inp.float()
+        inp_hr = F.interpolate(inp, scale_factor=self.up_scale, mode="bilinear", align_corners=False)
+        n = inp.shape[0]
+        views = torch.cat(inp.chunk(2, dim=1), dim=0).contiguous(memory_format=_CL)  # 2N, C, H, W
+        x = self.intro(views.to(self.compute_dtype))
+        for blk, fusion in zip(self.blks, self.fusions, strict=True):
+            x = fusion(blk(x), n)
+        y = F.pixel_shuffle(self.up(x), self.up_scale).float()
+        return torch.cat([y[:n], y[n:]], dim=1) + inp_hr
+
+
+def supported(module: nn.Module) -> bool:
+    """Whether :func:`optimize` has a fast equivalent for ``module``."""
+    return isinstance(module, (NAFNet, NAFSSR))
+
+
+def optimize(
+    module: nn.Module, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False
+) -> FastNAFNet | FastNAFSSR:
+    """The fast equivalent of a reference ``NAFNet`` / ``NAFSSR`` (eval mode, on ``module``'s device).
+
+    ``dtype`` is the compute type of weights and activations (statistics stay float32). The reference
+    module is not modified; the TLC setting is taken from it at this moment.
+    """
+    with torch.no_grad():
+        if isinstance(module, NAFNet):
+            fast: FastNAFNet | FastNAFSSR = FastNAFNet(module, dtype=dtype, fold_sca=fold_sca)
+        elif isinstance(module, NAFSSR):
+            fast = FastNAFSSR(module, dtype=dtype, fold_sca=fold_sca)
+        else:
+            raise TypeError(f"no fast path for {type(module).__name__}")
+    fast.eval()
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    return fast

@@ -1,0 +1,204 @@
+"""nafcli bench (library and command), FLOP counting, compiled mode, CUDA levers, start-up time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nafcli.bench import OFFICIAL, bench_model, count_flops, random_model, run_bench
+from nafcli.errors import UsageError
+from nafcli.model import NAFNetSpec, NAFSSRSpec
+from nafcli.pipeline import Restorer
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFESTS = ROOT.parent / "shared" / "reference" / "manifests"
+TINY = NAFNetSpec(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
+TINY_JSON = 'nafnet:{"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}'
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_official_table_matches_the_manifests() -> None:
+    if not MANIFESTS.is_dir():
+        pytest.skip(f"{MANIFESTS} is absent")
+    for path in sorted(MANIFESTS.glob("*.json")):
+        manifest = json.loads(path.read_text())
+        arch, config, tlc = OFFICIAL[manifest["name"]]
+        assert config == manifest["config"], manifest["name"]
+        assert tlc == (manifest["official_class"] != "NAFNet"), manifest["name"]
+
+
+def test_random_model_has_nonzero_residual_scales() -> None:
+    model = random_model(TINY, tlc=False, seed=0)
+    betas = [p for n, p in model.module.named_parameters() if n.endswith(("beta", "gamma"))]
+    assert betas and all(p.abs().sum() > 0 for p in betas)
+    again = random_model(TINY, tlc=False, seed=0)
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.module.parameters(), again.module.parameters(), strict=True)
+    )
+
+
+def test_bench_model_choices() -> None:
+    model, label = bench_model(model_id="nafnet-gopro-width32")
+    assert label == "nafnet-gopro-width32" and model.tlc and model.spec.width == 32
+    with pytest.raises(UsageError, match="unknown model"):
+        bench_model(model_id="nafnet-nope")
+    with pytest.raises(UsageError, match="only one"):
+        bench_model(model_id="nafnet-sidd-width32", arch_config=("nafnet", {}))
+
+
+def test_flop_count_is_analytic_for_one_conv_and_scales_with_area() -> None:
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    assert count_flops(conv, (1, 3, 10, 10)) == 2 * 8 * 3 * 9 * 100
+    model = random_model(TINY, tlc=False)
+    small = count_flops(model.module, (1, 3, 32, 32))
+    large = count_flops(model.module, (1, 3, 64, 64))
+    # the channel attention's 1x1 conv on the pooled vector does not grow with the area
+    assert small > 0 and 3.95 * small < large < 4 * small
+
+
+def test_run_bench_reports_both_paths() -> None:
+    model = random_model(TINY, tlc=False)
+    result = run_bench(model, label="tiny", size=32, precisions=("fp32", "bf16"), device="cpu", repeat=2)
+    ref, fp32, bf16 = result.paths
+    assert ref.name == "reference" and fp32.name == "fast" and bf16.precision == "bf16"
+    assert all(len(p.seconds) >= 1 and p.median > 0 and p.flops > 0 for p in result.paths)
+    assert ref.speedup == 1.0 and fp32.speedup is not None
+    assert fp32.max_abs_vs_reference is not None and fp32.max_abs_vs_reference < 1e-4
+    assert bf16.psnr_vs_reference is not None and bf16.psnr_vs_reference > 30
+    assert all(p.peak_memory_bytes > 0 for p in result.paths)
+    d = result.to_dict()
+    assert d["input_shape"] == [1, 3, 32, 32]
+    assert d["paths"][1]["megapixels_per_second"] == pytest.approx(32 * 32 / 1e6 / fp32.median)
+
+
+def test_run_bench_stereo_without_reference() -> None:
+    model = random_model(NAFSSRSpec(up_scale=2, width=16, num_blks=1), tlc=True)
+    result = run_bench(model, size=16, device="cpu", repeat=1, reference=False)
+    assert [p.name for p in result.paths] == ["fast"]
+    assert result.input_shape == (1, 6, 16, 16) and result.paths[0].speedup is None
+
+
+def test_cli_bench_json_and_table() -> None:
+    from nafcli.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "--arch-config",
+            TINY_JSON,
+            "--size",
+            "32",
+            "-n",
+            "1",
+            "--json",
+            "--device",
+            "cpu",
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert [p["name"] for p in data["paths"]][0] == "reference"
+    assert all(p["median_seconds"] > 0 for p in data["paths"])
+    res = runner.invoke(
+        app,
+        [
+            "bench",
+            "--arch-config",
+            TINY_JSON,
+            "--size",
+            "32",
+            "-n",
+            "1",
+            "-p",
+            "fp32",
+            "--device",
+            "cpu",
+            "--threads",
+            str(torch.get_num_threads()),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "GFLOP/s" in res.stdout and "reference" in res.stdout
+    res = runner.invoke(app, ["bench", "--arch-config", "nafnet:{oops", "--size", "32"])
+    assert res.exit_code == 2 and "--arch-config" in res.output
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from nafcli.cli.main import app; assert 'torch' not in sys.modules, 'torch imported'"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("NAFCLI_TEST_COMPILE", "") in ("", "0"),
+    reason="torch.compile takes ~45 s for even a tiny model on the 2-core build machine; "
+    "set NAFCLI_TEST_COMPILE=1 to run",
+)
+def test_compiled_mode_matches_and_reports_warmup() -> None:
+    model = random_model(
+        NAFNetSpec(width=8, enc_blk_nums=(1,), middle_blk_num=1, dec_blk_nums=(1,)), tlc=False
+    )
+    x = torch.rand((1, 3, 32, 32))
+    compiled = Restorer(model, device="cpu", compile=True)
+    out = compiled.run_tensor(x)
+    first = compiled.last_run.compile_seconds
+    assert first > 0 and compiled.last_run.path == "fast+compiled"
+    compiled.run_tensor(x)  # same shape: no second compilation
+    assert compiled.last_run.compile_seconds == first
+    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    assert (out - ref).abs().max().item() <= 1e-4
+
+
+# -- CUDA: the same levers; run where a GPU is present ---------------------------------------------
+
+
+@CUDA
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_fast_path_matches_reference(precision: str) -> None:
+    from nafcli.bench import psnr
+
+    model = random_model(TINY, tlc=True, seed=5)
+    x = torch.rand((2, 3, 64, 80))
+    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    fast = Restorer(model, device="cuda", precision=precision)
+    assert next(fast.module.parameters()).is_cuda
+    out = fast.run_tensor(x)
+    if precision == "fp32":
+        assert (out - ref).abs().max().item() <= 1e-4
+    else:
+        assert psnr(out, ref) >= 40
+
+
+@CUDA
+@pytest.mark.gpu
+def test_cuda_compiled_graph_matches_reference() -> None:
+    model = random_model(TINY, tlc=False, seed=6)
+    x = torch.rand((1, 3, 64, 64))
+    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    compiled = Restorer(model, device="cuda", compile=True)
+    first = compiled.run_tensor(x)
+    second = compiled.run_tensor(x)  # replayed graph
+    assert compiled.last_run.compile_seconds > 0
+    assert (first - ref).abs().max().item() <= 1e-4 and (second - ref).abs().max().item() <= 1e-4
+
+
+@CUDA
+@pytest.mark.gpu
+def test_cuda_bench_reports_allocated_memory() -> None:
+    model = random_model(TINY, tlc=False)
+    result = run_bench(model, size=64, precisions=("bf16",), device="cuda", repeat=2)
+    assert result.device.startswith("cuda")
+    assert all(p.peak_memory_bytes > 0 for p in result.paths)

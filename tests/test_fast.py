@@ -1,0 +1,231 @@
+"""The fast path (nafcli.fast) against the reference path: golden cases, TLC sums, precision, Restorer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nafcli.archs.tlc import local_mean
+from nafcli.bench import psnr, random_model
+from nafcli.checkpoint import load_model
+from nafcli.errors import UsageError
+from nafcli.fast import FastNAFNet, FastNAFSSR, fast_local_mean, optimize
+from nafcli.model import NAFNetSpec, NAFSSRSpec
+from nafcli.pipeline import Restorer
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GOLDEN = SHARED / "reference" / "golden"
+PIPELINE = SHARED / "reference" / "pipeline"
+
+
+def _golden_cases() -> list[str]:
+    index = GOLDEN / "index.json"
+    if not index.is_file():
+        return []
+    return sorted(json.loads(index.read_text()))
+
+
+def _load_case(name: str):
+    if not GOLDEN.is_dir():
+        pytest.skip(f"{GOLDEN} is absent (the shared reference data)")
+    from safetensors.torch import load_file
+
+    case = json.loads((GOLDEN / "index.json").read_text())[name]
+    model = load_model(GOLDEN / case["weights"], tlc=case["official_class"] != "NAFNet")
+    io = load_file(str(GOLDEN / case["io"]))
+    return model, io["input"], io["output"]
+
+
+@pytest.mark.skipif(not _golden_cases(), reason="../shared/reference/golden is absent")
+@pytest.mark.parametrize("fold_sca", [True, False], ids=["fold-sca", "no-fold-sca"])
+@pytest.mark.parametrize("name", _golden_cases() or ["none"])
+def test_fast_matches_golden_fp32(name: str, fold_sca: bool) -> None:
+    model, inp, expected = _load_case(name)
+    fast = optimize(model.module, fold_sca=fold_sca)
+    with torch.inference_mode():
+        out = fast(inp)
+    assert out.shape == expected.shape
+    assert out.dtype == torch.float32
+    err = (out - expected).abs().max().item()
+    assert err <= 1e-4, f"{name}: fast path differs from the authors' output by {err:.2e}"
+
+
+@pytest.mark.skipif(not _golden_cases(), reason="../shared/reference/golden is absent")
+def test_optimize_leaves_reference_untouched() -> None:
+    model, inp, expected = _load_case("nafnet-local-small")
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    optimize(model.module, dtype=torch.bfloat16)
+    after = model.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with torch.inference_mode():
+        assert (model.module(inp) - expected).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("shape", "window"),
+    [
+        ((1, 3, 40, 70), (24, 24)),  # both sides exceed the window
+        ((2, 4, 20, 90), (45, 30)),  # only the width exceeds it
+        ((1, 2, 17, 9), (8, 100)),  # only the height exceeds it; odd sizes
+        ((1, 2, 16, 16), (16, 16)),  # window covers the map: the global mean
+    ],
+)
+def test_fast_local_mean_matches_reference(shape: tuple[int, ...], window: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=gen) * 3 + 5  # an offset: centring must not cost precision
+    ref = local_mean(x, window)
+    got = fast_local_mean(x.contiguous(memory_format=torch.channels_last), window)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max().item() < 1e-5
+
+
+def test_fast_local_mean_float32_sums_stay_accurate_on_large_maps() -> None:
+    # A 1500-px row with a large DC offset: plain float32 running sums would lose ~1e-3 here.
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn((1, 1, 200, 1500), generator=gen) + 100.0
+    ref = local_mean(x.double(), (96, 384))
+    got = fast_local_mean(x, (96, 384)).double()
+    assert (got - ref).abs().max().item() < 2e-5
+
+
+def test_fast_local_mean_keeps_float32_for_bf16_input() -> None:
+    x = torch.rand((1, 4, 30, 50)).to(torch.bfloat16)
+    got = fast_local_mean(x, (10, 10))
+    assert got.dtype == torch.float32
+    assert (got - local_mean(x.float(), (10, 10))).abs().max().item() < 1e-5
+
+
+def test_layer_norm_statistics_are_float32_for_bf16() -> None:
+    from nafcli.fast import _layer_norm
+
+    # A large common offset: bf16 statistics would lose the small per-pixel variations entirely.
+    x = (
+        (torch.randn((1, 32, 16, 16)) * 0.5 + 40)
+        .to(torch.bfloat16)
+        .contiguous(memory_format=torch.channels_last)
+    )
+    got = _layer_norm(x, 1e-6)
+    assert got.dtype == torch.bfloat16
+    want = torch.nn.functional.layer_norm(x.float().permute(0, 2, 3, 1), (32,), eps=1e-6).permute(0, 3, 1, 2)
+    # within one bf16 rounding of the float32 computation
+    assert (got.float() - want).abs().max().item() <= 2**-8 * want.abs().max().item()
+
+
+def _tiny_nafnet(tlc: bool = False):
+    spec = NAFNetSpec(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
+    return random_model(spec, tlc=tlc, seed=3)
+
+
+@pytest.mark.parametrize("tlc", [False, True])
+def test_fast_batch_and_odd_sizes_match_reference(tlc: bool) -> None:
+    model = _tiny_nafnet(tlc)
+    if tlc:  # small windows, so that the local mean differs from the global one at this size
+        for level, pool in model.module._pools_by_level():
+            pool.window = (20 >> level, 14 >> level)
+    x = torch.rand((3, 3, 50, 37))
+    fast = optimize(model.module)
+    assert isinstance(fast, FastNAFNet)
+    with torch.inference_mode():
+        assert (fast(x) - model.module(x)).abs().max().item() <= 1e-4
+
+
+def test_fast_nafssr_matches_reference_batch_of_pairs() -> None:
+    model = random_model(NAFSSRSpec(up_scale=2, width=16, num_blks=2), tlc=True, seed=4)
+    x = torch.rand((2, 6, 20, 60))
+    fast = optimize(model.module)
+    assert isinstance(fast, FastNAFSSR)
+    with torch.inference_mode():
+        assert (fast(x) - model.module(x)).abs().max().item() <= 1e-4
+
+
+def _photo_crop(size: int = 192) -> torch.Tensor:
+    import cv2
+
+    path = SHARED / "samples" / "noisy.png"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    rgb = bgr[:size, :size, ::-1].astype(np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def test_bf16_within_45db_of_fp32_on_a_photo() -> None:
+    weights = PIPELINE / "denoise-nafnet.pth"
+    if not weights.is_file():
+        pytest.skip(f"{weights} is absent")
+    model = load_model(weights)
+    x = _photo_crop()
+    fp32 = Restorer(model, device="cpu", precision="fp32").run_tensor(x)
+    bf16 = Restorer(model, device="cpu", precision="bf16").run_tensor(x)
+    assert not torch.equal(fp32, bf16)  # it really ran in reduced precision
+    assert psnr(bf16, fp32) >= 45.0
+
+
+def test_restorer_fast_by_default_and_reference_selectable() -> None:
+    model = _tiny_nafnet()
+    x = torch.rand((1, 3, 33, 40))
+    fast = Restorer(model, device="cpu")
+    ref = Restorer(model, device="cpu", fast=False)
+    assert isinstance(fast.module, FastNAFNet)
+    assert ref.module is model.module
+    assert fast.last_run.path == "fast" and ref.last_run.path == "reference"
+    assert (fast.run_tensor(x) - ref.run_tensor(x)).abs().max().item() <= 1e-5
+
+
+def test_restorer_runs_unknown_modules_as_they_are() -> None:
+    model = _tiny_nafnet()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    x = torch.rand((1, 3, 32, 32))
+    want = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    model.module = Wrapper(model.module)
+    r = Restorer(model, device="cpu")
+    assert r.module is model.module and not r.fast and r.last_run.path == "reference"
+    assert torch.equal(r.run_tensor(x), want)
+
+
+def test_precision_validation() -> None:
+    from nafcli.speed import check_precision, native_bf16, native_fp16
+
+    cpu = torch.device("cpu")
+    with pytest.raises(UsageError, match="precision"):
+        check_precision("int8", cpu)
+    assert check_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    if native_fp16(cpu):
+        assert check_precision("fp16", cpu) == "fp16"
+    else:
+        with pytest.raises(UsageError, match="fp16"):
+            check_precision("fp16", cpu)
+
+
+def test_threads_never_oversubscribe() -> None:
+    from nafcli.speed import configure_threads, default_threads, usable_cores
+
+    before = torch.get_num_threads()
+    try:
+        cores = usable_cores()
+        assert default_threads(torch.device("cpu")) == cores
+        assert default_threads(torch.device("cpu"), workers=cores * 2) == 1
+        assert default_threads(torch.device("cuda")) <= 2
+        assert configure_threads(1, torch.device("cpu")) == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_psnr_helper() -> None:
+    a = torch.zeros((1, 3, 4, 4))
+    assert math.isinf(psnr(a, a))
+    assert abs(psnr(a + 0.1, a) - 20.0) < 1e-4
