@@ -9,6 +9,7 @@ channel passes through unchanged (resized for super-resolution).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,10 @@ class RunInfo:
     precision: str = "fp32"
     tiles: int = 1
     grid: tuple[int, int] = (1, 1)
+    #: the working tile size (0: whole image); the planned tiles may be smaller for a small image
     tile_size: int = 0
+    overlap: int = 0
+    batch_size: int = 1
     seconds: float = 0.0
     #: "fast" or "reference" (see nafcli.fast), "+compiled" when torch.compile is on
     path: str = "fast"
@@ -62,7 +66,12 @@ class RunInfo:
 
 
 class Restorer:
-    """A model on a device with its run settings. Thread-unsafe; one per worker."""
+    """A model on a device with its run settings. Thread-unsafe; one per worker.
+
+    ``tile``: ``auto`` (from free memory, see :mod:`nafcli.autotile`), N pixels, or 0 for the whole image
+    at once (the authors' demo); ``overlap``: context pixels per tile side (None: the default);
+    ``batch_size``: ``auto`` or N equal tiles per forward pass.
+    """
 
     def __init__(
         self,
@@ -70,9 +79,9 @@ class Restorer:
         *,
         device: str | torch.device = "auto",
         precision: str = "fp32",
-        tile: int | str = 0,
+        tile: int | str = "auto",
         overlap: int | None = None,
-        batch_size: int | str = 1,
+        batch_size: int | str = "auto",
         fast: bool = True,
         compile: bool = False,
     ) -> None:
@@ -102,6 +111,7 @@ class Restorer:
             self.module = compile_module(self.module, self.device)
         path = ("fast" if fast else "reference") + ("+compiled" if compile else "")
         self.last_run = RunInfo(device=str(self.device), precision=self.precision, path=path)
+        self._tiler = _make_tiler(self, tile, overlap, batch_size)
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -136,11 +146,15 @@ class Restorer:
     def run_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """Run N x C x H x W float32 in [0, 1] (CPU) through the model; returns float32 on the CPU,
         clamped to [0, 1]."""
+        start = time.perf_counter()
         with torch.inference_mode():
-            out = self._forward(x.to(self.device, torch.float32))
-            if progress is not None:
-                progress(1, 1)
-            return out.float().clamp_(0.0, 1.0).cpu()
+            out, plan, batch = self._tiler.run(x.to(torch.float32), progress)
+            out.clamp_(0.0, 1.0)
+        info = self.last_run
+        info.tile_size, info.overlap, info.batch_size = self._tiler.tile or 0, self._tiler.overlap, batch
+        info.grid, info.tiles = (plan.grid, plan.tiles) if plan is not None else ((1, 1), 1)
+        info.seconds = time.perf_counter() - start
+        return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compiled and tuple(x.shape) not in self._compiled_shapes:
@@ -219,10 +233,38 @@ class Restorer:
         return _from_tensor(y[:, :3], left, self.model.scale), _from_tensor(y[:, 3:], right, self.model.scale)
 
 
+def _make_tiler(restorer: Restorer, tile: int | str, overlap: int | None, batch_size: int | str):
+    """The tiled runner for ``restorer``'s settings (``tile``/``batch_size``: N or ``auto``)."""
+    from .archs.tlc import NAFSSR_WINDOW, nafnet_windows
+    from .autotile import TiledRunner, parse_size
+
+    model = restorer.model
+    window = 0
+    if model.tlc:
+        spec = model.spec
+        window = max(NAFSSR_WINDOW) if spec.stereo else nafnet_windows(len(spec.enc_blk_nums))[0][0]
+    batch = parse_size(batch_size, "--batch-size")
+    size = parse_size(tile, "--tile")
+    if model.stereo and size is None:
+        size = 0  # NAFSSR attends along whole rows: square tiles would cut them (strips are its own mode)
+    return TiledRunner(
+        restorer._forward,
+        restorer.device,
+        scale=model.scale,
+        size_multiple=model.size_multiple,
+        tile=size,
+        overlap=parse_size(overlap, "--overlap"),
+        batch=None if batch is None else max(batch, 1),
+        width=model.spec.width,
+        tlc_window=window,
+    )
+
+
 def _to_tensor(image: Image) -> torch.Tensor:
     """H x W x C integer pixels -> 1 x 3 x H x W float32 in [0, 1] (gray repeated to RGB)."""
     px = image.pixels
-    arr = px.astype(np.float32) / float(image.max_value)
+    arr = px.astype(np.float32)
+    arr /= float(image.max_value)  # in place: one float copy of a 24 MP photo is already 288 MB
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     if t.shape[1] == 1:
         t = t.expand(-1, 3, -1, -1).contiguous()
@@ -241,7 +283,10 @@ def _from_tensor(y: torch.Tensor, like: Image, scale: int) -> Image:
     if like.is_gray:
         y = y.mean(dim=0, keepdim=True)
     maxv = float(like.max_value)
-    arr = (y.numpy() * maxv).round().transpose(1, 2, 0)
+    arr = y.numpy()
+    np.multiply(arr, maxv, out=arr)  # in place (the caller's buffer is done with): no float copies
+    np.round(arr, out=arr)
+    arr = arr.transpose(1, 2, 0)
     pixels = np.ascontiguousarray(arr.astype(like.pixels.dtype))
     alpha = like.alpha
     if alpha is not None and scale != 1:

@@ -149,3 +149,27 @@ ReferenceOpt = Annotated[
         help="Debug: run the authors' reference computation instead of the fast path.",
     ),
 ]
+TileOpt = Annotated[
+    str,
+    typer.Option(
+        "--tile",
+        help="Tile size in pixels: auto (from free memory), N, or 0 for the whole image at once.",
+    ),
+]
+OverlapOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--overlap",
+        min=0,
+        help="Context pixels per tile side, thrown away and cross-faded over as many more. Default: 16.",
+        show_default=False,
+    ),
+]
+BatchSizeOpt = Annotated[
+    str,
+    typer.Option("--batch-size", help="Equal tiles per forward pass: auto (fills GPU memory; 1 on CPU) or N."),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option("--verbose", "-v", help="Print the tile grid, device and time on stderr."),
+]

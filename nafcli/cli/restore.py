@@ -17,6 +17,7 @@ import typer
 from .errors import handle_errors
 from .options import (
     BatchOutputOpt,
+    BatchSizeOpt,
     CompileOpt,
     DeviceOpt,
     FailFastOpt,
@@ -26,6 +27,7 @@ from .options import (
     MaxPixelsOpt,
     ModelOpt,
     OfflineOpt,
+    OverlapOpt,
     OverwriteOpt,
     PrecisionOpt,
     QualityOpt,
@@ -34,6 +36,8 @@ from .options import (
     ReferenceOpt,
     SuffixOpt,
     ThreadsOpt,
+    TileOpt,
+    VerboseOpt,
     WeightsOpt,
     parse_pixels,
 )
@@ -66,6 +70,10 @@ class RestoreSettings:
     compile: bool = False
     threads: int = 0
     reference: bool = False
+    tile: str = "auto"
+    overlap: int | None = None
+    batch_size: str = "auto"
+    verbose: bool = False
 
 
 def run_restore(s: RestoreSettings) -> None:
@@ -104,13 +112,17 @@ def run_restore(s: RestoreSettings) -> None:
 
         dev = resolve_device(s.device)
         configure_threads(s.threads, dev)
-        restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference)
+        restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference,
+                            tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
         model_name = loaded.model_id or loaded.source
     model = model_name
+    work = restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality)
+    if s.verbose and restorer is not None:
+        work = _verbose(work, restorer)
     with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
         report = run_jobs(
             jobs,
-            restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality),
+            work,
             events=events,
             fail_fast=s.fail_fast,
         )
@@ -120,6 +132,18 @@ def run_restore(s: RestoreSettings) -> None:
     print(summary_line(report), file=sys.stderr, flush=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _verbose(work, restorer):  # noqa: ANN001, ANN202 - wraps batch.restore_job's work function
+    """After each image, one stderr line on how it ran (device, tile grid, time)."""
+    from .verbose import print_run
+
+    def verbose_work(job, events):  # noqa: ANN001, ANN202
+        outcome = work(job, events)
+        print_run(str(job.inputs[0]), restorer.last_run)
+        return outcome
+
+    return verbose_work
 
 
 TlcDenoiseOpt = Annotated[
@@ -158,6 +182,10 @@ def register(app: typer.Typer) -> None:
         compile: CompileOpt = False,
         threads: ThreadsOpt = 0,
         reference: ReferenceOpt = False,
+        tile: TileOpt = "auto",
+        overlap: OverlapOpt = None,
+        batch_size: BatchSizeOpt = "auto",
+        verbose: VerboseOpt = False,
     ) -> None:
         run_restore(RestoreSettings(
             task="denoise", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
@@ -165,6 +193,7 @@ def register(app: typer.Typer) -> None:
             fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
             model=model, offline=offline,
             precision=precision, compile=compile, threads=threads, reference=reference,
+            tile=tile, overlap=overlap, batch_size=batch_size, verbose=verbose,
         ))
 
     @app.command(help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")
@@ -190,6 +219,10 @@ def register(app: typer.Typer) -> None:
         compile: CompileOpt = False,
         threads: ThreadsOpt = 0,
         reference: ReferenceOpt = False,
+        tile: TileOpt = "auto",
+        overlap: OverlapOpt = None,
+        batch_size: BatchSizeOpt = "auto",
+        verbose: VerboseOpt = False,
     ) -> None:
         run_restore(RestoreSettings(
             task="deblur", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
@@ -197,4 +230,5 @@ def register(app: typer.Typer) -> None:
             fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
             model=model, offline=offline,
             precision=precision, compile=compile, threads=threads, reference=reference,
+            tile=tile, overlap=overlap, batch_size=batch_size, verbose=verbose,
         ))
