@@ -124,7 +124,7 @@ class Restorer:
                 lambda t: self._forward(t.to(self.device, torch.float32)), x, strip_plan,
                 scale=self.model.scale, device=self.device, progress=progress,
             )
-        return out.clamp_(0.0, 1.0)
+            return out.clamp_(0.0, 1.0)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.precision == "fp32":

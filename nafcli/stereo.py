@@ -343,11 +343,11 @@ def run_strips(
     # Across columns no margin makes the result exact (the attention sees less of the row), so the
     # blend always starts a quarter of the band in: an exact margin larger than any band gives that.
     col_margin = width + 1
+    row_w = [axis_weights(strip_plan.rows, i, m, scale) for i in range(len(strip_plan.rows))]
+    col_w = [axis_weights(strip_plan.cols, j, col_margin, scale) for j in range(len(strip_plan.cols))]
     done = 0
-    for i, rs in enumerate(strip_plan.rows):
-        wr = axis_weights(strip_plan.rows, i, m, scale)
-        for j, cs in enumerate(strip_plan.cols):
-            wc = axis_weights(strip_plan.cols, j, col_margin, scale)
+    for rs, wr in zip(strip_plan.rows, row_w, strict=True):
+        for cs, wc in zip(strip_plan.cols, col_w, strict=True):
             y = forward(x[:, :, rs.start : rs.stop, cs.start : cs.stop].to(device)).float().cpu()
             y.mul_(wr[:, None]).mul_(wc[None, :])
             out[:, :, rs.start * scale : rs.stop * scale, cs.start * scale : cs.stop * scale] += y
@@ -355,4 +355,15 @@ def run_strips(
             done += 1
             if progress is not None:
                 progress(done, total)
+    # Neighbouring weights are complementary, so each axis sums to 1 where only neighbours meet; where
+    # windows further apart also meet (a large overlap), dividing by the sum keeps it a weighted mean.
+    out.div_(_axis_total(strip_plan.rows, row_w, scale)[:, None])
+    out.div_(_axis_total(strip_plan.cols, col_w, scale)[None, :])
     return out
+
+
+def _axis_total(sp: tuple[Span, ...], weights: list[torch.Tensor], scale: int) -> torch.Tensor:
+    total = torch.zeros(sp[-1].stop * scale, dtype=torch.float32)
+    for s, w in zip(sp, weights, strict=True):
+        total[s.start * scale : s.stop * scale] += w
+    return total
