@@ -1,0 +1,248 @@
+"""``nafcli sr``: stereo super-resolution with NAFSSR: a pair, a folder of pairs, two folders, one image."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import handle_errors, warn
+from .options import DeviceOpt, WeightsOpt
+
+DEFAULT_MODEL = "nafssr-l-x4"
+
+SR_HELP = (
+    "Stereo super-resolution (NAFSSR, x2 or x4).\n\n"
+    "nafcli sr LEFT RIGHT: a pair; writes LEFT_sr.png and RIGHT_sr.png.\n\n"
+    "nafcli sr DIR: every pair in DIR (*_L.* with *_R.*, *_left.* with *_right.*).\n\n"
+    "nafcli sr --left A --right B: pairs the files of folders A and B by name.\n\n"
+    "nafcli sr IMAGE: single-image SR; the image is fed as both views (the authors' suggestion for a "
+    "mono input); writes IMAGE_sr.png.\n\n"
+    "Files that cannot be paired are listed, never dropped silently (exit code 1). Existing outputs "
+    "are skipped unless --overwrite; a failed pair does not stop the others.\n\n"
+    "The default model is nafssr-l-x4 (NAFSSR-L x4, from the Hugging Face hub). The other NAFSSR "
+    "weights (T, S, B at x2 and x4; L at x2) are published only on the authors' Google Drive and "
+    "Baidu links listed in https://github.com/megvii-research/NAFNet/blob/main/docs/StereoSR.md: "
+    "download the .pth, then pass it with --weights FILE, or register it once with "
+    "'nafcli models import FILE' and use --model ID. See docs/stereo.md.\n\n"
+    "Large pairs run in full-width strips (--tile): the cross-view attention spans whole rows, so "
+    "only rows are cut; --tile 0 runs the whole pair at once, as the authors do."
+)
+
+
+def _tile(value: str) -> int | str:
+    v = value.strip().lower()
+    if v == "auto":
+        return "auto"
+    try:
+        n = int(v)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not 'auto' or a number of rows") from None
+    if n < 0:
+        raise typer.BadParameter("must be 0 (whole pair), a number of rows, or 'auto'")
+    return n
+
+
+def _scale_of_id(model_id: str) -> int | None:
+    m = re.search(r"-x(\d+)$", model_id)
+    return int(m.group(1)) if m else None
+
+
+def _load_restorer(model_id: str | None, weights: Path | None, scale: int | None, **kwargs):
+    """The model from --weights, or --model (default: nafssr-l-x<scale>), checked against --scale."""
+    from ..errors import UsageError
+    from ..pipeline import Restorer
+
+    if weights is not None:
+        if model_id is not None:
+            raise UsageError("give --model or --weights, not both")
+        restorer = Restorer.from_file(weights, **kwargs)
+        source = str(weights)
+    else:
+        model_id = model_id or (f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL)
+        id_scale = _scale_of_id(model_id)
+        if scale is not None and id_scale is not None and id_scale != scale:
+            raise UsageError(f"--model {model_id} is a x{id_scale} model but --scale {scale} was given")
+        restorer = _from_pretrained(model_id, **kwargs)
+        source = model_id
+    model = restorer.model
+    if not model.stereo:
+        raise UsageError(
+            f"{source}: holds {model.spec.describe()}, not a stereo SR model; "
+            "use 'nafcli denoise' or 'nafcli deblur'"
+        )
+    if scale is not None and model.scale != scale:
+        raise UsageError(f"{source}: is a x{model.scale} model but --scale {scale} was given")
+    return restorer
+
+
+def _from_pretrained(model_id: str, **kwargs):
+    """Seam for the hub: ``Restorer.from_pretrained`` once the registry/hub are merged."""
+    from ..errors import WeightsNotAvailableError
+    from ..pipeline import Restorer
+
+    from_pretrained = getattr(Restorer, "from_pretrained", None)
+    if from_pretrained is None:
+        raise WeightsNotAvailableError(
+            f"--model {model_id}: pretrained downloads are not available in this build; "
+            "pass --weights FILE (see docs/stereo.md for where the NAFSSR files are)"
+        )
+    return from_pretrained(model_id, **kwargs)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help=SR_HELP)
+    @handle_errors
+    def sr(
+        inputs: Annotated[
+            list[Path] | None,
+            typer.Argument(help="LEFT RIGHT, a folder of pairs, or one IMAGE.", show_default=False),
+        ] = None,
+        left: Annotated[
+            Path | None,
+            typer.Option("--left", help="Folder of left views (with --right).", show_default=False),
+        ] = None,
+        right: Annotated[
+            Path | None,
+            typer.Option("--right", help="Folder of right views (with --left).", show_default=False),
+        ] = None,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                "--output", "-o",
+                help="Output folder. Default: beside each input. With --left/--right: DIR/left, DIR/right.",
+                show_default=False,
+            ),
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                "--model", "-m",
+                help="Model id (default nafssr-l-x4, or nafssr-l-x2 with --scale 2); other NAFSSR sizes "
+                "after 'nafcli models import' (see --help above).",
+                show_default=False,
+            ),
+        ] = None,
+        weights: WeightsOpt = None,
+        scale: Annotated[
+            int | None,
+            typer.Option("--scale", "-s", help="2 or 4: picks the x2/x4 model, or checks the given one.",
+                         show_default=False),
+        ] = None,
+        device: DeviceOpt = "auto",
+        tile: Annotated[
+            str,
+            typer.Option("--tile", help="Strip height in input rows; 0 = whole pair at once; auto = from "
+                         "free memory."),
+        ] = "auto",
+        overlap: Annotated[
+            int | None,
+            typer.Option("--overlap", help="Rows shared by neighbouring strips (default: from the model "
+                         "depth, 2x its receptive field up to 92; see docs/stereo.md).", show_default=False),
+        ] = None,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+        keep_going: Annotated[
+            bool, typer.Option("--keep-going/--stop-on-error", help="Go on past a failed pair.")
+        ] = True,
+        as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    ) -> None:
+        from ..errors import UsageError
+
+        if scale is not None and scale not in (2, 4):
+            raise typer.BadParameter("NAFSSR models are x2 or x4", param_hint="--scale")
+        tile_value = _tile(tile)
+        jobs, unmatched = _jobs(inputs or [], left, right, output)
+        if not jobs and not unmatched:
+            raise UsageError("no images found to super-resolve")
+        for u in unmatched:
+            warn(f"{u.path}: not processed: {u.reason}")
+
+        restorer = None
+        if jobs:
+            restorer = _load_restorer(model, weights, scale, device=device, tile=tile_value, overlap=overlap)
+            restorer.on_warning = warn
+        results = _run(restorer, jobs, overwrite=overwrite, keep_going=keep_going, quiet=quiet or as_json,
+                       as_json=as_json)
+        failed = sum(r.status == "failed" for r in results)
+        done = sum(r.status == "done" for r in results)
+        skipped = sum(r.status == "skipped" for r in results)
+        if as_json:
+            summary = {
+                "results": [r.as_dict() for r in results],
+                "unmatched": [{"path": str(u.path), "reason": u.reason} for u in unmatched],
+                "done": done, "skipped": skipped, "failed": failed, "unmatched_count": len(unmatched),
+            }
+            print(json.dumps(summary, indent=2))
+        elif len(results) + len(unmatched) > 1 and not quiet:
+            print(
+                f"{done} done, {skipped} skipped, {failed} failed, {len(unmatched)} unmatched",
+                file=sys.stderr,
+            )
+        if failed or unmatched or len(results) < len(jobs):
+            raise typer.Exit(1)
+
+
+def _jobs(inputs: list[Path], left: Path | None, right: Path | None, out_dir: Path | None):
+    """Turn the command line into jobs and a list of unmatched files."""
+    from ..errors import ImageReadError, UsageError
+    from ..pairing import pair_folder, pair_folders
+    from ..sr_jobs import pair_job, single_job
+
+    if (left is None) != (right is None):
+        raise UsageError("--left and --right go together")
+    if left is not None and right is not None:
+        if inputs:
+            raise UsageError("give input paths or --left/--right folders, not both")
+        pairing = pair_folders(left, right)
+        return [pair_job(p.left, p.right, out_dir, subfolders=True) for p in pairing.pairs], pairing.unmatched
+    if not inputs:
+        raise UsageError("give LEFT RIGHT, a folder, an image, or --left DIR --right DIR (see --help)")
+    if len(inputs) == 1:
+        src = inputs[0]
+        if src.is_dir():
+            pairing = pair_folder(src)
+            return [pair_job(p.left, p.right, out_dir) for p in pairing.pairs], pairing.unmatched
+        if not src.exists():
+            raise ImageReadError(f"{src}: no such file")
+        return [single_job(src, out_dir)], []
+    if len(inputs) == 2:
+        for p in inputs:
+            if p.is_dir():
+                raise UsageError(
+                    f"{p}: is a folder; for two folders use --left {inputs[0]} --right {inputs[1]}"
+                )
+        return [pair_job(inputs[0], inputs[1], out_dir)], []
+    raise UsageError(f"{len(inputs)} inputs given: expected LEFT RIGHT, one folder, or one image")
+
+
+def _run(restorer, jobs, *, overwrite: bool, keep_going: bool, quiet: bool, as_json: bool):
+    from ..sr_jobs import run_jobs
+
+    if not jobs:
+        return []
+    total = len(jobs)
+
+    def on_start(i: int, job) -> None:
+        if not quiet:
+            print(f"[{i + 1}/{total}] {job.name}", file=sys.stderr, flush=True)
+
+    def on_result(i: int, result) -> None:
+        if result.status == "failed":
+            from .errors import error
+
+            error(f"{result.job.name}: {result.error}")
+        elif not as_json:
+            verb = "skipped (exists)" if result.status == "skipped" else "wrote"
+            for out in result.job.outputs:
+                if result.status == "done":
+                    print(out)
+                elif not quiet:
+                    print(f"{verb}: {out}", file=sys.stderr)
+
+    return run_jobs(restorer, jobs, overwrite=overwrite, keep_going=keep_going, on_start=on_start,
+                    on_result=on_result)
