@@ -8,8 +8,9 @@ Two ways to lay out pairs, both common in stereo data sets:
   stem once a side marker is taken off (``a_L.png`` in the left folder pairs with ``a_R.png``).
 
 Every image that does not end up in a pair is returned in :attr:`Pairing.unmatched` with the reason, so
-the caller can report it: nothing is dropped silently. Files that are not images (by extension) and
-hidden files are not considered at all.
+the caller can report it: nothing is dropped silently. Files that are not images (by extension), hidden
+files and nafcli's own outputs (stem ending in ``_sr``, written beside the inputs by default, so that a
+second run over the same folder does not take them for inputs) are not considered at all.
 """
 
 from __future__ import annotations
@@ -50,8 +51,17 @@ class Pairing:
     unmatched: list[Unmatched] = field(default_factory=list)
 
 
+#: stems that mark nafcli's own outputs
+OUTPUT_SUFFIX = "_sr"
+
+
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def is_input(path: Path) -> bool:
+    """An image that is not one of our outputs."""
+    return is_image(path) and not path.stem.endswith(OUTPUT_SUFFIX)
 
 
 def side_of(path: Path) -> tuple[str, str] | None:
@@ -65,7 +75,7 @@ def side_of(path: Path) -> tuple[str, str] | None:
 
 def _images(folder: Path) -> list[Path]:
     try:
-        entries = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and is_input(p))
     except FileNotFoundError:
         raise ImageReadError(f"{folder}: no such folder") from None
     except NotADirectoryError:

@@ -15,9 +15,8 @@ from typing import Literal
 
 from .errors import NafcliError, UsageError
 from .imageio import read_image, write_image
+from .pairing import OUTPUT_SUFFIX as SUFFIX
 from .pipeline import Progress, Restorer
-
-SUFFIX = "_sr"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ def test_side_of(name: str, expected) -> None:
 
 def test_pair_folder_flickr_and_long_names(tmp_path: Path) -> None:
     _touch(tmp_path, "0001_L.png", "0001_R.png", "0002_L.png", "0002_R.jpg", "x_left.jpg", "x_right.jpg",
-           "0003_L.png", "lonely.png", "notes.txt", ".hidden_L.png", "y_L.png", "y_right.png")
+           "0003_L.png", "lonely.png", "notes.txt", ".hidden_L.png", "y_L.png", "y_right.png",
+           "0001_L_sr.png")
     result = pair_folder(tmp_path)
     assert [(p.left.name, p.right.name) for p in result.pairs] == [
         ("0001_L.png", "0001_R.png"),

@@ -228,7 +228,7 @@ def _run(restorer, jobs, *, overwrite: bool, keep_going: bool, quiet: bool, as_j
     total = len(jobs)
 
     def on_start(i: int, job) -> None:
-        if not quiet:
+        if not quiet and total > 1:
             print(f"[{i + 1}/{total}] {job.name}", file=sys.stderr, flush=True)
 
     def on_result(i: int, result) -> None:
