@@ -244,10 +244,10 @@ def plan(
         rows = MIN_STRIP_ROWS
         if rows >= height:
             return whole
-    if ov >= rows:
-        if user_overlap:
-            raise UsageError(f"--overlap {ov} must be smaller than the strip height --tile {rows}")
-        ov = rows // 2
+    if ov >= rows and user_overlap:
+        raise UsageError(f"--overlap {ov} must be smaller than the strip height --tile {rows}")
+    if not user_overlap:
+        ov = min(ov, rows // 2)  # the default never makes a strip advance by less than half its height
     return _strips(spans(height, rows, ov), width, ov, m)
 
 

@@ -134,8 +134,9 @@ def test_plan_tile_settings() -> None:
         plan(g, 300, 200, tile=60, overlap=60, device=CPU)
     with pytest.raises(UsageError):
         plan(g, 300, 200, tile="big", overlap=None, device=CPU)
-    # a default overlap larger than a user's strip is halved rather than refused
+    # the default overlap never exceeds half a user's strip (it is never refused)
     assert plan(g, 300, 200, tile=60, overlap=None, device=CPU).overlap == 30
+    assert plan(g, 300, 200, tile=200, overlap=None, device=CPU).overlap == default_overlap(3)
 
 
 def test_plan_auto_from_memory_budget() -> None:
