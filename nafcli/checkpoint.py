@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,7 +76,10 @@ def _read_torch(p: Path, head: bytes) -> Any:
         # A zip whose central directory (at the very end) is gone: the file was cut short.
         raise TruncatedCheckpointError(f"{name}: truncated checkpoint (incomplete download or copy?)")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it may not support; the outcome is handled below.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "Weights only load failed" in msg or "weights_only" in msg:
