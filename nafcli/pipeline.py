@@ -133,6 +133,31 @@ class Restorer:
         with torch.autocast(device_type=self.device.type, dtype=dtype):
             return self.module(x)
 
+    # -- numpy / PIL (the Python API) ---------------------------------------------------------------
+
+    def restore(self, image: Any, progress: Progress | None = None) -> Any:
+        """Restore a numpy array (H x W x 3 RGB or gray, uint8/uint16/float in [0, 1], alpha allowed)
+        or a PIL image; returns the same type, shape and dtype."""
+        from .arrays import unwrap, wrap
+
+        w = wrap(image)
+        if w.floats is not None:
+            y = self.run_tensor(_float_tensor(w.floats), progress)[0]
+            if w.floats.shape[2] == 1:
+                y = y.mean(dim=0, keepdim=True)
+            return unwrap(w, w.image, y.numpy().transpose(1, 2, 0))
+        return unwrap(w, self.restore_image(w.image, progress))
+
+    def restore_pair(self, left: Any, right: Any, progress: Progress | None = None) -> tuple[Any, Any]:
+        """Stereo: restore two views (numpy arrays or PIL images) together; returns both, same types."""
+        from .arrays import unwrap, wrap
+
+        wl, wr = wrap(left), wrap(right)
+        if wl.floats is not None or wr.floats is not None:
+            raise UsageError("restore_pair takes uint8/uint16 arrays or PIL images")
+        a, b = self.restore_image_pair(wl.image, wr.image, progress)
+        return unwrap(wl, a), unwrap(wr, b)
+
     # -- images -------------------------------------------------------------------------------------
 
     def restore_image(self, image: Image, progress: Progress | None = None) -> Image:
@@ -167,6 +192,12 @@ def _to_tensor(image: Image) -> torch.Tensor:
     if t.shape[1] == 1:
         t = t.expand(-1, 3, -1, -1).contiguous()
     return t
+
+
+def _float_tensor(arr: np.ndarray) -> torch.Tensor:
+    """H x W x C float32 in [0, 1] -> 1 x 3 x H x W (gray repeated), for float input from Python."""
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
+    return t.expand(-1, 3, -1, -1).contiguous() if t.shape[1] == 1 else t
 
 
 def _from_tensor(y: torch.Tensor, like: Image, scale: int) -> Image:

@@ -33,3 +33,78 @@ DeviceOpt = Annotated[
         help="auto (CUDA when available), cpu, cuda or cuda:N.",
     ),
 ]
+
+# --- batch options (denoise, deblur; reusable by sr) -----------------------------------------------
+
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Images, folders or glob patterns ('photos/*.jpg'); images are recognised by content.",
+        show_default=False,
+    ),
+]
+BatchOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output file (one input) or folder (many inputs; the input tree is mirrored under it). "
+        "Default: beside each input, NAME_<task>.EXT.",
+        show_default=False,
+    ),
+]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
+SuffixOpt = Annotated[
+    str | None,
+    typer.Option("--suffix", help="Output name suffix (default _denoised / _deblurred).", show_default=False),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="png, jpg, webp or tiff. Default: the input's format, or PNG when it cannot hold the result.",
+        show_default=False,
+    ),
+]
+QualityOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95).", show_default=False
+    ),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip them, so runs resume).")
+]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", help="No progress bar and no warnings; errors still shown.")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON object per input on stdout (input, output, status, ...).")
+]
+MaxPixelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--max-pixels",
+        help="Refuse images with more pixels than this (e.g. 200M, 5e7; 0 for no limit).",
+    ),
+]
+
+
+def parse_pixels(text: str) -> int:
+    """``200M`` / ``1.5G`` / ``5e7`` / ``40000000`` -> a pixel count; BadParameter otherwise."""
+    t = text.strip().lower().replace("_", "")
+    factor = 1
+    if t and t[-1] in "kmg":
+        factor = {"k": 10**3, "m": 10**6, "g": 10**9}[t[-1]]
+        t = t[:-1]
+    try:
+        value = float(t) * factor
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a pixel count (e.g. 200M)", param_hint="--max-pixels"
+        ) from None
+    if value < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--max-pixels")
+    return int(value)

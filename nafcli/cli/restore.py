@@ -1,59 +1,160 @@
-"""``nafcli denoise`` and ``nafcli deblur``: one image through a NAFNet model."""
+"""``nafcli denoise`` and ``nafcli deblur``: any number of images, folders or patterns through NAFNet.
+
+Both commands collect their options into a :class:`RestoreSettings` and call :func:`run_restore`, so a new
+option (``--tile``, ``--precision``, ``--model``) is one field, one parameter in each command, and one use
+in ``run_restore``.
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .errors import handle_errors
-from .options import DeviceOpt, OutputOpt, WeightsOpt
+from .options import (
+    BatchOutputOpt,
+    DeviceOpt,
+    FailFastOpt,
+    FormatOpt,
+    InputsArg,
+    JsonOpt,
+    MaxPixelsOpt,
+    OverwriteOpt,
+    QualityOpt,
+    QuietOpt,
+    RecursiveOpt,
+    SuffixOpt,
+    WeightsOpt,
+    parse_pixels,
+)
 
-ImageArg = Annotated[Path, typer.Argument(help="The image to restore.", show_default=False)]
+FORMATS = ("png", "jpg", "jpeg", "webp", "tiff", "tif")
 
 
-def _restore(task: str, image: Path, weights: Path | None, output: Path | None, device: str, tlc: bool) -> None:
-    from ..batch import restore_file
+@dataclass
+class RestoreSettings:
+    """Everything a denoise/deblur run needs from the command line."""
+
+    task: str
+    inputs: list[str]
+    weights: Path | None = None
+    output: Path | None = None
+    device: str = "auto"
+    tlc: bool = False
+    recursive: bool = False
+    suffix: str | None = None
+    fmt: str | None = None
+    quality: int | None = None
+    overwrite: bool = False
+    fail_fast: bool = False
+    quiet: bool = False
+    as_json: bool = False
+    max_pixels: str = "200M"
+
+
+def run_restore(s: RestoreSettings) -> None:
+    """Discover, plan, load the model (only when there is work), run, report; exits with the batch's code."""
+    from ..batch import OutputSpec, discover, plan, restore_job, run_jobs
     from ..errors import UsageError
+    from .render import CliEvents, summary_line
+
+    if s.fmt is not None and s.fmt.lower() not in FORMATS:
+        raise typer.BadParameter(f"{s.fmt!r}: use png, jpg, webp or tiff", param_hint="--format")
+    max_pixels = parse_pixels(s.max_pixels)
+    if s.weights is None:
+        raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
+    spec = OutputSpec(task=s.task, output=s.output, suffix=s.suffix,
+                      fmt=s.fmt.lower() if s.fmt else None, overwrite=s.overwrite)
+    exclude = [s.output] if s.output is not None and s.output.is_dir() else []
+    sources = discover(s.inputs, recursive=s.recursive, exclude_suffix=spec.effective_suffix or None,
+                       exclude_dirs=exclude)
+    if not sources:
+        raise UsageError("no images found in " + ", ".join(s.inputs))
+    jobs = plan(sources, spec)
+
     from ..pipeline import Restorer
 
-    if weights is None:
-        raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
-    restorer = Restorer.from_file(weights, tlc=tlc, device=device)
-    if restorer.model.stereo:
-        raise UsageError(f"{weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'")
-    written = restore_file(restorer, image, output, task=task)
-    print(written)
+    restorer = None
+    if any(j.problem is None and j.skip is None for j in jobs):
+        restorer = Restorer.from_file(s.weights, tlc=s.tlc, device=s.device)
+        if restorer.model.stereo:
+            raise UsageError(
+                f"{s.weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'"
+            )
+    model = str(s.weights)
+    with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
+        report = run_jobs(
+            jobs,
+            restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality),
+            events=events,
+            fail_fast=s.fail_fast,
+        )
+    print(summary_line(report), file=sys.stderr, flush=True)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
+
+
+TlcDenoiseOpt = Annotated[
+    bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
+]
+TlcDeblurOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tlc/--no-tlc",
+        help="Test-time local statistics (TLC): the authors' setting for deblurring, worth ~0.6 dB.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Remove noise from a photo (NAFNet trained on SIDD).")
+    @app.command(help="Remove noise from photos (NAFNet trained on SIDD).")
     @handle_errors
     def denoise(
-        image: ImageArg,
+        inputs: InputsArg,
         weights: WeightsOpt = None,
-        output: OutputOpt = None,
+        output: BatchOutputOpt = None,
         device: DeviceOpt = "auto",
-        tlc: Annotated[
-            bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
-        ] = False,
+        tlc: TlcDenoiseOpt = False,
+        recursive: RecursiveOpt = False,
+        suffix: SuffixOpt = None,
+        fmt: FormatOpt = None,
+        quality: QualityOpt = None,
+        overwrite: OverwriteOpt = False,
+        fail_fast: FailFastOpt = False,
+        quiet: QuietOpt = False,
+        as_json: JsonOpt = False,
+        max_pixels: MaxPixelsOpt = "200M",
     ) -> None:
-        _restore("denoise", image, weights, output, device, tlc)
+        run_restore(RestoreSettings(
+            task="denoise", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
+            recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
+            fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
+        ))
 
-    @app.command(help="Remove motion blur from a photo (NAFNet trained on GoPro or REDS, with TLC).")
+    @app.command(help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")
     @handle_errors
     def deblur(
-        image: ImageArg,
+        inputs: InputsArg,
         weights: WeightsOpt = None,
-        output: OutputOpt = None,
+        output: BatchOutputOpt = None,
         device: DeviceOpt = "auto",
-        tlc: Annotated[
-            bool,
-            typer.Option(
-                "--tlc/--no-tlc",
-                help="Test-time local statistics (TLC): the authors' setting for deblurring, worth ~0.6 dB.",
-            ),
-        ] = True,
+        tlc: TlcDeblurOpt = True,
+        recursive: RecursiveOpt = False,
+        suffix: SuffixOpt = None,
+        fmt: FormatOpt = None,
+        quality: QualityOpt = None,
+        overwrite: OverwriteOpt = False,
+        fail_fast: FailFastOpt = False,
+        quiet: QuietOpt = False,
+        as_json: JsonOpt = False,
+        max_pixels: MaxPixelsOpt = "200M",
     ) -> None:
-        _restore("deblur", image, weights, output, device, tlc)
+        run_restore(RestoreSettings(
+            task="deblur", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
+            recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
+            fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
+        ))
