@@ -9,7 +9,7 @@ Two ways to lay out pairs, both common in stereo data sets:
 
 Every image that does not end up in a pair is returned in :attr:`Pairing.unmatched` with the reason, so
 the caller can report it: nothing is dropped silently. Files that are not images (by extension), hidden
-files and nafcli's own outputs (stem ending in ``_sr``, written beside the inputs by default, so that a
+files and nafcli's own outputs (stem ending in ``_sr``, or the ``--suffix`` given, written beside the inputs by default, so that a
 second run over the same folder does not take them for inputs) are not considered at all.
 """
 
@@ -59,9 +59,9 @@ def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def is_input(path: Path) -> bool:
+def is_input(path: Path, output_suffix: str = OUTPUT_SUFFIX) -> bool:
     """An image that is not one of our outputs."""
-    return is_image(path) and not path.stem.endswith(OUTPUT_SUFFIX)
+    return is_image(path) and not (output_suffix and path.stem.endswith(output_suffix))
 
 
 def side_of(path: Path) -> tuple[str, str] | None:
@@ -73,9 +73,9 @@ def side_of(path: Path) -> tuple[str, str] | None:
     return m.group("key"), ("left" if side in ("l", "left") else "right")
 
 
-def _images(folder: Path) -> list[Path]:
+def _images(folder: Path, output_suffix: str) -> list[Path]:
     try:
-        entries = sorted(p for p in folder.iterdir() if p.is_file() and is_input(p))
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and is_input(p, output_suffix))
     except FileNotFoundError:
         raise ImageReadError(f"{folder}: no such folder") from None
     except NotADirectoryError:
@@ -85,11 +85,11 @@ def _images(folder: Path) -> list[Path]:
     return entries
 
 
-def pair_folder(folder: str | os.PathLike[str]) -> Pairing:
+def pair_folder(folder: str | os.PathLike[str], *, output_suffix: str = OUTPUT_SUFFIX) -> Pairing:
     """Pair ``*_L.*`` with ``*_R.*`` and ``*_left.*`` with ``*_right.*`` inside one folder."""
     result = Pairing()
     sides: dict[tuple[str, str], dict[str, list[Path]]] = {}
-    for path in _images(Path(folder)):
+    for path in _images(Path(folder), output_suffix):
         found = side_of(path)
         if found is None:
             result.unmatched.append(
@@ -107,11 +107,13 @@ def pair_folder(folder: str | os.PathLike[str]) -> Pairing:
     return result
 
 
-def pair_folders(left_dir: str | os.PathLike[str], right_dir: str | os.PathLike[str]) -> Pairing:
+def pair_folders(
+    left_dir: str | os.PathLike[str], right_dir: str | os.PathLike[str], *, output_suffix: str = OUTPUT_SUFFIX
+) -> Pairing:
     """Pair the images of two folders by name (same stem, or same stem without a side marker)."""
     result = Pairing()
-    lefts = _images(Path(left_dir))
-    rights = _images(Path(right_dir))
+    lefts = _images(Path(left_dir), output_suffix)
+    rights = _images(Path(right_dir), output_suffix)
 
     def key(path: Path, side: str) -> str:
         found = side_of(path)

@@ -1,133 +1,108 @@
-"""Stereo SR jobs: pairs of files in, pairs of files out, one result per pair. No printing.
+"""Stereo SR as batch jobs: pairs (and single images) planned into :class:`nafcli.batch.Job` items, and
+the job function that runs one. Running, skipping, failures and exit codes are
+:func:`nafcli.batch.run_jobs`'s, so ``nafcli sr`` behaves as denoise does.
 
-The batch rules are the denoise ones: an output that already exists is skipped unless ``overwrite``;
-an input is never overwritten; a pair that fails is recorded with its one-line error and the run goes
-on (``keep_going``), so a caller can report each failure by name and say so in the exit code.
+Each pair is one job with two inputs and two outputs. A file that could not be paired becomes a job
+with a ``problem`` (reported as failed, by name, with the reason): nothing is dropped silently.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from .errors import NafcliError, UsageError
+from .batch import EXTENSIONS, Events, Job, JobFunction, JobOutcome, OutputSpec, output_format, same_file
 from .imageio import read_image, write_image
-from .pairing import OUTPUT_SUFFIX as SUFFIX
-from .pipeline import Progress, Restorer
+from .pairing import Pair, Unmatched
 
 
-@dataclass(frozen=True)
-class SRJob:
-    """One stereo pair, or one image run as both views (``right is None``), and where the results go."""
-
-    left: Path
-    right: Path | None
-    outputs: tuple[Path, ...]
-
-    @property
-    def name(self) -> str:
-        return self.left.name if self.right is None else f"{self.left.name} + {self.right.name}"
+def output_name(src: Path, spec: OutputSpec) -> str:
+    """``0001_L.png`` -> ``0001_L_sr.png`` (the extension follows the input's format, as for denoise)."""
+    return f"{src.stem}{spec.effective_suffix}{EXTENSIONS[output_format(src, spec.fmt)]}"
 
 
-@dataclass
-class SRResult:
-    job: SRJob
-    status: Literal["done", "skipped", "failed"]
-    error: str | None = None
-    seconds: float = 0.0
-    info: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "left": str(self.job.left),
-            "right": None if self.job.right is None else str(self.job.right),
-            "outputs": [str(p) for p in self.job.outputs],
-            "status": self.status,
-            "error": self.error,
-            "seconds": round(self.seconds, 3),
-            **self.info,
-        }
-
-
-def output_path(src: Path, out_dir: Path | None, *, ext: str = ".png") -> Path:
-    """``0001_L.jpg`` -> ``0001_L_sr.png``, beside the input or in ``out_dir`` (PNG: lossless, 16-bit)."""
-    return (out_dir if out_dir is not None else src.parent) / f"{src.stem}{SUFFIX}{ext}"
-
-
-def pair_job(left: Path, right: Path, out_dir: Path | None, *, subfolders: bool = False) -> SRJob:
-    """A job for a pair; ``subfolders`` puts the views in ``out_dir/left`` and ``out_dir/right`` (for
-    two input folders, whose files share names)."""
-    if subfolders and out_dir is not None:
-        outs = (output_path(left, out_dir / "left"), output_path(right, out_dir / "right"))
-    else:
-        outs = (output_path(left, out_dir), output_path(right, out_dir))
-    if outs[0] == outs[1]:
-        raise UsageError(f"{left} and {right} would both be written to {outs[0]}; rename one or drop -o")
-    return SRJob(left, right, outs)
-
-
-def single_job(image: Path, out_dir: Path | None) -> SRJob:
-    return SRJob(image, None, (output_path(image, out_dir),))
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def run_job(restorer: Restorer, job: SRJob, progress: Progress | None = None) -> None:
-    """Read, super-resolve and write one job. Raises :class:`NafcliError` subclasses."""
-    inputs = [job.left] if job.right is None else [job.left, job.right]
-    for out in job.outputs:
-        if any(_same(src, out) for src in inputs):
-            raise UsageError(f"{out}: refusing to overwrite an input; choose another -o")
-    left = read_image(job.left)
-    if job.right is None:
-        # Single-image SR as the authors suggest: the image is both views; the left output is kept.
-        out_left, _ = restorer.restore_image_pair(left, left, progress)
-        write_image(job.outputs[0], out_left)
-        return
-    right = read_image(job.right)
-    out_left, out_right = restorer.restore_image_pair(left, right, progress)
-    write_image(job.outputs[0], out_left)
-    write_image(job.outputs[1], out_right)
-
-
-def run_jobs(
-    restorer: Restorer,
-    jobs: Iterable[SRJob],
+def plan_sr(
+    pairs: Sequence[Pair],
+    singles: Sequence[Path],
+    unmatched: Sequence[Unmatched],
+    spec: OutputSpec,
     *,
-    overwrite: bool = False,
-    keep_going: bool = True,
-    on_start: Callable[[int, SRJob], None] | None = None,
-    on_result: Callable[[int, SRResult], None] | None = None,
-    progress: Progress | None = None,
-) -> list[SRResult]:
-    """Run every job; existing outputs are skipped unless ``overwrite``. With ``keep_going`` a failed
-    job is recorded and the next one starts; without it the first failure ends the run (recorded too)."""
-    results: list[SRResult] = []
-    for i, job in enumerate(jobs):
-        if on_start is not None:
-            on_start(i, job)
-        if not overwrite and all(p.exists() for p in job.outputs):
-            result = SRResult(job, "skipped")
-        else:
-            t0 = time.perf_counter()
-            try:
-                run_job(restorer, job, progress)
-                run = restorer.last_run
-                result = SRResult(job, "done", seconds=time.perf_counter() - t0,
-                                  info={"strips": run.tiles, "grid": list(run.grid)})
-            except NafcliError as e:
-                result = SRResult(job, "failed", error=str(e), seconds=time.perf_counter() - t0)
-        results.append(result)
-        if on_result is not None:
-            on_result(i, result)
-        if result.status == "failed" and not keep_going:
-            break
-    return results
+    subfolders: bool = False,
+) -> list[Job]:
+    """Jobs for pairs, single images (run as both views) and unmatched files.
+
+    Outputs go beside each input, or into ``spec.output`` (a folder); with ``subfolders`` (two input
+    folders, whose files share names) into ``output/left`` and ``output/right``.
+    """
+    out = spec.output
+    inputs = {p.resolve() for pair in pairs for p in (pair.left, pair.right)} | {p.resolve() for p in singles}
+    claimed: dict[Path, Path] = {}
+    jobs: list[Job] = []
+
+    def dst(src: Path, side: str) -> Path:
+        folder = src.parent if out is None else (out / side if subfolders else out)
+        return folder / output_name(src, spec)
+
+    for pair in pairs:
+        jobs.append(_job((pair.left, pair.right), (dst(pair.left, "left"), dst(pair.right, "right")),
+                         spec, inputs, claimed))
+    for src in singles:
+        jobs.append(_job((src,), (dst(src, ""),), spec, inputs, claimed))
+    for u in unmatched:
+        jobs.append(Job((u.path,), (), problem=f"{u.path}: not processed: {u.reason}"))
+    return jobs
+
+
+def _job(
+    srcs: tuple[Path, ...], dsts: tuple[Path, ...], spec: OutputSpec, inputs: set[Path], claimed: dict[Path, Path]
+) -> Job:
+    for src, d in zip(srcs, dsts, strict=True):
+        key = d.resolve()
+        if key in inputs or same_file(src, d):
+            return Job(srcs, dsts, problem=f"{src}: output {d} would overwrite an input; use --suffix or -o")
+        if key in claimed:
+            return Job(srcs, dsts, problem=f"{src}: output {d} is also the output of {claimed[key]}; use -o")
+    for src, d in zip(srcs, dsts, strict=True):
+        claimed[d.resolve()] = src
+    if not spec.overwrite and all(d.exists() for d in dsts):
+        names = " and ".join(str(d) for d in dsts)
+        return Job(srcs, dsts, skip=f"{names} exist (use --overwrite to replace them)")
+    return Job(srcs, dsts)
+
+
+def sr_job(restorer: Any, *, max_pixels: int | None = None, quality: int | None = None) -> JobFunction:
+    """The job function for ``nafcli sr``: read the views, super-resolve them together, write both.
+
+    A single input is fed as both views (the authors' suggestion for mono input) and the left output
+    is written. Strip fallbacks and format notes are reported as warnings through ``events``."""
+
+    def work(job: Job, events: Events) -> JobOutcome:
+        warnings: list[str] = []
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            events.warning(job, message)
+
+        views = [read_image(src, max_pixels=max_pixels) for src in job.inputs]
+        for v in views:
+            for w in v.info.pop("warnings", []):
+                warn(w)
+        left, right = views[0], views[-1]
+        restorer.on_warning = warn
+        try:
+            outs = restorer.restore_image_pair(left, right, events.tiles)
+        finally:
+            restorer.on_warning = None
+        for d, image in zip(job.outputs, outs, strict=False):
+            for w in write_image(d, image, quality=quality):
+                warn(w)
+        run = restorer.last_run
+        details = {
+            "device": str(run.device), "precision": run.precision, "tiles": run.tiles,
+            "tile_grid": list(run.grid), "tile_size": run.tile_size, "size": [left.width, left.height],
+        }
+        megapixels = left.width * left.height * len(views) / 1e6
+        return JobOutcome(megapixels=megapixels, warnings=warnings, details=details)
+
+    return work

@@ -23,6 +23,18 @@ def _sr(*args: str):
     return CliRunner().invoke(app, ["sr", *args])
 
 
+def _records(result) -> list[dict]:
+    """The --json lines (one object per job)."""
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def _status(result) -> dict[str, int]:
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for r in _records(result):
+        counts[r["status"]] += 1
+    return counts
+
+
 def _write(path: Path, arr: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     assert cv2.imwrite(str(path), arr)
@@ -55,12 +67,16 @@ def test_folder_mode_pairs_and_reports_unmatched(tmp_path: Path) -> None:
         _write(d / name, _rgb(seed))
     result = _sr(str(d), "-w", str(WEIGHTS), "-o", str(tmp_path / "out"), "--json")
     assert result.exit_code == 1  # unmatched files are not a silent success
-    summary = json.loads(result.stdout)
-    assert summary["done"] == 2 and summary["failed"] == 0
-    assert sorted(Path(u["path"]).name for u in summary["unmatched"]) == ["c_L.png", "lonely.png"]
+    records = _records(result)
+    done = [r for r in records if r["status"] == "done"]
+    failed = {Path(r["input"]).name: r["error"] for r in records if r["status"] == "failed"}
+    assert [[Path(p).name for p in r["input"]] for r in done] == [["a_L.png", "a_R.png"],
+                                                                  ["b_left.jpg", "b_right.jpg"]]
+    assert set(failed) == {"c_L.png", "lonely.png"}
+    assert "no right view" in failed["c_L.png"] and "no side marker" in failed["lonely.png"]
     assert "c_L.png" in result.stderr and "lonely.png" in result.stderr
     outs = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert outs == ["a_L_sr.png", "a_R_sr.png", "b_left_sr.png", "b_right_sr.png"]
+    assert outs == ["a_L_sr.png", "a_R_sr.png", "b_left_sr.jpg", "b_right_sr.jpg"]  # formats kept
     assert cv2.imread(str(tmp_path / "out" / "a_L_sr.png")).shape == (96, 128, 3)
 
 
@@ -74,12 +90,12 @@ def test_skip_existing_and_overwrite(tmp_path: Path) -> None:
     (tmp_path / "x_R_sr.png").unlink()
     again = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json")
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["done"] == 1  # only one of the two outputs existed: the pair is redone
+    assert _status(again)["done"] == 1  # only one of the two outputs existed: the pair is redone
     assert cv2.imread(str(out)) is not None
     third = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json")
-    assert json.loads(third.stdout)["skipped"] == 1
+    assert _status(third) == {"done": 0, "skipped": 1, "failed": 0} and third.exit_code == 0
     forced = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json", "--overwrite")
-    assert json.loads(forced.stdout)["done"] == 1
+    assert _status(forced)["done"] == 1
 
 
 def test_two_folders_by_name(tmp_path: Path) -> None:
@@ -90,6 +106,7 @@ def test_two_folders_by_name(tmp_path: Path) -> None:
                  "-o", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert "q.png: not processed: no left view" in result.stderr
+    assert "1 done, 0 skipped, 1 failed" in result.stderr
     assert (tmp_path / "out" / "left" / "p_sr.png").is_file()
     assert (tmp_path / "out" / "right" / "p_sr.png").is_file()
 
@@ -101,10 +118,9 @@ def test_keep_going_past_a_bad_pair(tmp_path: Path) -> None:
     _write(tmp_path / "b_R.png", _rgb(4))
     result = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json")
     assert result.exit_code == 1
-    summary = json.loads(result.stdout)
-    assert summary["failed"] == 1 and summary["done"] == 1
-    stop = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json", "--stop-on-error", "--overwrite")
-    assert json.loads(stop.stdout)["done"] == 0
+    assert _status(result) == {"done": 1, "skipped": 0, "failed": 1}
+    stop = _sr(str(tmp_path), "-w", str(WEIGHTS), "--json", "--fail-fast", "--overwrite")
+    assert _status(stop) == {"done": 0, "skipped": 0, "failed": 1}
 
 
 def test_pair_of_different_sizes_is_one_line_error(tmp_path: Path) -> None:
@@ -112,8 +128,8 @@ def test_pair_of_different_sizes_is_one_line_error(tmp_path: Path) -> None:
     right = _write(tmp_path / "r.png", _rgb(2, w=30))
     result = _sr(str(left), str(right), "-w", str(WEIGHTS))
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "32x24" in lines[0] and "30x24" in lines[0]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "32x24" in lines[0] and "30x24" in lines[0]
     assert "Traceback" not in result.output
 
 
@@ -150,6 +166,13 @@ def test_scale_and_model_checks(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     mono = _sr(str(img), "-w", str(PIPELINE / "denoise-nafnet.pth"))
     assert mono.exit_code == 2 and "not a stereo SR model" in mono.stderr
+
+
+def test_stdout_has_output_paths_only(tmp_path: Path) -> None:
+    left = _write(tmp_path / "l.png", _rgb(1))
+    right = _write(tmp_path / "r.png", _rgb(2))
+    result = _sr(str(left), str(right), "-w", str(WEIGHTS), "--tile", "0")
+    assert result.stdout.splitlines() == [str(tmp_path / "l_sr.png"), str(tmp_path / "r_sr.png")]
 
 
 def test_no_inputs_and_bad_tile(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -10,8 +9,20 @@ from typing import Annotated
 
 import typer
 
-from .errors import handle_errors, warn
-from .options import DeviceOpt, WeightsOpt
+from .errors import handle_errors
+from .options import (
+    DeviceOpt,
+    FailFastOpt,
+    FormatOpt,
+    JsonOpt,
+    MaxPixelsOpt,
+    OverwriteOpt,
+    QualityOpt,
+    QuietOpt,
+    SuffixOpt,
+    WeightsOpt,
+    parse_pixels,
+)
 
 DEFAULT_MODEL = "nafssr-l-x4"
 
@@ -22,8 +33,9 @@ SR_HELP = (
     "nafcli sr --left A --right B: pairs the files of folders A and B by name.\n\n"
     "nafcli sr IMAGE: single-image SR; the image is fed as both views (the authors' suggestion for a "
     "mono input); writes IMAGE_sr.png.\n\n"
-    "Files that cannot be paired are listed, never dropped silently (exit code 1). Existing outputs "
-    "are skipped unless --overwrite; a failed pair does not stop the others.\n\n"
+    "Files that cannot be paired are reported as failed with the reason, never dropped silently (exit "
+    "code 1). As for denoise: existing outputs are skipped unless --overwrite, a failed pair does not "
+    "stop the others (unless --fail-fast), --json prints one object per pair.\n\n"
     "The default model is nafssr-l-x4 (NAFSSR-L x4, from the Hugging Face hub). The other NAFSSR "
     "weights (T, S, B at x2 and x4; L at x2) are published only on the authors' Google Drive and "
     "Baidu links listed in https://github.com/megvii-research/NAFNet/blob/main/docs/StereoSR.md: "
@@ -63,7 +75,7 @@ def _load_restorer(model_id: str | None, weights: Path | None, scale: int | None
         restorer = Restorer.from_file(weights, **kwargs)
         source = str(weights)
     else:
-        model_id = model_id or (f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL)
+        model_id = model_id or _default_id(scale)
         id_scale = _scale_of_id(model_id)
         if scale is not None and id_scale is not None and id_scale != scale:
             raise UsageError(f"--model {model_id} is a x{id_scale} model but --scale {scale} was given")
@@ -123,7 +135,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--model", "-m",
                 help="Model id (default nafssr-l-x4, or nafssr-l-x2 with --scale 2); other NAFSSR sizes "
-                "after 'nafcli models import' (see --help above).",
+                "after 'nafcli models import' (see above).",
                 show_default=False,
             ),
         ] = None,
@@ -136,113 +148,88 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         tile: Annotated[
             str,
-            typer.Option("--tile", help="Strip height in input rows; 0 = whole pair at once; auto = from "
-                         "free memory."),
+            typer.Option("--tile", help="Strip height in input rows (full-width strips); 0 = whole pair at "
+                         "once; auto = from free memory."),
         ] = "auto",
         overlap: Annotated[
             int | None,
-            typer.Option("--overlap", help="Rows shared by neighbouring strips (default: from the model "
-                         "depth, 2x its receptive field up to 92; see docs/stereo.md).", show_default=False),
+            typer.Option("--overlap", min=0, help="Input rows shared by neighbouring strips (default: "
+                         "2x the model's receptive field, at most 92; see docs/stereo.md).",
+                         show_default=False),
         ] = None,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-        keep_going: Annotated[
-            bool, typer.Option("--keep-going/--stop-on-error", help="Go on past a failed pair.")
-        ] = True,
-        as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+        suffix: SuffixOpt = None,
+        fmt: FormatOpt = None,
+        quality: QualityOpt = None,
+        overwrite: OverwriteOpt = False,
+        fail_fast: FailFastOpt = False,
+        quiet: QuietOpt = False,
+        as_json: JsonOpt = False,
+        max_pixels: MaxPixelsOpt = "200M",
     ) -> None:
-        from ..errors import UsageError
+        from ..batch import OutputSpec, run_jobs
+        from ..sr_jobs import plan_sr, sr_job
+        from .render import CliEvents, summary_line
 
         if scale is not None and scale not in (2, 4):
             raise typer.BadParameter("NAFSSR models are x2 or x4", param_hint="--scale")
+        if fmt is not None and fmt.lower() not in ("png", "jpg", "jpeg", "webp", "tiff", "tif"):
+            raise typer.BadParameter(f"{fmt!r}: use png, jpg, webp or tiff", param_hint="--format")
         tile_value = _tile(tile)
-        jobs, unmatched = _jobs(inputs or [], left, right, output)
-        if not jobs and not unmatched:
+        limit = parse_pixels(max_pixels) or None
+        spec = OutputSpec(task="sr", output=output, suffix=suffix, fmt=fmt.lower() if fmt else None,
+                          overwrite=overwrite)
+        pairs, singles, unmatched, subfolders = _collect(inputs or [], left, right, spec.effective_suffix)
+        if not pairs and not singles and not unmatched:
+            from ..errors import UsageError
+
             raise UsageError("no images found to super-resolve")
-        for u in unmatched:
-            warn(f"{u.path}: not processed: {u.reason}")
+        jobs = plan_sr(pairs, singles, unmatched, spec, subfolders=subfolders)
 
         restorer = None
-        if jobs:
+        if any(j.problem is None and j.skip is None for j in jobs):
             restorer = _load_restorer(model, weights, scale, device=device, tile=tile_value, overlap=overlap)
-            restorer.on_warning = warn
-        results = _run(restorer, jobs, overwrite=overwrite, keep_going=keep_going, quiet=quiet or as_json,
-                       as_json=as_json)
-        failed = sum(r.status == "failed" for r in results)
-        done = sum(r.status == "done" for r in results)
-        skipped = sum(r.status == "skipped" for r in results)
-        if as_json:
-            summary = {
-                "results": [r.as_dict() for r in results],
-                "unmatched": [{"path": str(u.path), "reason": u.reason} for u in unmatched],
-                "done": done, "skipped": skipped, "failed": failed, "unmatched_count": len(unmatched),
-            }
-            print(json.dumps(summary, indent=2))
-        elif len(results) + len(unmatched) > 1 and not quiet:
-            print(
-                f"{done} done, {skipped} skipped, {failed} failed, {len(unmatched)} unmatched",
-                file=sys.stderr,
-            )
-        if failed or unmatched or len(results) < len(jobs):
-            raise typer.Exit(1)
+        label = str(weights) if weights is not None else (model or _default_id(scale))
+        with CliEvents(quiet=quiet, as_json=as_json, model=label) as events:
+            report = run_jobs(jobs, sr_job(restorer, max_pixels=limit, quality=quality), events=events,
+                              fail_fast=fail_fast)
+        print(summary_line(report), file=sys.stderr, flush=True)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
 
 
-def _jobs(inputs: list[Path], left: Path | None, right: Path | None, out_dir: Path | None):
-    """Turn the command line into jobs and a list of unmatched files."""
+def _default_id(scale: int | None) -> str:
+    return f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL
+
+
+def _collect(inputs: list[Path], left: Path | None, right: Path | None, suffix: str):
+    """The command line -> (pairs, single images, unmatched files, outputs in left/right subfolders)."""
     from ..errors import ImageReadError, UsageError
-    from ..pairing import pair_folder, pair_folders
-    from ..sr_jobs import pair_job, single_job
+    from ..pairing import Pair, pair_folder, pair_folders
 
     if (left is None) != (right is None):
         raise UsageError("--left and --right go together")
     if left is not None and right is not None:
         if inputs:
             raise UsageError("give input paths or --left/--right folders, not both")
-        pairing = pair_folders(left, right)
-        return [pair_job(p.left, p.right, out_dir, subfolders=True) for p in pairing.pairs], pairing.unmatched
+        pairing = pair_folders(left, right, output_suffix=suffix)
+        return pairing.pairs, [], pairing.unmatched, True
     if not inputs:
         raise UsageError("give LEFT RIGHT, a folder, an image, or --left DIR --right DIR (see --help)")
     if len(inputs) == 1:
         src = inputs[0]
         if src.is_dir():
-            pairing = pair_folder(src)
-            return [pair_job(p.left, p.right, out_dir) for p in pairing.pairs], pairing.unmatched
+            pairing = pair_folder(src, output_suffix=suffix)
+            return pairing.pairs, [], pairing.unmatched, False
         if not src.exists():
             raise ImageReadError(f"{src}: no such file")
-        return [single_job(src, out_dir)], []
+        return [], [src], [], False
     if len(inputs) == 2:
         for p in inputs:
             if p.is_dir():
                 raise UsageError(
                     f"{p}: is a folder; for two folders use --left {inputs[0]} --right {inputs[1]}"
                 )
-        return [pair_job(inputs[0], inputs[1], out_dir)], []
+            if not p.exists():
+                raise ImageReadError(f"{p}: no such file")
+        return [Pair(inputs[0], inputs[1])], [], [], False
     raise UsageError(f"{len(inputs)} inputs given: expected LEFT RIGHT, one folder, or one image")
-
-
-def _run(restorer, jobs, *, overwrite: bool, keep_going: bool, quiet: bool, as_json: bool):
-    from ..sr_jobs import run_jobs
-
-    if not jobs:
-        return []
-    total = len(jobs)
-
-    def on_start(i: int, job) -> None:
-        if not quiet and total > 1:
-            print(f"[{i + 1}/{total}] {job.name}", file=sys.stderr, flush=True)
-
-    def on_result(i: int, result) -> None:
-        if result.status == "failed":
-            from .errors import error
-
-            error(f"{result.job.name}: {result.error}")
-        elif not as_json:
-            verb = "skipped (exists)" if result.status == "skipped" else "wrote"
-            for out in result.job.outputs:
-                if result.status == "done":
-                    print(out)
-                elif not quiet:
-                    print(f"{verb}: {out}", file=sys.stderr)
-
-    return run_jobs(restorer, jobs, overwrite=overwrite, keep_going=keep_going, on_start=on_start,
-                    on_result=on_result)
