@@ -48,6 +48,9 @@ Warn = Callable[[str], None]
 #: 45-row window to the strip and change every row's mean. (At exactly 45 rows a strip at most 135
 #: columns wide takes the global mean instead, but that equals the single 45-row box of the local form.)
 MIN_STRIP_ROWS = NAFSSR_WINDOW[0]
+#: the least strip height ``auto`` plans before it falls back to 2-D tiles: two TLC windows, so that a
+#: strip holds its overlap and still advances by a window
+MIN_AUTO_STRIP_ROWS = 2 * MIN_STRIP_ROWS
 #: columns a 2-D tile needs for the same reason, in the fallback for very wide images
 MIN_TILE_COLS = NAFSSR_WINDOW[1]
 #: cap of the default overlap for deep models, whose exact receptive field exceeds any useful strip:
@@ -217,9 +220,10 @@ def plan(
     """Choose the strips for an ``height`` x ``width`` pair (input rows/cols).
 
     ``tile``: ``0`` the whole pair at once; ``N`` strips of N input rows; ``"auto"`` the tallest strip
-    that :func:`estimate_bytes` says fits :func:`memory_budget` (the whole pair when it fits). When even a
-    strip twice the overlap does not fit, ``auto`` falls back to 2-D tiles with a half-tile horizontal
-    overlap and says so through ``warn``. ``budget`` overrides the memory budget (tests, benchmarks).
+    that :func:`estimate_bytes` says fits :func:`memory_budget` (the whole pair when it fits), with the
+    overlap cut to half a strip if need be. When not even a strip of :data:`MIN_AUTO_STRIP_ROWS` (90)
+    rows fits, ``auto`` falls back to 2-D tiles with a half-tile horizontal overlap and says so through
+    ``warn``. ``budget`` overrides the memory budget (tests, benchmarks).
     """
     m = receptive_field(geometry.num_blks)
     whole = _strips((Span(0, height),), width, 0, m)
@@ -231,7 +235,7 @@ def plan(
     if isinstance(tile, str):
         if tile.strip().lower() != "auto":
             raise UsageError(f"--tile must be 'auto', 0 or a number of rows, not {tile!r}")
-        return _plan_auto(geometry, height, width, ov, device, batch, warn, budget, m)
+        return _plan_auto(geometry, height, width, ov, user_overlap, device, batch, warn, budget, m)
 
     rows = int(tile)
     if rows < 0:
@@ -260,6 +264,7 @@ def _plan_auto(
     height: int,
     width: int,
     ov: int,
+    user_overlap: bool,
     device: torch.device,
     batch: int,
     warn: Warn | None,
@@ -275,12 +280,15 @@ def _plan_auto(
     if cost(height, width) <= budget:
         return _strips((Span(0, height),), width, 0, m)
     rows = _largest(lambda h: cost(h, width) <= budget, height)
-    needed = max(MIN_STRIP_ROWS, 2 * ov)
-    if rows >= needed:
-        return _strips(spans(height, rows, ov), width, ov, m)
+    if rows >= MIN_AUTO_STRIP_ROWS:
+        use_ov = min(ov, rows // 2)  # a strip advances by at least half its height
+        if use_ov < ov and user_overlap:
+            _say(warn, f"--overlap {ov} reduced to {use_ov} rows: strips of {rows} rows fit in memory")
+        return _strips(spans(height, rows, use_ov), width, use_ov, m)
 
-    # Too wide for one strip's attention: 2-D tiles, strips of `needed` rows, columns as wide as fit.
-    rows = min(needed, height)
+    # Too wide for one strip's attention: 2-D tiles, strips of the least height, columns as wide as fit.
+    rows = min(MIN_AUTO_STRIP_ROWS, height)
+    row_ov = min(ov, rows // 2)
     cols = _largest(lambda w: cost(rows, w) <= budget, width)
     if cols < 2 * MIN_TILE_COLS:
         raise DeviceError(
@@ -295,9 +303,9 @@ def _plan_auto(
         "(the result differs slightly from a whole-row run)",
     )
     return StripPlan(
-        rows=spans(height, rows, ov) if rows < height else (Span(0, height),),
+        rows=spans(height, rows, row_ov) if rows < height else (Span(0, height),),
         cols=spans(width, cols, col_ov),
-        overlap=ov,
+        overlap=row_ov,
         col_overlap=col_ov,
         margin=m,
     )

@@ -148,6 +148,11 @@ def test_plan_auto_from_memory_budget() -> None:
     h = p.rows[0].stop - p.rows[0].start
     assert estimate_bytes(height=h, width=1000, channels=128, scale=4) <= whole // 3
     assert estimate_bytes(height=h + 1, width=1000, channels=128, scale=4) > whole // 3
+    # tight memory: strips shrink to 90 rows and the overlap to half a strip (a user's, with a warning)
+    warnings: list[str] = []
+    tight = estimate_bytes(height=100, width=1000, channels=128, scale=4)
+    p = plan(g, 750, 1000, tile="auto", overlap=80, device=CPU, budget=tight, warn=warnings.append)
+    assert len(p.cols) == 1 and p.rows[0].stop == 100 and p.overlap == 50 and "reduced" in warnings[0]
 
 
 def test_plan_auto_falls_back_to_2d_tiles_for_very_wide_pairs() -> None:
