@@ -40,7 +40,8 @@ SR_HELP = (
     "weights (T, S, B at x2 and x4; L at x2) are published only on the authors' Google Drive and "
     "Baidu links listed in https://github.com/megvii-research/NAFNet/blob/main/docs/StereoSR.md: "
     "download the .pth, then pass it with --weights FILE, or register it once with "
-    "'nafcli models import FILE' and use --model ID. See docs/stereo.md.\n\n"
+    "'nafcli models import NAFSSR-B_4x.pth' and use --model nafssr-b-x4 (ids: 'nafcli models list'). "
+    "See docs/stereo.md.\n\n"
     "Large pairs run in full-width strips (--tile): the cross-view attention spans whole rows, so "
     "only rows are cut; --tile 0 runs the whole pair at once, as the authors do."
 )
@@ -59,51 +60,62 @@ def _tile(value: str) -> int | str:
     return n
 
 
-def _scale_of_id(model_id: str) -> int | None:
-    m = re.search(r"-x(\d+)$", model_id)
-    return int(m.group(1)) if m else None
-
-
-def _load_restorer(model_id: str | None, weights: Path | None, scale: int | None, **kwargs):
+def _load_restorer(
+    model_id: str | None, weights: Path | None, scale: int | None, *, offline: bool = False, **kwargs
+):
     """The model from --weights, or --model (default: nafssr-l-x<scale>), checked against --scale."""
     from ..errors import UsageError
     from ..pipeline import Restorer
 
+    if weights is not None and model_id is not None:
+        raise UsageError("give --model or --weights, not both")
     if weights is not None:
-        if model_id is not None:
-            raise UsageError("give --model or --weights, not both")
-        restorer = Restorer.from_file(weights, **kwargs)
+        from ..checkpoint import load_model
+
+        loaded = load_model(weights)
         source = str(weights)
     else:
         model_id = model_id or _default_id(scale)
-        id_scale = _scale_of_id(model_id)
+        id_scale = _registry_scale(model_id)
         if scale is not None and id_scale is not None and id_scale != scale:
             raise UsageError(f"--model {model_id} is a x{id_scale} model but --scale {scale} was given")
-        restorer = _from_pretrained(model_id, **kwargs)
+        loaded = _pretrained(model_id, offline=offline)
         source = model_id
-    model = restorer.model
-    if not model.stereo:
+    if not loaded.stereo:
         raise UsageError(
-            f"{source}: holds {model.spec.describe()}, not a stereo SR model; "
+            f"{source}: holds {loaded.spec.describe()}, not a stereo SR model; "
             "use 'nafcli denoise' or 'nafcli deblur'"
         )
-    if scale is not None and model.scale != scale:
-        raise UsageError(f"{source}: is a x{model.scale} model but --scale {scale} was given")
-    return restorer
+    if scale is not None and loaded.scale != scale:
+        raise UsageError(f"{source}: is a x{loaded.scale} model but --scale {scale} was given")
+    return Restorer(loaded, **kwargs)
 
 
-def _from_pretrained(model_id: str, **kwargs):
-    """Seam for the hub: ``Restorer.from_pretrained`` once the registry/hub are merged."""
-    from ..errors import WeightsNotAvailableError
-    from ..pipeline import Restorer
+def _registry_scale(model_id: str) -> int | None:
+    """The scale the registry gives ``model_id`` (or its ``-xN`` ending when there is no registry)."""
+    try:
+        from ..registry import load_registry
+    except ImportError:  # built without the registry (hub branch not merged)
+        m = re.search(r"-x(\d+)$", model_id)
+        return int(m.group(1)) if m else None
+    reg = load_registry()
+    return reg.get(model_id).scale if model_id in reg else None
 
-    from_pretrained = getattr(Restorer, "from_pretrained", None)
-    if from_pretrained is None:
+
+def _pretrained(model_id: str, *, offline: bool):
+    """A registry model: downloaded and verified on first use (the hub), or imported by the user."""
+    try:
+        from ..weights import resolve
+        from .models import download_progress
+    except ImportError:  # built without the hub
+        from ..errors import WeightsNotAvailableError
+
         raise WeightsNotAvailableError(
             f"--model {model_id}: pretrained downloads are not available in this build; "
             "pass --weights FILE (see docs/stereo.md for where the NAFSSR files are)"
-        )
-    return from_pretrained(model_id, **kwargs)
+        ) from None
+    with download_progress(model_id) as progress:
+        return resolve(task="stereo-sr", model=model_id, offline=offline, progress=progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -145,6 +157,9 @@ def register(app: typer.Typer) -> None:
             typer.Option("--scale", "-s", help="2 or 4: picks the x2/x4 model, or checks the given one.",
                          show_default=False),
         ] = None,
+        offline: Annotated[
+            bool, typer.Option("--offline", help="Use only the local weights cache (also HF_HUB_OFFLINE=1).")
+        ] = False,
         device: DeviceOpt = "auto",
         tile: Annotated[
             str,
@@ -187,7 +202,8 @@ def register(app: typer.Typer) -> None:
 
         restorer = None
         if any(j.problem is None and j.skip is None for j in jobs):
-            restorer = _load_restorer(model, weights, scale, device=device, tile=tile_value, overlap=overlap)
+            restorer = _load_restorer(model, weights, scale, offline=offline, device=device, tile=tile_value,
+                                      overlap=overlap)
         label = str(weights) if weights is not None else (model or _default_id(scale))
         with CliEvents(quiet=quiet, as_json=as_json, model=label) as events:
             report = run_jobs(jobs, sr_job(restorer, max_pixels=limit, quality=quality), events=events,
@@ -198,7 +214,22 @@ def register(app: typer.Typer) -> None:
 
 
 def _default_id(scale: int | None) -> str:
-    return f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL
+    """The task's default (nafssr-l-x4), or with ``--scale`` the stereo-sr model of that scale: the
+    registry's default if it has that scale, else nafssr-l-x<scale>."""
+    fallback = f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL
+    try:
+        from ..registry import load_registry
+    except ImportError:  # built without the registry (hub branch not merged)
+        return fallback
+    reg = load_registry()
+    try:
+        default = reg.default_for("stereo-sr")
+    except Exception:  # noqa: BLE001 - a registry without a stereo default: use the fixed name
+        return fallback
+    if scale is None or default.scale == scale:
+        return default.id
+    same = [e.id for e in reg.for_task("stereo-sr") if e.scale == scale]
+    return fallback if fallback in same or not same else same[0]
 
 
 def _collect(inputs: list[Path], left: Path | None, right: Path | None, suffix: str):
