@@ -9,6 +9,7 @@ channel passes through unchanged (resized for super-resolution).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,12 +120,15 @@ class Restorer:
         self.last_run.tiles = strip_plan.count
         self.last_run.grid = (len(strip_plan.rows), len(strip_plan.cols))
         self.last_run.tile_size = strip_plan.rows[0].stop - strip_plan.rows[0].start
+        start = time.perf_counter()
         with torch.inference_mode():
             out = run_strips(
                 lambda t: self._forward(t.to(self.device, torch.float32)), x, strip_plan,
                 scale=self.model.scale, device=self.device, progress=progress,
             )
-            return out.clamp_(0.0, 1.0)
+            out.clamp_(0.0, 1.0)
+        self.last_run.seconds = time.perf_counter() - start
+        return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.precision == "fp32":
