@@ -96,9 +96,9 @@ def unwrap(w: Wrapped, result: Image, floats: np.ndarray | None = None) -> Any:
         return np.ascontiguousarray(arr)
     from PIL import Image as PILImage
 
+    # Pillow infers the mode from shape and dtype: L, LA, RGB, RGBA for uint8, I;16 for 2-D uint16
     if w.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        return PILImage.fromarray(np.ascontiguousarray(arr.astype("<u2")), "I;16")
+        return PILImage.fromarray(np.ascontiguousarray(arr.astype("<u2")))
     if w.mode == "F":
-        return PILImage.fromarray(np.ascontiguousarray(arr.astype(np.float32)), "F")
-    out_mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2] if arr.ndim == 3 else 1]
-    return PILImage.fromarray(np.ascontiguousarray(arr.astype(np.uint8)), out_mode)
+        return PILImage.fromarray(np.ascontiguousarray(arr.astype(np.float32)))
+    return PILImage.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))

@@ -135,8 +135,16 @@ def _looks_like_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS or sniff_file(path) is not None
 
 
-def _walk(root: Path, recursive: bool, exclude_suffix: str | None, excluded: list[Path]) -> list[Path]:
+def _walk(
+    root: Path, recursive: bool, exclude_suffix: str | None, excluded: list[Path],
+    visited: set[Path] | None = None,
+) -> list[Path]:
     found: list[Path] = []
+    visited = set() if visited is None else visited
+    real = root.resolve()
+    if real in visited:  # a symlink loop: each folder once
+        return found
+    visited.add(real)
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError:
@@ -151,7 +159,7 @@ def _walk(root: Path, recursive: bool, exclude_suffix: str | None, excluded: lis
             continue
         if is_dir:
             if recursive and entry.name.lower() not in SYSTEM_DIRS and p.resolve() not in excluded:
-                found.extend(_walk(p, recursive, exclude_suffix, excluded))
+                found.extend(_walk(p, recursive, exclude_suffix, excluded, visited))
             continue
         if exclude_suffix and p.stem.endswith(exclude_suffix):
             continue
@@ -236,21 +244,43 @@ def plan(sources: Sequence[Source], spec: OutputSpec) -> list[Job]:
         if src.problem is not None:
             jobs.append(Job((src.path,), (), problem=src.problem))
             continue
-        if single_file:
-            assert out is not None
-            dst = out
-        else:
-            ext = EXTENSIONS[output_format(src.path, spec.fmt)]
-            name = f"{src.path.stem}{spec.effective_suffix}{ext}"
-            if out is None:
-                dst = src.path.with_name(name)
-            else:
-                try:
-                    rel = src.path.parent.resolve().relative_to(src.root.resolve())
-                except ValueError:
-                    rel = Path()
-                dst = out / rel / name
+        dst = out if single_file and out is not None else output_path(src, spec)
         jobs.append(_check_output(src.path, dst, spec, inputs, claimed))
+    return jobs
+
+
+def output_path(src: Source, spec: OutputSpec) -> Path:
+    """Where ``src``'s result goes when ``-o`` is a folder or absent: the input tree mirrored under
+    ``-o`` (or beside the input), ``NAME<suffix>.<format>``."""
+    ext = EXTENSIONS[output_format(src.path, spec.fmt)]
+    name = f"{src.path.stem}{spec.effective_suffix}{ext}"
+    if spec.output is None:
+        return src.path.with_name(name)
+    try:
+        rel = src.path.parent.resolve().relative_to(src.root.resolve())
+    except ValueError:
+        rel = Path()
+    return spec.output / rel / name
+
+
+def plan_pairs(pairs: Sequence[tuple[Source, Source]], spec: OutputSpec) -> list[Job]:
+    """Stereo: one job per (left, right) pair, two outputs named as :func:`plan` names them, with the
+    same rules (never an input, no two jobs on one output, skip when both exist unless ``overwrite``).
+    ``-o`` is always a folder here."""
+    inputs = {s.path.resolve() for pair in pairs for s in pair if s.problem is None}
+    claimed: dict[Path, Path] = {}
+    jobs: list[Job] = []
+    for left, right in pairs:
+        problem = left.problem or right.problem
+        if problem is not None:
+            jobs.append(Job((left.path, right.path), (), problem=problem))
+            continue
+        checks = [_check_output(s.path, output_path(s, spec), spec, inputs, claimed) for s in (left, right)]
+        job = Job((left.path, right.path), tuple(c.outputs[0] for c in checks))
+        job.problem = next((c.problem for c in checks if c.problem), None)
+        if job.problem is None and all(c.skip for c in checks):
+            job.skip = "; ".join(c.skip for c in checks if c.skip)
+        jobs.append(job)
     return jobs
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,8 +164,15 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
     from PIL import UnidentifiedImageError
 
     meta: dict = {}
+    head = data[:26].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        meta["png_color_type"] = head[25]
     try:
-        with PILImage.open(io.BytesIO(data.tobytes())) as im:
+        with warnings.catch_warnings():
+            # our own --max-pixels limit applies; Pillow's bomb warning would print on stderr
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(io.BytesIO(data.tobytes()))
+        with im:
             meta["size"] = im.size
             meta["mode"] = im.mode
             meta["format"] = (im.format or "").lower()
@@ -187,6 +195,8 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
                     pass
     except UnidentifiedImageError:
         pass  # OpenCV may still know it; it decides
+    except PILImage.DecompressionBombError:
+        meta["warnings"] = [f"{name}: too large for Pillow to read its metadata; orientation and ICC ignored"]
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{name}: damaged image header ({e})") from None
     return meta
@@ -197,9 +207,11 @@ _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"
 
 def _apply_metadata(image: Image, meta: dict, fmt: str) -> Image:
     """Orientation, gray/alpha clean-up and metadata on top of OpenCV's pixels."""
-    warnings: list[str] = []
+    warnings: list[str] = list(meta.get("warnings", []))
     mode = meta.get("mode", "")
     name = image.source
+    if meta.get("png_color_type") in (0, 4):
+        mode = "LA" if meta["png_color_type"] == 4 else "L"  # Pillow calls 16-bit gray+alpha "RGBA"
     if mode in _GRAY_MODES and not image.is_gray:
         # OpenCV expands gray+alpha to BGRA; gray must stay gray
         image = Image(pixels=np.ascontiguousarray(image.pixels[:, :, :1]), alpha=image.alpha,
@@ -322,6 +334,14 @@ def write_image(path: str | os.PathLike[str], image: Image, *, quality: int | No
     if fmt == "webp":
         atomic_write_bytes(p, _encode_webp(image, quality))
         return warnings
+    icc, exif = image.info.get("icc_profile"), image.info.get("exif")
+    if fmt == "png" and image.is_gray and image.alpha is not None:
+        # OpenCV writes no gray+alpha PNG (it would make it RGBA): gray must stay gray
+        atomic_write_bytes(p, _png_with_metadata(_encode_png_gray_alpha(image), icc, exif))
+        return warnings
+    if fmt == "tiff" and not sixteen and (icc or exif):
+        atomic_write_bytes(p, _encode_tiff_pil(image, icc, exif))
+        return warnings
     arr = to_cv2(image)
     params: list[int] = []
     if sixteen and not CAPABILITIES[fmt][0]:
@@ -332,7 +352,6 @@ def write_image(path: str | os.PathLike[str], image: Image, *, quality: int | No
     if not ok:
         raise ImageWriteError(f"{name}: could not encode the image as {ext}")
     data = buf.tobytes()
-    icc, exif = image.info.get("icc_profile"), image.info.get("exif")
     if fmt == "png":
         data = _png_with_metadata(data, icc, exif)
     elif fmt == "jpg":
@@ -350,12 +369,12 @@ def _encode_webp(image: Image, quality: int | None) -> bytes:
     if px.dtype == np.uint16:
         px = (px.astype(np.float32) / 257.0).round().astype(np.uint8)
     rgb = np.repeat(px, 3, axis=2) if px.shape[2] == 1 else px
-    im = PILImage.fromarray(np.ascontiguousarray(rgb), "RGB")
+    im = PILImage.fromarray(np.ascontiguousarray(rgb))
     if image.alpha is not None:
         a = image.alpha
         if a.dtype == np.uint16:
             a = (a.astype(np.float32) / 257.0).round().astype(np.uint8)
-        im.putalpha(PILImage.fromarray(np.ascontiguousarray(a), "L"))
+        im.putalpha(PILImage.fromarray(np.ascontiguousarray(a)))
     kwargs: dict = {"quality": quality if quality is not None else 95}
     if image.info.get("icc_profile"):
         kwargs["icc_profile"] = image.info["icc_profile"]
@@ -363,6 +382,42 @@ def _encode_webp(image: Image, quality: int | None) -> bytes:
         kwargs["exif"] = image.info["exif"]
     out = io.BytesIO()
     im.save(out, "WEBP", **kwargs)
+    return out.getvalue()
+
+
+def _encode_png_gray_alpha(image: Image) -> bytes:
+    """A gray+alpha PNG (colour type 4, 8 or 16 bits), which neither OpenCV nor (at 16 bits) Pillow
+    writes. Filter type 0 on every row; zlib does the rest."""
+    import struct
+    import zlib
+
+    assert image.alpha is not None
+    big = ">u2" if image.pixels.dtype == np.uint16 else "u1"
+    la = np.dstack([image.pixels[:, :, 0], image.alpha]).astype(big)
+    rows = la.reshape(image.height, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    depth = 16 if big == ">u2" else 8
+    ihdr = struct.pack(">IIBBBBB", image.width, image.height, depth, 4, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw, 6))
+            + _png_chunk(b"IEND", b""))
+
+
+def _encode_tiff_pil(image: Image, icc: bytes | None, exif: bytes | None) -> bytes:
+    """8-bit TIFF through Pillow, which can carry the ICC profile and EXIF (OpenCV cannot)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    px = image.pixels[:, :, 0] if image.is_gray else image.pixels
+    parts = [px] if image.alpha is None else [px if px.ndim == 3 else px[:, :, None], image.alpha[:, :, None]]
+    arr = np.ascontiguousarray(np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0])
+    kwargs: dict = {"compression": "tiff_lzw"}
+    if icc:
+        kwargs["icc_profile"] = icc
+    if exif:
+        kwargs["exif"] = exif
+    out = io.BytesIO()
+    PILImage.fromarray(arr).save(out, "TIFF", **kwargs)
     return out.getvalue()
 
 

@@ -235,3 +235,24 @@ def test_restore_job_on_real_photos(restorer, tmp_path: Path) -> None:  # noqa: 
         a = PILImage.open(r.job.inputs[0])
         b = PILImage.open(r.job.outputs[0])
         assert a.size == b.size and a.format == b.format
+
+
+def test_plan_pairs_for_stereo(tmp_path: Path) -> None:
+    from nafcli.batch import Source, plan_pairs
+
+    left, right = _png(tmp_path / "l.png"), _png(tmp_path / "r.png")
+    pair = (Source(left, tmp_path), Source(right, tmp_path))
+    (job,) = plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))
+    assert job.outputs == (tmp_path / "out" / "l_sr.png", tmp_path / "out" / "r_sr.png") and not job.skip
+    _png(tmp_path / "out" / "l_sr.png")
+    assert plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))[0].skip is None  # one missing: redo
+    _png(tmp_path / "out" / "r_sr.png")
+    assert plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))[0].skip
+    (bad,) = plan_pairs([pair], OutputSpec("sr", suffix=""))
+    assert bad.problem and "overwrite an input" in bad.problem
+
+
+def test_symlink_loop_is_walked_once(tmp_path: Path) -> None:
+    _png(tmp_path / "d" / "a.png")
+    (tmp_path / "d" / "loop").symlink_to(tmp_path / "d")
+    assert names(discover([tmp_path / "d"], recursive=True)) == ["a.png"]

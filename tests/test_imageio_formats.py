@@ -90,11 +90,12 @@ def test_exif_orientation_applied_and_reset(zoo: dict[str, Path], tmp_path: Path
     upright = np.asarray(ImageOps.exif_transpose(PILImage.open(src)))
     assert img.pixels.shape == upright.shape  # 6 = rotated: width and height swap
     np.testing.assert_array_equal(img.pixels, upright)
+    icc = PILImage.open(src).info["icc_profile"]  # generated profiles carry a timestamp: compare to the file
     for ext in (".jpg", ".png", ".webp"):
         out = tmp_path / f"r{ext}"
         write_image(out, img)
         with PILImage.open(out) as back:
-            assert back.info.get("icc_profile") == icc_profile(), ext
+            assert back.info.get("icc_profile") == icc, ext
             exif = back.getexif()
             assert exif.get(0x0112) == 1, ext
             assert exif.get(0x010F) == "nafcli-test-camera", ext
@@ -164,3 +165,29 @@ def test_jpeg_output_drops_alpha_with_warning(zoo: dict[str, Path], tmp_path: Pa
     warnings = write_image(tmp_path / "x.jpg", img)
     assert any("alpha" in w for w in warnings)
     assert PILImage.open(tmp_path / "x.jpg").mode == "RGB"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_png_stays_gray_alpha(tmp_path: Path, dtype: type) -> None:
+    from nafcli.imageio import Image
+
+    icc = icc_profile()
+    gray = photo("camera").astype(dtype) * (257 if dtype == np.uint16 else 1)
+    alpha = np.linspace(0, np.iinfo(dtype).max, gray.size).reshape(gray.shape).astype(dtype)
+    write_image(tmp_path / "la.png", Image(pixels=gray[:, :, None], alpha=alpha, info={"icc_profile": icc}))
+    assert PILImage.open(tmp_path / "la.png").info["icc_profile"] == icc
+    back = read_image(tmp_path / "la.png")
+    assert back.is_gray and back.pixels.dtype == dtype
+    np.testing.assert_array_equal(back.pixels[:, :, 0], gray)
+    np.testing.assert_array_equal(back.alpha, alpha)
+    if dtype == np.uint8:
+        assert PILImage.open(tmp_path / "la.png").mode == "LA"
+
+
+def test_tiff_keeps_icc_and_exif(zoo: dict[str, Path], tmp_path: Path) -> None:
+    img = read_image(zoo["rotated"])
+    write_image(tmp_path / "r.tif", img)
+    back = PILImage.open(tmp_path / "r.tif")
+    assert back.info.get("icc_profile") == img.info["icc_profile"]
+    assert back.getexif().get(0x010F) == "nafcli-test-camera"
+    np.testing.assert_array_equal(np.asarray(back), img.pixels)
