@@ -22,7 +22,8 @@ anyway: the overlap ``2 m`` alone is at least 50 rows.) Without TLC the channel 
 over the whole strip, and no strip split is exact.
 
 Neighbouring strips share ``overlap`` rows; in that band the lower strip's weight rises from 0 to 1
-with a raised cosine, and the two weights always sum to 1. The rise is kept ``m`` rows away from both
+with a raised cosine, and the two weights sum to 1 (the sum is divided out where, with a large
+overlap, more than two strips meet). The rise is kept ``m`` rows away from both
 strips' cut edges when the overlap allows it (``overlap >= 2 m``: the result then equals the
 whole-image result), otherwise a quarter of the overlap away.
 """
@@ -133,7 +134,8 @@ class StripPlan:
     cols: tuple[Span, ...]
     overlap: int
     col_overlap: int
-    #: rows from a cut edge inside which a strip's weight is 0 (``m`` when the overlap allows exactness)
+    #: the exact receptive field ``m``: a band of at least ``2 m`` rows keeps each strip's weight 0 within
+    #: ``m`` rows of its cut edge (exact); a narrower band keeps it 0 within a quarter of the band
     margin: int
 
     @property
