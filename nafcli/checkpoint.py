@@ -246,8 +246,13 @@ def load_model(
         raise InconsistentShapesError(f"{name}: holds {spec.describe()}, expected {expected.describe()}")
     check_state_dict(spec, state_dict, source=name)
     use_tlc = default_tlc(spec) if tlc is None else tlc
-    module = spec.build(tlc=use_tlc)
-    module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
+    # Build on the meta device and adopt the loaded tensors (assign=True): no random initialisation of
+    # weights that are overwritten at once, which costs more than reading the file for the big models.
+    # Safe because the networks hold no buffers, and strict=True means every tensor is replaced.
+    with torch.device("meta"):
+        module = spec.build(tlc=use_tlc)
+    tensors = {k: v.float().contiguous() for k, v in state_dict.items()}
+    module.load_state_dict(tensors, strict=True, assign=True)
     return wrap(module, spec, tlc=use_tlc, source=name, model_id=model_id)
 
 

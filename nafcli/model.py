@@ -10,12 +10,14 @@ spandrel's ModelDescriptor). A stereo model is its own type, not a flag on a mon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from torch import nn
-
-from .archs import NAFSSR, NAFNet
 from .errors import InconsistentShapesError
+
+if TYPE_CHECKING:  # torch stays unimported until a network is built (registry/CLI listing start fast)
+    from torch import nn
+
+    from .archs import NAFSSR, NAFNet
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class NAFNetSpec:
         }
 
     def build(self, *, tlc: bool) -> NAFNet:
+        from .archs import NAFNet
+
         return NAFNet(
             width=self.width,
             enc_blk_nums=self.enc_blk_nums,
@@ -88,6 +92,8 @@ class NAFSSRSpec:
         return {"up_scale": self.up_scale, "width": self.width, "num_blks": self.num_blks}
 
     def build(self, *, tlc: bool) -> NAFSSR:
+        from .archs import NAFSSR
+
         return NAFSSR(
             up_scale=self.up_scale,
             width=self.width,

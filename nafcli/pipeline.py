@@ -91,6 +91,25 @@ class Restorer:
 
         return cls(load_model(path, tlc=tlc), **kwargs)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        id_or_path: str | os.PathLike[str],
+        *,
+        task: str | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        tlc: bool | None = None,
+        offline: bool = False,
+        **kwargs: Any,
+    ) -> Restorer:
+        """A registry model by id (downloaded and verified on first use, then cached) or a weights file.
+        ``tlc=None`` takes the registry's setting (the authors' test setting)."""
+        from .weights import resolve_id_or_path
+
+        model = resolve_id_or_path(id_or_path, task=task, tlc=tlc, offline=offline)
+        return cls(model, device=device, precision=precision, **kwargs)
+
     # -- tensors ------------------------------------------------------------------------------------
 
     def run_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SHARED
 from safetensors.torch import load_file
 
 from nafcli.checkpoint import load_model
-
-from .conftest import SHARED
 
 GOLDEN = SHARED / "reference" / "golden"
 CASES = ["nafnet-small", "nafnet-small-batch", "nafnet-local-small", "nafnet-local-small-mixed",

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import restore, sr
+from . import check, evaluate, models, restore, sr
 from .errors import set_debug
 
 app = typer.Typer(
@@ -45,6 +45,9 @@ def main(
 
 restore.register(app)
 sr.register(app)
+models.register(app)
+check.register(app)
+evaluate.register(app)
 
 
 def run() -> None:

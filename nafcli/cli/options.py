@@ -108,3 +108,12 @@ def parse_pixels(text: str) -> int:
     if value < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="--max-pixels")
     return int(value)
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", metavar="ID", help="A pretrained model id (default: the task's default; "
+                 "see 'nafcli models list'). --weights wins.", show_default=False),
+]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Use only the local cache (also HF_HUB_OFFLINE=1); never download.")
+]

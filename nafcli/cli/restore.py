@@ -23,6 +23,8 @@ from .options import (
     InputsArg,
     JsonOpt,
     MaxPixelsOpt,
+    ModelOpt,
+    OfflineOpt,
     OverwriteOpt,
     QualityOpt,
     QuietOpt,
@@ -54,6 +56,8 @@ class RestoreSettings:
     quiet: bool = False
     as_json: bool = False
     max_pixels: str = "200M"
+    model: str | None = None
+    offline: bool = False
 
 
 def run_restore(s: RestoreSettings) -> None:
@@ -65,8 +69,6 @@ def run_restore(s: RestoreSettings) -> None:
     if s.fmt is not None and s.fmt.lower() not in FORMATS:
         raise typer.BadParameter(f"{s.fmt!r}: use png, jpg, webp or tiff", param_hint="--format")
     max_pixels = parse_pixels(s.max_pixels)
-    if s.weights is None:
-        raise UsageError("--weights FILE is required (pretrained downloads are not available yet)")
     spec = OutputSpec(task=s.task, output=s.output, suffix=s.suffix,
                       fmt=s.fmt.lower() if s.fmt else None, overwrite=s.overwrite)
     exclude = [s.output] if s.output is not None and s.output.is_dir() else []
@@ -79,13 +81,19 @@ def run_restore(s: RestoreSettings) -> None:
     from ..pipeline import Restorer
 
     restorer = None
+    model_name = str(s.weights) if s.weights is not None else (s.model or f"default {s.task} model")
     if any(j.problem is None and j.skip is None for j in jobs):
-        restorer = Restorer.from_file(s.weights, tlc=s.tlc, device=s.device)
-        if restorer.model.stereo:
-            raise UsageError(
-                f"{s.weights}: holds a stereo SR model ({restorer.model.spec.describe()}); use 'nafcli sr'"
-            )
-    model = str(s.weights)
+        from ..weights import resolve
+        from .models import download_progress
+
+        with download_progress(s.model or f"{s.task} model") as progress:
+            loaded = resolve(task=s.task, model=s.model, weights=s.weights, tlc=s.tlc, offline=s.offline,
+                             progress=progress)
+        if loaded.stereo:
+            raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
+        restorer = Restorer(loaded, device=s.device)
+        model_name = loaded.model_id or loaded.source
+    model = model_name
     with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
         report = run_jobs(
             jobs,
@@ -116,6 +124,8 @@ def register(app: typer.Typer) -> None:
     def denoise(
         inputs: InputsArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: BatchOutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: TlcDenoiseOpt = False,
@@ -133,6 +143,7 @@ def register(app: typer.Typer) -> None:
             task="denoise", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
             recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
             fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
+            model=model, offline=offline,
         ))
 
     @app.command(help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")
@@ -140,6 +151,8 @@ def register(app: typer.Typer) -> None:
     def deblur(
         inputs: InputsArg,
         weights: WeightsOpt = None,
+        model: ModelOpt = None,
+        offline: OfflineOpt = False,
         output: BatchOutputOpt = None,
         device: DeviceOpt = "auto",
         tlc: TlcDeblurOpt = True,
@@ -157,4 +170,5 @@ def register(app: typer.Typer) -> None:
             task="deblur", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
             recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
             fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
+            model=model, offline=offline,
         ))

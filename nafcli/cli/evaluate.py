@@ -1,0 +1,162 @@
+"""``nafcli eval``: PSNR / SSIM of a model (or of existing outputs) against ground truth."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import handle_errors
+from .options import DeviceOpt, WeightsOpt
+
+
+class EvalTask(str, Enum):
+    denoise = "denoise"
+    deblur = "deblur"
+    sr = "sr"
+
+
+class SSIMChoice(str, Enum):
+    wang = "wang"
+    authors = "authors"
+
+
+DirOpt = Annotated[Path | None, typer.Option(show_default=False, file_okay=False)]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        name="eval",
+        help="Score a model on a test set (PSNR / SSIM as the authors' benchmarks compute them), or score "
+        "existing outputs with --restored. Files are paired by name; stereo pairs as NAME_L/NAME_R or a "
+        "folder per scene.",
+    )
+    @handle_errors
+    def eval_(
+        target: Annotated[Path, typer.Option("--target", "-t", help="Folder of ground-truth images.",
+                                             file_okay=False, show_default=False)],
+        input_dir: Annotated[Path | None, typer.Option("--input", "-i", help="Folder of degraded inputs.",
+                                                       file_okay=False, show_default=False)] = None,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="A registry model id.",
+                                                  show_default=False)] = None,
+        weights: WeightsOpt = None,
+        restored: Annotated[Path | None, typer.Option(
+            "--restored", help="Score the images in this folder instead of running a model.",
+            file_okay=False, show_default=False)] = None,
+        task: Annotated[EvalTask | None, typer.Option(
+            "--task", help="What the weights do: deblur turns TLC on; sr pairs stereo views.",
+            show_default=False)] = None,
+        tlc: Annotated[bool | None, typer.Option(
+            "--tlc/--no-tlc", help="Override the TLC setting (default: the model's / task's).",
+            show_default=False)] = None,
+        ssim_mode: Annotated[SSIMChoice, typer.Option(
+            "--ssim", help="wang: per-channel Gaussian SSIM (BasicSR). authors: the variant the authors' "
+            "published SSIM used (3-D Gaussian for denoise/deblur, 7x7 uniform for stereo).")] = SSIMChoice.wang,
+        unquantized: Annotated[bool, typer.Option(
+            "--float", help="Score the network's float output instead of the 8-bit image (the authors' "
+            "SIDD benchmark does this).")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+        csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write per-image scores to FILE.",
+                                                      dir_okay=False, show_default=False)] = None,
+        device: DeviceOpt = "auto",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    ) -> None:
+        from ..errors import UsageError
+        from ..evaluate import ItemResult, evaluate_model, evaluate_restored
+
+        sources = [n for n, v in (("--model", model), ("--weights", weights), ("--restored", restored)) if v]
+        if len(sources) != 1:
+            raise UsageError("give exactly one of --model ID, --weights FILE or --restored DIR")
+        if restored is not None and input_dir is not None:
+            raise UsageError("--input is for running a model; --restored scores existing outputs")
+        if restored is None and input_dir is None:
+            raise UsageError(f"{sources[0]} needs --input DIR (the degraded images)")
+        if restored is not None and (tlc is not None or unquantized):
+            raise UsageError("--tlc and --float apply to a model run, not to --restored")
+
+        def progress(done: int, total: int, item: ItemResult) -> None:
+            if not quiet:
+                print(f"[{done}/{total}] {item.name}: {item.psnr:.4f} dB, SSIM {item.ssim:.4f}",
+                      file=sys.stderr, flush=True)
+
+        mode = ssim_mode.value
+        if restored is not None:
+            result = evaluate_restored(restored, target, stereo=task is EvalTask.sr, ssim_mode=mode,
+                                       progress=progress)
+        else:
+            restorer, name = _load(model, weights, task, tlc, device)
+            assert input_dir is not None
+            result = evaluate_model(restorer, input_dir, target, ssim_mode=mode, quantize=not unquantized,
+                                    model_name=name, progress=progress)
+        if csv_path is not None:
+            _write_csv(csv_path, result)
+        if as_json:
+            from ..evaluate import result_dict
+
+            print(json.dumps(result_dict(result), indent=2))
+        else:
+            _print_table(result)
+        if result.unused_targets and not quiet:
+            print(f"note: {len(result.unused_targets)} target(s) had no counterpart, e.g. "
+                  f"{result.unused_targets[0]!r}", file=sys.stderr)
+
+
+def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: bool | None, device: str):
+    """The Restorer for --model / --weights, whole-image (no tiling) as the authors' benchmark runs."""
+    from ..errors import UsageError
+    from ..pipeline import Restorer
+
+    if model is not None:
+        from ..registry import load_registry
+        from ..weights import load_entry
+
+        entry = load_registry().get(model)
+        entry_task = {"stereo-sr": "sr"}.get(entry.task, entry.task)
+        if task is not None and task.value != entry_task:
+            raise UsageError(f"--task {task.value}: model {entry.id!r} is a {entry_task} model")
+        from .models import download_progress
+
+        with download_progress(entry.id) as progress:
+            loaded = load_entry(entry, tlc=tlc, progress=progress)
+        return Restorer(loaded, device=device, tile=0), entry.id
+    assert weights is not None
+    if tlc is None and task is EvalTask.deblur:
+        tlc = True
+    restorer = Restorer.from_file(weights, tlc=tlc, device=device, tile=0)
+    if task is not None and (task is EvalTask.sr) != restorer.model.stereo:
+        raise UsageError(f"--task {task.value}: {weights} holds {restorer.model.spec.describe()}")
+    return restorer, str(weights)
+
+
+def _fmt(x: float, digits: int) -> str:
+    return "inf" if x == float("inf") else f"{x:.{digits}f}"
+
+
+def _print_table(result) -> None:
+    width = max([len("image")] + [len(it.name) for it in result.items] + [len(f"mean ({len(result.items)})")])
+    print(f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}")
+    for it in result.items:
+        print(f"{it.name:<{width}}  {_fmt(it.psnr, 4):>10}  {_fmt(it.ssim, 4):>7}")
+    label = f"mean ({len(result.items)})"
+    print(f"{label:<{width}}  {_fmt(result.mean.psnr, 4):>10}  {_fmt(result.mean.ssim, 4):>7}")
+
+
+def _write_csv(path: Path, result) -> None:
+    """name, source(s), target(s), psnr, ssim per image; a last row ``mean`` with the averages."""
+    import csv
+    import io
+
+    from ..imageio import atomic_write_bytes
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["name", "source", "target", "psnr", "ssim"])
+    for it in result.items:
+        w.writerow([it.name, ";".join(map(str, it.source)), ";".join(map(str, it.target)),
+                    _fmt(it.psnr, 6), _fmt(it.ssim, 6)])
+    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6)])
+    atomic_write_bytes(path, buf.getvalue().encode())

@@ -1,0 +1,223 @@
+"""``nafcli models …``: list, download, verify, locate, import and remove pretrained weights.
+
+Thin: the work is in ``nafcli.registry``, ``nafcli.hub`` and ``nafcli.weights``. ``models list`` imports
+neither torch nor huggingface_hub, so it answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import error, handle_errors
+
+app = typer.Typer(help="List, download, verify, import and remove pretrained weights.", no_args_is_help=True)
+
+IdsArg = Annotated[
+    list[str] | None, typer.Argument(help="Model ids (see 'nafcli models list').", show_default=False)
+]
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def _params(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+@contextmanager
+def download_progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich progress bar on stderr fed by the hub's byte counts (hidden when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+@app.command("list")
+@handle_errors
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
+) -> None:
+    """Every model of the registry: task, size, the authors' score, default, downloaded."""
+    from ..hub import present_file
+    from ..registry import load_registry
+
+    reg = load_registry()
+    rows = []
+    for e in reg:
+        path = present_file(e)
+        rows.append(
+            {
+                "id": e.id,
+                "task": e.task,
+                "arch": e.arch,
+                "params": e.params,
+                "size": e.size,
+                "psnr": e.psnr,
+                "ssim": e.ssim,
+                "benchmark": e.benchmark,
+                "default": e.default,
+                "downloaded": path is not None,
+                "path": str(path) if path else None,
+                "source": e.where,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "task", "params", "size", "score (authors)", "default", "downloaded"):
+        table.add_column(col, justify="right" if col in ("params", "size") else "left", no_wrap=True)
+    for r in rows:
+        score = "?" if r["psnr"] is None else f"{r['psnr']:.2f}"
+        if r["ssim"] is not None:
+            score += f" / {r['ssim']:.4f}"
+        if r["benchmark"]:
+            score += f" {r['benchmark']}"
+        table.add_row(
+            r["id"], r["task"], _params(r["params"]), _size(r["size"]), score,
+            "yes" if r["default"] else "", "yes" if r["downloaded"] else "no",
+        )  # fmt: skip
+    console = Console()
+    if not console.is_terminal:  # a pipe: never cut ids to fit an imaginary 80 columns
+        console = Console(width=200)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def download(
+    ids: IdsArg = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every model that is on the hub.")] = False,
+) -> None:
+    """Download (and verify) models into the Hugging Face cache; prints each file's path."""
+    from ..errors import NafcliError, UsageError
+    from ..hub import fetch
+    from ..registry import load_registry
+
+    reg = load_registry()
+    if all_ and ids:
+        raise UsageError("give model ids or --all, not both")
+    if not all_ and not ids:
+        raise UsageError("give one or more model ids, or --all")
+    entries = [e for e in reg if e.on_hub] if all_ else [reg.get(i) for i in ids or []]
+    failed = 0
+    for e in entries:
+        try:
+            with download_progress(e.id) as progress:
+                path = fetch(e, progress=progress)
+            print(path)
+        except NafcliError as err:
+            error(str(err))
+            failed += 1
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def verify(ids: IdsArg = None) -> None:
+    """Re-hash cached files against the registry (all cached models without ids)."""
+    from ..errors import HashMismatchError
+    from ..hub import present_file, reverify
+    from ..registry import load_registry
+
+    reg = load_registry()
+    entries = [reg.get(i) for i in ids] if ids else [e for e in reg if present_file(e) is not None]
+    bad = 0
+    for e in entries:
+        try:
+            result = reverify(e)
+        except HashMismatchError as err:
+            error(str(err))
+            bad += 1
+            continue
+        if result is None:
+            error(f"{e.id}: not downloaded (nafcli models download {e.id})")
+            bad += 1
+        else:
+            print(f"{e.id}\tok\t{result[1]}\t{result[0]}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
+    """Print where the model's file is in the cache (exit 1 when it is not downloaded)."""
+    from ..errors import WeightsNotAvailableError
+    from ..hub import present_file
+    from ..registry import load_registry
+
+    e = load_registry().get(model_id)
+    p = present_file(e)
+    if p is None:
+        raise WeightsNotAvailableError(f"{e.id} is not downloaded (nafcli models download {e.id})")
+    print(p)
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A weights file you downloaded yourself.")],
+    as_id: Annotated[
+        str | None,
+        typer.Option("--as", metavar="ID", help="The model it is (default: found by hash or file name)."),
+    ] = None,
+) -> None:
+    """Put a local file into the cache as a registry model (checked by SHA-256, or by architecture)."""
+    from ..weights import import_weights
+
+    entry, dest = import_weights(file, as_id=as_id)
+    print(f"imported {file} as {entry.id}", file=sys.stderr)
+    print(dest)
+
+
+@app.command()
+@handle_errors
+def remove(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
+    """Delete the model's cached file and its safetensors copy."""
+    from ..hub import remove as remove_files
+    from ..registry import load_registry
+
+    e = load_registry().get(model_id)
+    removed = remove_files(e)
+    if not removed:
+        print(f"{e.id}: nothing cached", file=sys.stderr)
+    for p in removed:
+        print(p)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="models")

@@ -1,0 +1,174 @@
+"""``nafcli models``: list, import, verify, path, remove, and the errors with a way out (no server needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nafcli.cli.main import app
+from nafcli.model import NAFNetSpec, NAFSSRSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+LOCAL = NAFNetSpec(8, (1, 1, 1, 2), 1, (1, 1, 1, 1))
+
+
+def _save(spec, path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    sd = {k: torch.randn_like(v) for k, v in spec.build(tlc=False).state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"params": sd}, buf)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache in tmp_path and a registry with one hash-pinned and one architecture-checked manual model."""
+    import hashlib
+
+    pinned = _save(LOCAL, tmp_path / "pinned-src.pth", seed=1)
+    digest = hashlib.sha256(pinned.read_bytes()).hexdigest()
+    arch = "width = 8\nenc_blk_nums = [1, 1, 1, 2]\nmiddle_blk_num = 1\ndec_blk_nums = [1, 1, 1, 1]\n"
+    (tmp_path / "w.toml").write_text(
+        f'[models.man-a]\ntask = "deblur"\narch = "nafnet"\n{arch}file = "MAN-A.pth"\ndefault = true\n'
+        'url = "https://example.org/a"\n'
+        f'\n[models.man-b]\ntask = "deblur"\narch = "nafnet"\n{arch}file = "MAN-B.pth"\n'
+        f'url = "https://example.org/b"\nsha256 = "{digest}"\n'
+    )
+    monkeypatch.setenv("NAFCLI_WEIGHTS_TOML", str(tmp_path / "w.toml"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "NAFCLI_CACHE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_list_json_builtin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    r = runner.invoke(app, ["models", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert len(rows) == 13
+    row = {d["id"]: d for d in rows}["nafnet-sidd-width32"]
+    assert row["default"] and not row["downloaded"] and row["psnr"] == 39.9672 and row["size"] == 116861841
+    table = runner.invoke(app, ["models", "list"])
+    assert table.exit_code == 0
+    assert "nafssr-l-x4" in table.stdout and "39.97 / 0.9599 SIDD" in table.stdout
+
+
+def test_models_list_does_not_import_torch(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nafcli", "models", "list"],
+        env={"PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    modules = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "nafcli.registry" in modules
+    assert "torch" not in modules and "huggingface_hub.file_download" not in modules
+
+
+def test_import_by_architecture_then_verify_path_remove(env: Path) -> None:
+    src = _save(LOCAL, env / "download.pth", seed=5)
+    r = runner.invoke(app, ["models", "import", str(src), "--as", "man-a"])
+    assert r.exit_code == 0, r.output
+    dest = Path(r.stdout.strip())
+    assert dest.read_bytes() == src.read_bytes() and dest.name == "MAN-A.pth"
+    assert runner.invoke(app, ["models", "path", "man-a"]).stdout.strip() == str(dest)
+    v = runner.invoke(app, ["models", "verify", "man-a"])
+    assert v.exit_code == 0 and "man-a\tok" in v.stdout
+    # the imported copy changes on disk: verify compares with the hash recorded at import
+    data = bytearray(dest.read_bytes())
+    data[-50] ^= 1
+    dest.write_bytes(bytes(data))
+    v = runner.invoke(app, ["models", "verify", "man-a"])
+    assert v.exit_code == 1 and "SHA-256" in v.stderr
+    rm = runner.invoke(app, ["models", "remove", "man-a"])
+    assert rm.exit_code == 0 and str(dest) in rm.stdout and not dest.exists()
+    p = runner.invoke(app, ["models", "path", "man-a"])
+    assert p.exit_code == 1 and "not downloaded" in p.stderr
+
+
+def test_import_refuses_another_architecture(env: Path) -> None:
+    src = _save(NAFSSRSpec(up_scale=2, width=16, num_blks=2), env / "sr.pth")
+    r = runner.invoke(app, ["models", "import", str(src), "--as", "man-a"])
+    assert r.exit_code == 1
+    assert "holds NAFSSR" in r.stderr and "man-a is NAFNet" in r.stderr and "not imported" in r.stderr
+
+
+def test_import_checks_the_known_hash(env: Path) -> None:
+    other = _save(LOCAL, env / "other.pth", seed=9)
+    r = runner.invoke(app, ["models", "import", str(other), "--as", "man-b"])
+    assert r.exit_code == 1 and "SHA-256" in r.stderr and "must have" in r.stderr
+    # found by its hash without --as
+    r = runner.invoke(app, ["models", "import", str(env / "pinned-src.pth")])
+    assert r.exit_code == 0, r.output
+    assert "as man-b" in r.stderr
+
+
+def test_import_needs_as_when_unknown(env: Path) -> None:
+    src = _save(LOCAL, env / "mystery.pth", seed=3)
+    r = runner.invoke(app, ["models", "import", str(src)])
+    assert r.exit_code == 2 and "--as ID" in r.stderr
+
+
+def test_drive_only_model_names_the_authors_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    r = runner.invoke(app, ["models", "download", "nafssr-t-x2"])
+    assert r.exit_code == 1
+    assert "https://github.com/megvii-research/NAFNet/blob/main/docs/StereoSR.md" in r.stderr
+    assert "nafcli models import NAFSSR-T_2x.pth --as nafssr-t-x2" in r.stderr
+
+
+def test_unknown_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    r = runner.invoke(app, ["models", "path", "nafnet-gopro-width6"])
+    assert r.exit_code == 1 and "did you mean nafnet-gopro-width64" in r.stderr
+
+
+def test_download_needs_ids_or_all(env: Path) -> None:
+    assert runner.invoke(app, ["models", "download"]).exit_code == 2
+
+
+def _photo(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((20, 24, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_restore_with_a_drive_only_default_says_how_to_import(env: Path) -> None:
+    r = runner.invoke(app, ["deblur", str(_photo(env / "p.png")), "--offline", "-o", str(env / "o.png")])
+    assert r.exit_code == 1
+    assert "https://example.org/a" in r.stderr and "nafcli models import MAN-A.pth --as man-a" in r.stderr
+
+
+def test_restore_refuses_a_model_of_another_task(env: Path) -> None:
+    r = runner.invoke(app, ["denoise", str(_photo(env / "p.png")), "--model", "man-a"])
+    assert r.exit_code == 2 and "man-a is for deblur, not denoise" in r.stderr
+
+
+def test_restore_with_an_imported_model_and_weights_winning(env: Path) -> None:
+    img = _photo(env / "p.png")
+    src = _save(LOCAL, env / "download.pth", seed=5)
+    assert runner.invoke(app, ["models", "import", str(src), "--as", "man-a"]).exit_code == 0
+    a = runner.invoke(app, ["deblur", str(img), "--offline", "--device", "cpu", "-o", str(env / "a.png")])
+    assert a.exit_code == 0, a.output
+    other = _save(LOCAL, env / "other.pth", seed=6)
+    both = ["-w", str(other), "--model", "man-a"]
+    b = runner.invoke(app, ["deblur", str(img), *both, "--device", "cpu", "-o", str(env / "b.png")])
+    assert b.exit_code == 0, b.output
+    c = runner.invoke(app, ["deblur", str(img), "-w", str(src), "--device", "cpu", "-o", str(env / "c.png")])
+    assert (env / "a.png").read_bytes() == (env / "c.png").read_bytes() != (env / "b.png").read_bytes()
+    assert c.exit_code == 0
