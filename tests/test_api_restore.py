@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _batchdata import SHARED, TINY_WEIGHTS, photo
 from PIL import Image as PILImage
-
-from ._batchdata import SHARED, TINY_WEIGHTS, photo
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")
 

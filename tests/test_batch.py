@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _batchdata import TINY_WEIGHTS, photo
 from PIL import Image as PILImage
 
 from nafcli.batch import (
@@ -21,8 +22,6 @@ from nafcli.batch import (
     run_jobs,
 )
 from nafcli.errors import ImageReadError, UsageError
-
-from ._batchdata import TINY_WEIGHTS, photo
 
 
 def _png(path: Path, arr: np.ndarray | None = None) -> Path:

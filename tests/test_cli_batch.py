@@ -12,13 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _batchdata import SHARED, TINY_WEIGHTS, write_broken, write_variants
 from PIL import Image as PILImage
 from PIL import ImageOps
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
-
-from ._batchdata import SHARED, TINY_WEIGHTS, write_broken, write_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,13 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _batchdata import icc_profile, photo, write_broken, write_variants
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from nafcli.errors import ImageReadError, ImageTooLargeError
 from nafcli.imageio import apply_orientation, read_image, sniff_format, write_image
-
-from ._batchdata import icc_profile, photo, write_broken, write_variants
 
 
 @pytest.fixture(scope="module")
