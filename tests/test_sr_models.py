@@ -1,6 +1,4 @@
-"""``nafcli sr`` with registry models: --model, the stereo-sr default, --scale, models import, --offline.
-
-Skipped in a build without the registry/hub (nafcli.weights)."""
+"""``nafcli sr`` with registry models: --model, the stereo-sr default, --scale, models import, --offline."""
 
 from __future__ import annotations
 
@@ -12,8 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
-
-pytest.importorskip("nafcli.weights", reason="the hub/registry is not part of this build")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "reference" / "pipeline" / "sr-nafssr-x4.pth"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,8 +22,6 @@ from .options import (
     WeightsOpt,
     parse_pixels,
 )
-
-DEFAULT_MODEL = "nafssr-l-x4"
 
 SR_HELP = (
     "Stereo super-resolution (NAFSSR, x2 or x4).\n\n"
@@ -77,7 +74,7 @@ def _load_restorer(
     else:
         model_id = model_id or _default_id(scale)
         id_scale = _registry_scale(model_id)
-        if scale is not None and id_scale is not None and id_scale != scale:
+        if scale is not None and id_scale != scale:
             raise UsageError(f"--model {model_id} is a x{id_scale} model but --scale {scale} was given")
         loaded = _pretrained(model_id, offline=offline)
         source = model_id
@@ -91,29 +88,18 @@ def _load_restorer(
     return Restorer(loaded, **kwargs)
 
 
-def _registry_scale(model_id: str) -> int | None:
-    """The scale the registry gives ``model_id`` (or its ``-xN`` ending when there is no registry)."""
-    try:
-        from ..registry import load_registry
-    except ImportError:  # built without the registry (hub branch not merged)
-        m = re.search(r"-x(\d+)$", model_id)
-        return int(m.group(1)) if m else None
-    reg = load_registry()
-    return reg.get(model_id).scale if model_id in reg else None
+def _registry_scale(model_id: str) -> int:
+    """The scale of a registry model (UnknownModelError, with the closest ids, for an unknown one)."""
+    from ..registry import load_registry
+
+    return load_registry().get(model_id).scale
 
 
 def _pretrained(model_id: str, *, offline: bool):
-    """A registry model: downloaded and verified on first use (the hub), or imported by the user."""
-    try:
-        from ..weights import resolve
-        from .models import download_progress
-    except ImportError:  # built without the hub
-        from ..errors import WeightsNotAvailableError
+    """A registry model: downloaded and verified on first use, or imported by the user."""
+    from ..weights import resolve
+    from .models import download_progress
 
-        raise WeightsNotAvailableError(
-            f"--model {model_id}: pretrained downloads are not available in this build; "
-            "pass --weights FILE (see docs/stereo.md for where the NAFSSR files are)"
-        ) from None
     with download_progress(model_id) as progress:
         return resolve(task="stereo-sr", model=model_id, offline=offline, progress=progress)
 
@@ -215,21 +201,16 @@ def register(app: typer.Typer) -> None:
 
 def _default_id(scale: int | None) -> str:
     """The task's default (nafssr-l-x4), or with ``--scale`` the stereo-sr model of that scale: the
-    registry's default if it has that scale, else nafssr-l-x<scale>."""
-    fallback = f"nafssr-l-x{scale}" if scale else DEFAULT_MODEL
-    try:
-        from ..registry import load_registry
-    except ImportError:  # built without the registry (hub branch not merged)
-        return fallback
+    registry's default if it has that scale, else nafssr-l-x<scale>, else the first of that scale."""
+    from ..registry import load_registry
+
     reg = load_registry()
-    try:
-        default = reg.default_for("stereo-sr")
-    except Exception:  # noqa: BLE001 - a registry without a stereo default: use the fixed name
-        return fallback
+    default = reg.default_for("stereo-sr")
     if scale is None or default.scale == scale:
         return default.id
     same = [e.id for e in reg.for_task("stereo-sr") if e.scale == scale]
-    return fallback if fallback in same or not same else same[0]
+    wanted = f"nafssr-l-x{scale}"
+    return wanted if wanted in same or not same else same[0]
 
 
 def _collect(inputs: list[Path], left: Path | None, right: Path | None, suffix: str):
