@@ -56,8 +56,6 @@ class RunInfo:
     grid: tuple[int, int] = (1, 1)
     #: the working tile size (0: whole image); the planned tiles may be smaller for a small image
     tile_size: int = 0
-    #: (height, width) of the tiles actually run (auto tiles may grow; a small image is one tile)
-    tile_shape: tuple[int, int] = (0, 0)
     overlap: int = 0
     batch_size: int = 1
     seconds: float = 0.0
@@ -114,6 +112,8 @@ class Restorer:
         path = ("fast" if fast else "reference") + ("+compiled" if compile else "")
         self.last_run = RunInfo(device=str(self.device), precision=self.precision, path=path)
         self._tiler = _make_tiler(self, tile, overlap, batch_size)
+        #: one-line warnings (stereo strip fallbacks); the CLI prints them on stderr
+        self.on_warning: Callable[[str], None] | None = None
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -147,7 +147,10 @@ class Restorer:
 
     def run_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """Run N x C x H x W float32 in [0, 1] (CPU) through the model; returns float32 on the CPU,
-        clamped to [0, 1]."""
+        clamped to [0, 1]. Stereo models go in full-width strips (:meth:`run_stereo_tensor`): square
+        tiles would cut the rows their cross-view attention spans."""
+        if self.model.stereo:
+            return self.run_stereo_tensor(x, progress)
         start = time.perf_counter()
         with torch.inference_mode():
             out, plan, batch = self._tiler.run(x.to(torch.float32), progress)
@@ -155,8 +158,36 @@ class Restorer:
         info = self.last_run
         info.tile_size, info.overlap, info.batch_size = self._tiler.tile or 0, self._tiler.overlap, batch
         info.grid, info.tiles = (plan.grid, plan.tiles) if plan is not None else ((1, 1), 1)
-        info.tile_shape = plan.tile_size if plan is not None else tuple(x.shape[-2:])
         info.seconds = time.perf_counter() - start
+        return out
+
+    def run_stereo_tensor(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+        """Run N x 6 x H x W (left | right, float32 in [0, 1], CPU) through a stereo model in full-width
+        strips (see :mod:`nafcli.stereo`): ``tile`` is the strip height in input rows (0: whole pair,
+        "auto": from free memory), ``overlap`` the rows shared by neighbouring strips."""
+        from .stereo import StereoGeometry, plan, run_strips
+
+        spec = self.model.spec
+        geometry = StereoGeometry(channels=spec.width, num_blks=spec.num_blks, scale=spec.scale)  # type: ignore[union-attr]
+        strip_plan = plan(
+            geometry, x.shape[-2], x.shape[-1], tile=self.tile, overlap=self.overlap, device=self.device,
+            batch=x.shape[0], warn=self.on_warning,
+        )
+        if strip_plan.count > 1 and not self.model.tlc and self.on_warning is not None:
+            self.on_warning("without TLC the channel attention averages over each whole strip; "
+                            "use --tile 0 for the exact result")
+        self.last_run.tiles = strip_plan.count
+        self.last_run.grid = (len(strip_plan.rows), len(strip_plan.cols))
+        self.last_run.tile_size = strip_plan.rows[0].stop - strip_plan.rows[0].start
+        self.last_run.overlap = strip_plan.overlap
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = run_strips(
+                lambda t: self._forward(t.to(self.device, torch.float32)), x, strip_plan,
+                scale=self.model.scale, device=self.device, progress=progress,
+            )
+            out.clamp_(0.0, 1.0)
+        self.last_run.seconds = time.perf_counter() - start
         return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,7 +263,7 @@ class Restorer:
                 f"{right.source or 'right'} is {right.width}x{right.height}: a stereo pair must match"
             )
         x = torch.cat([_to_tensor(left), _to_tensor(right)], dim=1)
-        y = self.run_tensor(x, progress)
+        y = self.run_stereo_tensor(x, progress)
         return _from_tensor(y[:, :3], left, self.model.scale), _from_tensor(y[:, 3:], right, self.model.scale)
 
 

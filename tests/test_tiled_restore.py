@@ -109,7 +109,6 @@ def test_restorer_auto_tiles_large_images_on_cpu(tiny_nafnet_sd):
     assert out.shape == x.shape
     assert info.tile_size >= 384  # TLC: tiles at least the level-0 window
     assert info.tiles == info.grid[0] * info.grid[1] > 1
-    assert min(info.tile_shape) >= info.tile_size
     small = r.run_tensor(torch.rand(1, 3, 40, 50))
     assert small.shape == (1, 3, 40, 50) and r.last_run.tiles == 1
 
@@ -119,9 +118,11 @@ def test_restorer_whole_image_is_the_plain_model(tiny_nafnet_sd):
     x = torch.rand(1, 3, 70, 90)
     with torch.inference_mode():
         want = model.module(x).clamp(0, 1)
-    r = Restorer(model, device="cpu", tile=0, fast=False)  # the authors' computation, bit for bit
+    r = Restorer(model, device="cpu", tile=0, fast=False)
     assert torch.equal(r.run_tensor(x), want)
     assert r.last_run.tile_size == 0 and r.last_run.tiles == 1
+    fast = Restorer(model, device="cpu", tile=0)  # the default fast path: equal within float rounding
+    assert (fast.run_tensor(x) - want).abs().max().item() <= 1e-5
 
 
 def test_bad_sizes_are_usage_errors(tiny_nafnet_sd):
@@ -248,7 +249,7 @@ def test_cli_tile_options_and_verbose_grid(task, tmp_path: Path, tiny_nafnet_pth
     res = runner.invoke(app, [task, str(src), "-w", str(tiny_nafnet_pth), "-o", str(out), "--device", "cpu",
                               "--tile", "64", "--overlap", "4", "--batch-size", "3", "--verbose"])
     assert res.exit_code == 0, res.output
-    assert "3x4 tiles of 64x64 px (overlap 4, batch 3)" in res.stderr  # 150 rows, 170 columns
+    assert "tiles of 64 px (overlap 4, batch 3)" in res.stderr
     assert res.stdout.strip() == str(out) and out.is_file()
 
 

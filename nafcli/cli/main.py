@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bench, check, evaluate, models, restore
+from . import bench, check, evaluate, models, restore, sr
 from .errors import set_debug
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def main(
 
 
 restore.register(app)
+sr.register(app)
 models.register(app)
 check.register(app)
 evaluate.register(app)

@@ -149,7 +149,6 @@ ReferenceOpt = Annotated[
         help="Debug: run the authors' reference computation instead of the fast path.",
     ),
 ]
-
 TileOpt = Annotated[
     str,
     typer.Option(

@@ -81,7 +81,6 @@ def run_restore(s: RestoreSettings) -> None:
     from ..batch import OutputSpec, discover, plan, restore_job, run_jobs
     from ..errors import UsageError
     from .render import CliEvents, summary_line
-    from .verbose import verbose_jobs
 
     if s.fmt is not None and s.fmt.lower() not in FORMATS:
         raise typer.BadParameter(f"{s.fmt!r}: use png, jpg, webp or tiff", param_hint="--format")
@@ -117,11 +116,13 @@ def run_restore(s: RestoreSettings) -> None:
                             tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
         model_name = loaded.model_id or loaded.source
     model = model_name
+    work = restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality)
+    if s.verbose and restorer is not None:
+        work = _verbose(work, restorer)
     with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
         report = run_jobs(
             jobs,
-            verbose_jobs(restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality),
-                         restorer, s.verbose),
+            work,
             events=events,
             fail_fast=s.fail_fast,
         )
@@ -131,6 +132,18 @@ def run_restore(s: RestoreSettings) -> None:
     print(summary_line(report), file=sys.stderr, flush=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
+
+
+def _verbose(work, restorer):  # noqa: ANN001, ANN202 - wraps batch.restore_job's work function
+    """After each image, one stderr line on how it ran (device, tile grid, time)."""
+    from .verbose import print_run
+
+    def verbose_work(job, events):  # noqa: ANN001, ANN202
+        outcome = work(job, events)
+        print_run(str(job.inputs[0]), restorer.last_run)
+        return outcome
+
+    return verbose_work
 
 
 TlcDenoiseOpt = Annotated[

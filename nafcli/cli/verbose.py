@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..pipeline import RunInfo
 
 
 def describe_run(info: RunInfo) -> str:
-    """``cpu fp32, 3x4 tiles of 512x496 px (overlap 16, batch 1), 12.3 s`` or ``..., whole image, ...``."""
+    """``cpu fp32, 3x4 tiles of 512 px (overlap 16, batch 1), 12.3 s`` or ``..., whole image, ...``."""
     if info.tile_size == 0:
         tiling = "whole image"
     else:
         rows, cols = info.grid
-        th, tw = info.tile_shape
-        tiling = f"{rows}x{cols} tiles of {tw}x{th} px (overlap {info.overlap}, batch {info.batch_size})"
+        tiling = f"{rows}x{cols} tiles of {info.tile_size} px (overlap {info.overlap}, batch {info.batch_size})"
     return f"{info.device} {info.precision}, {tiling}, {info.seconds:.1f} s"
 
 
 def print_run(name: str, info: RunInfo) -> None:
     print(f"{name}: {describe_run(info)}", file=sys.stderr, flush=True)
-
-
-def verbose_jobs(work: Any, restorer: Any, enabled: bool) -> Any:
-    """Wrap a batch job function so that, with ``--verbose``, each image's run is described on stderr."""
-    if not enabled or restorer is None:
-        return work
-
-    def verbose_work(job: Any, events: Any) -> Any:
-        outcome = work(job, events)
-        print_run(str(job.inputs[0]), restorer.last_run)
-        return outcome
-
-    return verbose_work
