@@ -56,6 +56,8 @@ class RunInfo:
     grid: tuple[int, int] = (1, 1)
     #: the working tile size (0: whole image); the planned tiles may be smaller for a small image
     tile_size: int = 0
+    #: (height, width) of the tiles actually run (auto tiles may grow; a small image is one tile)
+    tile_shape: tuple[int, int] = (0, 0)
     overlap: int = 0
     batch_size: int = 1
     seconds: float = 0.0
@@ -158,6 +160,7 @@ class Restorer:
         info = self.last_run
         info.tile_size, info.overlap, info.batch_size = self._tiler.tile or 0, self._tiler.overlap, batch
         info.grid, info.tiles = (plan.grid, plan.tiles) if plan is not None else ((1, 1), 1)
+        info.tile_shape = plan.tile_size if plan is not None else tuple(x.shape[-2:])
         info.seconds = time.perf_counter() - start
         return out
 

@@ -249,7 +249,7 @@ def test_cli_tile_options_and_verbose_grid(task, tmp_path: Path, tiny_nafnet_pth
     res = runner.invoke(app, [task, str(src), "-w", str(tiny_nafnet_pth), "-o", str(out), "--device", "cpu",
                               "--tile", "64", "--overlap", "4", "--batch-size", "3", "--verbose"])
     assert res.exit_code == 0, res.output
-    assert "tiles of 64 px (overlap 4, batch 3)" in res.stderr
+    assert "3x4 tiles of 64x64 px (overlap 4, batch 3)" in res.stderr  # 150 rows, 170 columns
     assert res.stdout.strip() == str(out) and out.is_file()
 
 

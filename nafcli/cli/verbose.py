@@ -15,7 +15,8 @@ def describe_run(info: RunInfo) -> str:
         tiling = "whole image"
     else:
         rows, cols = info.grid
-        tiling = f"{rows}x{cols} tiles of {info.tile_size} px (overlap {info.overlap}, batch {info.batch_size})"
+        th, tw = info.tile_shape
+        tiling = f"{rows}x{cols} tiles of {tw}x{th} px (overlap {info.overlap}, batch {info.batch_size})"
     return f"{info.device} {info.precision}, {tiling}, {info.seconds:.1f} s"
 
 
