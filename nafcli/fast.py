@@ -67,6 +67,11 @@ def _box_pass(cs: torch.Tensor, dim: int, n: int, k: int, device: torch.device) 
     return cs.index_select(dim, start + k) - cs.index_select(dim, start)
 
 
+#: maps larger than this (pixels) keep their running sums in float64: float32 sums of a mean-centred map
+#: drift past 1e-5 on a 4000x3000 map with a 24-px window; tiles (<= ~600^2) stay in fast float32.
+FLOAT64_SUMS_ABOVE = 1 << 20
+
+
 def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
     """The TLC local mean (or the global mean when ``window`` is None or covers the map), float32.
 
@@ -78,9 +83,10 @@ def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
     k1, k2 = min(h, window[0]), min(w, window[1])
     v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
     n, c = v.shape[0], v.shape[-1]
-    mu = v.mean(dim=(1, 2), keepdim=True, dtype=torch.float32)
+    acc = torch.float64 if h * w > FLOAT64_SUMS_ABOVE else torch.float32
+    mu = v.mean(dim=(1, 2), keepdim=True, dtype=acc)
     # Cumulative sums written into buffers with a leading zero row/column: no padding copies.
-    cs = v.new_empty((n, h, w + 1, c), dtype=torch.float32)
+    cs = v.new_empty((n, h, w + 1, c), dtype=acc)
     cs[:, :, 0].zero_()
     torch.sub(v, mu, out=cs[:, :, 1:])
     cs[:, :, 1:].cumsum_(2)  # along W
@@ -92,7 +98,7 @@ def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
     del rows
     box = _box_pass(cs, 1, h, k1, x.device)
     del cs
-    box.div_(k1 * k2).add_(mu)
+    box = box.div_(k1 * k2).add_(mu).to(torch.float32)
     return box.permute(0, 3, 1, 2)
 
 

@@ -229,3 +229,13 @@ def test_psnr_helper() -> None:
     a = torch.zeros((1, 3, 4, 4))
     assert math.isinf(psnr(a, a))
     assert abs(psnr(a + 0.1, a) - 20.0) < 1e-4
+
+
+@pytest.mark.parametrize("window", [(384, 384), (24, 24), (45, 135)])
+def test_fast_local_mean_on_a_4000x3000_map_is_within_1e5_of_float64(window: tuple[int, int]) -> None:
+    """Issue 2 req 4 holds on the default (fast) path too: large maps switch the running sums to float64."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((1, 1, 3000, 4000), generator=gen)
+    ref = local_mean(x.double(), window)
+    got = fast_local_mean(x, window).double()
+    assert (got - ref).abs().max().item() <= 1e-5
