@@ -181,7 +181,10 @@ class Restorer:
                             "use --tile 0 for the exact result")
         self.last_run.tiles = strip_plan.count
         self.last_run.grid = (len(strip_plan.rows), len(strip_plan.cols))
-        self.last_run.tile_size = strip_plan.rows[0].stop - strip_plan.rows[0].start
+        strip_h = strip_plan.rows[0].stop - strip_plan.rows[0].start
+        strip_w = strip_plan.cols[0].stop - strip_plan.cols[0].start
+        self.last_run.tile_size = 0 if strip_plan.count == 1 else strip_h
+        self.last_run.tile_shape = (strip_h, strip_w)
         self.last_run.overlap = strip_plan.overlap
         start = time.perf_counter()
         with torch.inference_mode():

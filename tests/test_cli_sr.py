@@ -179,3 +179,18 @@ def test_no_inputs_and_bad_tile(tmp_path: Path) -> None:
     assert _sr().exit_code == 2
     assert _sr(str(tmp_path / "a.png"), "--tile", "big", "-w", str(WEIGHTS)).exit_code == 2
     assert _sr("--left", str(tmp_path)).exit_code == 2
+
+
+def test_verbose_reports_strips_and_precision_reaches_the_model(tmp_path: Path) -> None:
+    left = _write(tmp_path / "a_L.png", _rgb(1, 120, 48))
+    right = _write(tmp_path / "a_R.png", _rgb(2, 120, 48))
+    whole = _sr(str(left), str(right), "-w", str(WEIGHTS), "-o", str(tmp_path / "w"), "--verbose", "--tile", "0")
+    assert whole.exit_code == 0, whole.output
+    assert "cpu fp32, whole image" in whole.stderr
+    strips = _sr(str(left), str(right), "-w", str(WEIGHTS), "-o", str(tmp_path / "s"), "--verbose",
+                 "--tile", "50", "--overlap", "4", "--precision", "bf16")
+    assert strips.exit_code == 0, strips.output
+    assert "cpu bf16, 3x1 tiles of 48x50 px (overlap 4" in strips.stderr
+    a = cv2.imread(str(tmp_path / "w" / "a_L_sr.png")).astype(int)
+    b = cv2.imread(str(tmp_path / "s" / "a_L_sr.png")).astype(int)
+    assert a.shape == b.shape == (480, 192, 3)

@@ -118,7 +118,9 @@ def run_restore(s: RestoreSettings) -> None:
     model = model_name
     work = restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality)
     if s.verbose and restorer is not None:
-        work = _verbose(work, restorer)
+        from .verbose import verbose_work
+
+        work = verbose_work(work, restorer)
     with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
         report = run_jobs(
             jobs,
@@ -132,18 +134,6 @@ def run_restore(s: RestoreSettings) -> None:
     print(summary_line(report), file=sys.stderr, flush=True)
     if report.exit_code:
         raise typer.Exit(report.exit_code)
-
-
-def _verbose(work, restorer):  # noqa: ANN001, ANN202 - wraps batch.restore_job's work function
-    """After each image, one stderr line on how it ran (device, tile grid, time)."""
-    from .verbose import print_run
-
-    def verbose_work(job, events):  # noqa: ANN001, ANN202
-        outcome = work(job, events)
-        print_run(str(job.inputs[0]), restorer.last_run)
-        return outcome
-
-    return verbose_work
 
 
 TlcDenoiseOpt = Annotated[

@@ -16,9 +16,12 @@ from .options import (
     JsonOpt,
     MaxPixelsOpt,
     OverwriteOpt,
+    PrecisionOpt,
     QualityOpt,
     QuietOpt,
     SuffixOpt,
+    ThreadsOpt,
+    VerboseOpt,
     WeightsOpt,
     parse_pixels,
 )
@@ -166,6 +169,9 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
         as_json: JsonOpt = False,
         max_pixels: MaxPixelsOpt = "200M",
+        precision: PrecisionOpt = "fp32",
+        threads: ThreadsOpt = 0,
+        verbose: VerboseOpt = False,
     ) -> None:
         from ..batch import OutputSpec, run_jobs
         from ..sr_jobs import plan_sr, sr_job
@@ -188,11 +194,21 @@ def register(app: typer.Typer) -> None:
 
         restorer = None
         if any(j.problem is None and j.skip is None for j in jobs):
-            restorer = _load_restorer(model, weights, scale, offline=offline, device=device, tile=tile_value,
-                                      overlap=overlap)
+            from ..pipeline import resolve_device
+            from ..speed import configure_threads
+
+            dev = resolve_device(device)
+            configure_threads(threads, dev)
+            restorer = _load_restorer(model, weights, scale, offline=offline, device=dev, tile=tile_value,
+                                      overlap=overlap, precision=precision)
+        work = sr_job(restorer, max_pixels=limit, quality=quality)
+        if verbose and restorer is not None:
+            from .verbose import verbose_work
+
+            work = verbose_work(work, restorer)
         label = str(weights) if weights is not None else (model or _default_id(scale))
         with CliEvents(quiet=quiet, as_json=as_json, model=label) as events:
-            report = run_jobs(jobs, sr_job(restorer, max_pixels=limit, quality=quality), events=events,
+            report = run_jobs(jobs, work, events=events,
                               fail_fast=fail_fast)
         print(summary_line(report), file=sys.stderr, flush=True)
         if report.exit_code:

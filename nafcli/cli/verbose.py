@@ -22,3 +22,14 @@ def describe_run(info: RunInfo) -> str:
 
 def print_run(name: str, info: RunInfo) -> None:
     print(f"{name}: {describe_run(info)}", file=sys.stderr, flush=True)
+
+
+def verbose_work(work, restorer):  # noqa: ANN001, ANN201 - wraps a batch job function
+    """After each job, one stderr line on how it ran (device, tile grid, time)."""
+
+    def wrapped(job, events):  # noqa: ANN001, ANN202
+        outcome = work(job, events)
+        print_run(" + ".join(str(p) for p in job.inputs), restorer.last_run)
+        return outcome
+
+    return wrapped
