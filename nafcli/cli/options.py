@@ -173,3 +173,14 @@ VerboseOpt = Annotated[
     bool,
     typer.Option("--verbose", "-v", help="Print the tile grid, device and time on stderr."),
 ]
+
+TlcDenoiseOpt = Annotated[
+    bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
+]
+TlcDeblurOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tlc/--no-tlc",
+        help="Test-time local statistics (TLC): the authors' setting for deblurring, worth ~0.6 dB.",
+    ),
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
@@ -37,6 +36,8 @@ from .options import (
     SuffixOpt,
     ThreadsOpt,
     TileOpt,
+    TlcDeblurOpt,
+    TlcDenoiseOpt,
     VerboseOpt,
     WeightsOpt,
     parse_pixels,
@@ -136,18 +137,6 @@ def run_restore(s: RestoreSettings) -> None:
         raise typer.Exit(report.exit_code)
 
 
-TlcDenoiseOpt = Annotated[
-    bool, typer.Option("--tlc/--no-tlc", help="Test-time local statistics (TLC) in the channel attention.")
-]
-TlcDeblurOpt = Annotated[
-    bool,
-    typer.Option(
-        "--tlc/--no-tlc",
-        help="Test-time local statistics (TLC): the authors' setting for deblurring, worth ~0.6 dB.",
-    ),
-]
-
-
 def register(app: typer.Typer) -> None:
     @app.command(help="Remove noise from photos (NAFNet trained on SIDD).")
     @handle_errors
@@ -177,14 +166,8 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchSizeOpt = "auto",
         verbose: VerboseOpt = False,
     ) -> None:
-        run_restore(RestoreSettings(
-            task="denoise", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
-            recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
-            fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
-            model=model, offline=offline,
-            precision=precision, compile=compile, threads=threads, reference=reference,
-            tile=tile, overlap=overlap, batch_size=batch_size, verbose=verbose,
-        ))
+        # The parameters are named as RestoreSettings fields: hand them over as they are.
+        run_restore(RestoreSettings(task="denoise", **locals()))
 
     @app.command(help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")
     @handle_errors
@@ -214,11 +197,4 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchSizeOpt = "auto",
         verbose: VerboseOpt = False,
     ) -> None:
-        run_restore(RestoreSettings(
-            task="deblur", inputs=inputs, weights=weights, output=output, device=device, tlc=tlc,
-            recursive=recursive, suffix=suffix, fmt=fmt, quality=quality, overwrite=overwrite,
-            fail_fast=fail_fast, quiet=quiet, as_json=as_json, max_pixels=max_pixels,
-            model=model, offline=offline,
-            precision=precision, compile=compile, threads=threads, reference=reference,
-            tile=tile, overlap=overlap, batch_size=batch_size, verbose=verbose,
-        ))
+        run_restore(RestoreSettings(task="deblur", **locals()))
