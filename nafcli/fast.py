@@ -14,8 +14,10 @@ What changes, and why each is exact (up to float rounding):
 * **channels_last** memory format: the 1x1 convolutions become plain matrix products over pixels and
   the channel statistics are contiguous.
 * **TLC local mean** computed once per feature map with a float32 integral image of the mean-centred
-  values (centring keeps the running sums small, so float32 stays within ~1e-6 of the float64 reference),
-  and the replicate padding done by index clamping inside the same pass rather than as a separate copy.
+  values (centring keeps the running sums small, so float32 stays within ~1e-6 of the float64 reference;
+  maps above 1 MP keep float64 sums). The SCA 1x1 convolution runs on the valid box means, before the
+  replicate padding rather than after it (a pointwise map commutes with replicate padding): on a 64x64
+  map with a 48-px window that is 17x17 pixels instead of 64x64.
 * **SCA folding** (global-mean SCA, one image per batch, ``fold_sca=True``): the per-image channel scale
   ``s`` is folded into ``conv3``'s weights (``W3 (x * s) = (W3 diag(s)) x``), saving one pass over the
   feature map. Exact, but measured no faster on the CPU (oneDNN re-packs the changed weights on every
@@ -59,17 +61,65 @@ def _gate(x: torch.Tensor) -> torch.Tensor:
     return a * b
 
 
-def _box_pass(cs: torch.Tensor, dim: int, n: int, k: int, device: torch.device) -> torch.Tensor:
-    """Window sums of length ``k`` along ``dim`` from the (zero-led) cumulative sum ``cs``, replicate-
-    extended back to ``n`` positions exactly as the reference's ``F.pad(..., mode="replicate")``."""
-    left = (k - 1) // 2
-    start = (torch.arange(n, device=device) - left).clamp_(0, n - k)
-    return cs.index_select(dim, start + k) - cs.index_select(dim, start)
-
-
 #: maps larger than this (pixels) keep their running sums in float64: float32 sums of a mean-centred map
 #: drift past 1e-5 on a 4000x3000 map with a 24-px window; tiles (<= ~600^2) stay in fast float32.
 FLOAT64_SUMS_ABOVE = 1 << 20
+
+#: (left, right, top, bottom) replicate padding that takes the valid box means back to the map's size
+Padding = tuple[int, int, int, int]
+
+
+def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Padding]:
+    """The TLC box means over every *full* window (stride 1), float32, channels_last, and the replicate
+    padding that brings them back to ``x``'s size (``F.pad(box, padding, mode="replicate")`` is
+    :func:`nafcli.archs.tlc.local_mean`).
+
+    Kept apart from the padding because SCA applies a 1x1 convolution to the means: a pointwise map
+    commutes with replicate padding, so the block convolves the (h-k1+1) x (w-k2+1) valid means and pads
+    afterwards (a 64x64 map with a 48-px window: 17x17 pixels instead of 64x64).
+
+    Integral image of the mean-centred values (centring keeps the running sums small), written into
+    pre-zeroed buffers (no padding copies), the window differences taken by slicing.
+    """
+    h, w = x.shape[-2:]
+    k1, k2 = min(h, window[0]), min(w, window[1])
+    v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
+    n, c = v.shape[0], v.shape[-1]
+    acc = torch.float64 if h * w > FLOAT64_SUMS_ABOVE else torch.float32
+    mu = v.mean(dim=(1, 2), keepdim=True, dtype=acc)
+    cs = v.new_empty((n, h, w + 1, c), dtype=acc)
+    cs[:, :, 0].zero_()
+    torch.sub(v, mu, out=cs[:, :, 1:])
+    cs[:, :, 1:].cumsum_(2)  # along W
+    w2, h2 = w - k2 + 1, h - k1 + 1
+    rows = cs[:, :, k2:] - cs[:, :, :w2]  # N H W2 C: sums over k2 columns
+    del cs
+    cs = rows.new_empty((n, h + 1, w2, c))
+    cs[:, 0].zero_()
+    torch.cumsum(rows, 1, out=cs[:, 1:])  # along H
+    del rows
+    box = torch.sub(cs[:, k1:], cs[:, :h2])
+    del cs
+    box = box.div_(k1 * k2).add_(mu).to(torch.float32).permute(0, 3, 1, 2)
+    return box, ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
+
+
+def mul_replicated(x: torch.Tensor, s: torch.Tensor, padding: Padding) -> torch.Tensor:
+    """``x * F.pad(s, padding, mode="replicate")`` without building the padded ``s``: nine broadcast
+    products (the border bands take ``s``'s edge rows/columns), one pass over ``x``."""
+    left, _, top, _ = padding
+    h2, w2 = s.shape[-2:]
+    h, w = x.shape[-2:]
+    out = torch.empty_like(x)
+    rows = ((slice(0, top), slice(0, 1)), (slice(top, top + h2), slice(0, h2)), (slice(top + h2, h), slice(h2 - 1, h2)))
+    cols = ((slice(0, left), slice(0, 1)), (slice(left, left + w2), slice(0, w2)), (slice(left + w2, w), slice(w2 - 1, w2)))
+    for rx, rs in rows:
+        if rx.stop <= rx.start:
+            continue
+        for cx, cs in cols:
+            if cx.stop > cx.start:
+                torch.mul(x[:, :, rx, cx], s[:, :, rs, cs], out=out[:, :, rx, cx])
+    return out
 
 
 def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
@@ -80,26 +130,8 @@ def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
     h, w = x.shape[-2:]
     if window is None or (window[0] >= h and window[1] >= w):
         return x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
-    k1, k2 = min(h, window[0]), min(w, window[1])
-    v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
-    n, c = v.shape[0], v.shape[-1]
-    acc = torch.float64 if h * w > FLOAT64_SUMS_ABOVE else torch.float32
-    mu = v.mean(dim=(1, 2), keepdim=True, dtype=acc)
-    # Cumulative sums written into buffers with a leading zero row/column: no padding copies.
-    cs = v.new_empty((n, h, w + 1, c), dtype=acc)
-    cs[:, :, 0].zero_()
-    torch.sub(v, mu, out=cs[:, :, 1:])
-    cs[:, :, 1:].cumsum_(2)  # along W
-    rows = _box_pass(cs, 2, w, k2, x.device)
-    del cs
-    cs = rows.new_empty((n, h + 1, w, c))
-    cs[:, 0].zero_()
-    torch.cumsum(rows, 1, out=cs[:, 1:])  # along H
-    del rows
-    box = _box_pass(cs, 1, h, k1, x.device)
-    del cs
-    box = box.div_(k1 * k2).add_(mu).to(torch.float32)
-    return box.permute(0, 3, 1, 2)
+    box, padding = valid_box_mean(x, window)
+    return F.pad(box, padding, mode="replicate")
 
 
 def _conv(conv: nn.Conv2d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> nn.Conv2d:
@@ -160,19 +192,20 @@ class FastNAFBlock(nn.Module):
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         x = _gate(self.conv2(self.conv1(_layer_norm(inp, self.eps1))))
-        pooled = fast_local_mean(x, self.window)
-        if pooled.shape[-1] == 1:
+        h, w = x.shape[-2:]
+        if self.window is None or (self.window[0] >= h and self.window[1] >= w):
             # Global mean: a per-image channel vector, in float32.
-            w = self.sca.weight.float()
-            s = F.conv2d(pooled, w, self.sca.bias.float())  # N, C, 1, 1
+            pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
             if self.fold_sca and x.shape[0] == 1:
                 w3 = self.conv3.weight * s.view(1, -1, 1, 1).to(self.conv3.weight.dtype)
                 x = F.conv2d(x, w3, self.conv3.bias)
             else:
                 x = self.conv3(x * s.to(x.dtype))
         else:
-            s = self.sca(pooled.to(x.dtype))
-            x = self.conv3(x * s)
+            # TLC: the 1x1 SCA convolution on the valid box means, then the replicate padding.
+            box, padding = valid_box_mean(x, self.window)
+            x = self.conv3(mul_replicated(x, self.sca(box.to(x.dtype)), padding))
         y = inp + x
         return y + self.conv5(_gate(self.conv4(_layer_norm(y, self.eps2))))
 

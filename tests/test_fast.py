@@ -14,7 +14,7 @@ from nafcli.archs.tlc import local_mean
 from nafcli.bench import psnr, random_model
 from nafcli.checkpoint import load_model
 from nafcli.errors import UsageError
-from nafcli.fast import FastNAFNet, FastNAFSSR, fast_local_mean, optimize
+from nafcli.fast import FastNAFNet, FastNAFSSR, fast_local_mean, mul_replicated, optimize, valid_box_mean
 from nafcli.model import NAFNetSpec, NAFSSRSpec
 from nafcli.pipeline import Restorer
 
@@ -82,6 +82,27 @@ def test_fast_local_mean_matches_reference(shape: tuple[int, ...], window: tuple
     got = fast_local_mean(x.contiguous(memory_format=torch.channels_last), window)
     assert got.shape == ref.shape
     assert (got - ref).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("shape", "window"),
+    [((2, 8, 20, 30), (7, 9)), ((1, 4, 20, 30), (20, 5)), ((1, 4, 9, 40), (4, 40)), ((1, 2, 5, 5), (1, 1))],
+)
+def test_sca_on_valid_means_then_replicate_equals_sca_on_padded_means(
+    shape: tuple[int, ...], window: tuple[int, int]
+) -> None:
+    # The block convolves the valid box means and pads afterwards; a 1x1 convolution is pointwise, so
+    # this must equal the reference order (pad, then convolve), and mul_replicated must equal x * pad(s).
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(shape, generator=gen).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(shape[1], shape[1], 1)
+    box, padding = valid_box_mean(x, window)
+    with torch.no_grad():
+        ours = mul_replicated(x, conv(box), padding)
+        ref = x * conv(local_mean(x, window))
+    assert ours.shape == x.shape
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert (ours - ref).abs().max().item() < 1e-5
 
 
 def test_fast_local_mean_float32_sums_stay_accurate_on_large_maps() -> None:
