@@ -226,6 +226,9 @@ class BenchResult:
     input_shape: tuple[int, ...]
     tile: str
     paths: list[PathResult]
+    #: whether the fast rows ran with nafcli.allocator's malloc settings (the reference row never does,
+    #: unless the caller tuned the process before the run)
+    allocator_tuned: bool = False
 
     @property
     def pixels(self) -> int:
@@ -246,8 +249,15 @@ class BenchResult:
             "threads": self.threads,
             "input_shape": list(self.input_shape),
             "tile": self.tile,
+            "allocator_tuned": self.allocator_tuned,
             "paths": rows,
         }
+
+
+def _allocator_tuned() -> bool:
+    from .allocator import tuned
+
+    return tuned()
 
 
 def _sync(device: torch.device) -> None:
@@ -291,13 +301,16 @@ def run_bench(
     reference: bool = True,
     reference_repeat: int = 1,
     compile: bool = False,
+    tune_allocator: bool = False,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> BenchResult:
     """Time the reference path and the fast path (one row per precision) on one random input.
 
     The input is a smooth random image (``size`` x ``size``; for a stereo model a pair of that size in
-    low resolution), the same for every path.
+    low resolution), the same for every path. ``tune_allocator``: apply :func:`nafcli.allocator.tune`
+    (as the command line does) after the reference row, so the reference runs with the C library's
+    default allocator, as the authors' demo does, and the fast rows as ``nafcli`` runs them.
     """
     from .pipeline import Restorer, resolve_device
 
@@ -329,6 +342,11 @@ def run_bench(
         paths.append(PathResult("reference", "fp32", times, warm, peak, flops))
         del out
 
+    if tune_allocator:
+        from .allocator import tune
+
+        tune()
+
     for precision in precisions:
         say(f"fast path ({precision})")
         restorer = Restorer(model, device=dev, precision=precision, tile=tile, compile=compile)
@@ -358,4 +376,5 @@ def run_bench(
         input_shape=shape,
         tile=str(tile),
         paths=paths,
+        allocator_tuned=_allocator_tuned(),
     )

@@ -108,11 +108,13 @@ def run_restore(s: RestoreSettings) -> None:
                              progress=progress)
         if loaded.stereo:
             raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
+        from ..allocator import tune as tune_allocator
         from ..pipeline import resolve_device
         from ..speed import configure_threads
 
         dev = resolve_device(s.device)
         configure_threads(s.threads, dev)
+        tune_allocator()
         restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference,
                             tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
         model_name = loaded.model_id or loaded.source

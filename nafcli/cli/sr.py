@@ -194,11 +194,13 @@ def register(app: typer.Typer) -> None:
 
         restorer = None
         if any(j.problem is None and j.skip is None for j in jobs):
+            from ..allocator import tune as tune_allocator
             from ..pipeline import resolve_device
             from ..speed import configure_threads
 
             dev = resolve_device(device)
             configure_threads(threads, dev)
+            tune_allocator()
             restorer = _load_restorer(model, weights, scale, offline=offline, device=dev, tile=tile_value,
                                       overlap=overlap, precision=precision)
         work = sr_job(restorer, max_pixels=limit, quality=quality)
