@@ -6,7 +6,7 @@
 
 Random weights (the cost does not depend on them), random pixels. The pair goes through
 ``Restorer.restore_image_pair`` exactly as ``nafcli sr`` runs it: ``--tile auto`` (strip height from
-memory), the default overlap. Peak memory is the process's peak RSS (``ru_maxrss``), which includes
+memory), the default overlap, the allocator settings of :mod:`nafcli.allocator`. Peak memory is the process's peak RSS (``ru_maxrss``), which includes
 Python, torch and the model: the number to hold against the 8 GB limit. It does not depend on machine
 load; the time does, so take timings on a quiet machine. ``--max-strips K`` runs the first K strips
 and then the full conversion back to images (so every phase that allocates is exercised) and
@@ -45,16 +45,22 @@ def main(argv: list[str] | None = None) -> int:
         "only the first N: activations are freed block by block, so the peak is the same; the time is "
         "scaled up by blocks/N",
     )
+    ap.add_argument(
+        "--system-malloc", action="store_true",
+        help="leave glibc malloc at its defaults (nafcli sr tunes it: nafcli.allocator)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args(argv)
 
     import numpy as np
     import torch
 
+    from nafcli.allocator import tune
     from nafcli.imageio import Image
     from nafcli.model import NAFSSRSpec, wrap
     from nafcli.pipeline import Restorer, _from_tensor, _to_tensor
 
+    malloc_tuned = False if args.system_malloc else tune()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": args.scale,
         "arch": f"NAFSSR width {args.channels}, {args.blocks} blocks",
         "threads": torch.get_num_threads(),
+        "malloc_tuned": malloc_tuned,
         "strips": run.tiles,
         "grid": list(run.grid),
         "strip_rows": run.tile_size,

@@ -9,6 +9,8 @@ The network is the NAFNet-SIDD-width32 architecture (29.2 M parameters) with ran
 random 8-bit RGB at 3:2 (24 MP = 6000 x 4000). Each measurement runs in a fresh Python process, so peak
 RSS (``ru_maxrss``) is that run's alone: it includes Python, torch and the model (~0.35 GB), the 8-bit
 image, its float32 copies in and out, and the activations of one tile. Nothing is asserted on time.
+The allocator is tuned as the command line tunes it (:mod:`nafcli.allocator`); run with
+``NAFCLI_MALLOC_TUNING=0`` for glibc's defaults.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    from nafcli.allocator import tune
     from nafcli.imageio import Image
     from nafcli.model import spec_from_config, wrap
     from nafcli.pipeline import Restorer
 
+    # as the command line runs: tiled runs tuned, whole images not (NAFCLI_MALLOC_TUNING=0: never)
+    malloc_tuned = tune() if str(args.tile) != "0" else False
     torch.manual_seed(0)
     spec = spec_from_config("nafnet", _config())
     module = spec.build(tlc=False)
@@ -68,6 +73,7 @@ def child(args: argparse.Namespace) -> None:
         "h": h, "w": w, "mp": h * w / 1e6, "tile": info.tile_size, "grid": list(info.grid),
         "seconds": seconds, "mp_per_s": h * w / 1e6 / seconds,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        "malloc_tuned": malloc_tuned,
     }))
 
 

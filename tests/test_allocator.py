@@ -63,3 +63,22 @@ def test_environment_variable_turns_it_off() -> None:
     off = _probe("tune", NAFCLI_MALLOC_TUNING="0")
     assert not off["applied"] and not off["tuned"]
     assert min(off["faults"]) > 10_000
+
+
+@pytest.mark.parametrize(("tile", "expected"), [("auto", [True]), ("0", [])])
+def test_denoise_tunes_tiled_runs_only(tile: str, expected: list[bool], tmp_path, tiny_nafnet_pth, monkeypatch):
+    import cv2
+    import numpy as np
+    from typer.testing import CliRunner
+
+    import nafcli.allocator
+    from nafcli.cli.main import app
+
+    calls: list[bool] = []
+    monkeypatch.setattr(nafcli.allocator, "tune", lambda: calls.append(True) or True)
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    result = CliRunner().invoke(app, ["denoise", str(src), "-w", str(tiny_nafnet_pth), "-d", "cpu",
+                                      "--tile", tile, "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    assert calls == expected

@@ -107,11 +107,8 @@ def register(app: typer.Typer) -> None:
 
 def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: bool | None, device: str):
     """The Restorer for --model / --weights, whole-image (no tiling) as the authors' benchmark runs."""
-    from ..allocator import tune as tune_allocator
     from ..errors import UsageError
     from ..pipeline import Restorer
-
-    tune_allocator()
 
     if model is not None:
         from ..registry import load_registry

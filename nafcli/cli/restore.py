@@ -114,7 +114,8 @@ def run_restore(s: RestoreSettings) -> None:
 
         dev = resolve_device(s.device)
         configure_threads(s.threads, dev)
-        tune_allocator()
+        if str(s.tile).strip() != "0":
+            tune_allocator()  # tiled runs only: whole-image runs fragment a non-trimmed heap
         restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference,
                             tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
         model_name = loaded.model_id or loaded.source

@@ -200,7 +200,8 @@ def register(app: typer.Typer) -> None:
 
             dev = resolve_device(device)
             configure_threads(threads, dev)
-            tune_allocator()
+            if tile_value != 0:
+                tune_allocator()  # strips only: whole-pair runs fragment a non-trimmed heap
             restorer = _load_restorer(model, weights, scale, offline=offline, device=dev, tile=tile_value,
                                       overlap=overlap, precision=precision)
         work = sr_job(restorer, max_pixels=limit, quality=quality)
