@@ -190,3 +190,21 @@ def test_tiff_keeps_icc_and_exif(zoo: dict[str, Path], tmp_path: Path) -> None:
     assert back.info.get("icc_profile") == img.info["icc_profile"]
     assert back.getexif().get(0x010F) == "nafcli-test-camera"
     np.testing.assert_array_equal(np.asarray(back), img.pixels)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fchmod"), reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_mode_a_plain_write_would(tmp_path: Path, umask: int) -> None:
+    import os
+
+    from nafcli.imageio import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "out.png", b"data")
+        (tmp_path / "plain.png").write_bytes(b"data")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "out.png").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.png").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
