@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from nafcli.allocator import tune
+    from nafcli.allocator import tune_for_tiles
     from nafcli.imageio import Image
     from nafcli.model import NAFSSRSpec, wrap
     from nafcli.pipeline import Restorer, _from_tensor, _to_tensor
 
-    malloc_tuned = False if args.system_malloc else tune()
+    malloc_tuned = False if args.system_malloc else tune_for_tiles(args.tile)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -48,13 +48,12 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from nafcli.allocator import tune
+    from nafcli.allocator import tune_for_tiles
     from nafcli.imageio import Image
     from nafcli.model import spec_from_config, wrap
     from nafcli.pipeline import Restorer
 
-    # as the command line runs: tiled runs tuned, whole images not (NAFCLI_MALLOC_TUNING=0: never)
-    malloc_tuned = tune() if str(args.tile) != "0" else False
+    malloc_tuned = tune_for_tiles(args.tile)  # as the command line runs (NAFCLI_MALLOC_TUNING=0: never)
     torch.manual_seed(0)
     spec = spec_from_config("nafnet", _config())
     module = spec.build(tlc=False)

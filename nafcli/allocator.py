@@ -66,6 +66,15 @@ def tune() -> bool:
     return ok
 
 
+def tune_for_tiles(tile: int | str | None) -> bool:
+    """:func:`tune` for a tiled or strip run (``tile`` as the command line takes it: ``auto``, N);
+    a whole-image run (``tile`` 0) keeps glibc's defaults, whose freed blocks a fragmented heap would
+    otherwise keep (see the module docstring). True when the settings are in effect."""
+    if str(tile).strip() == "0":
+        return False
+    return tune()
+
+
 def tuned() -> bool:
     """Whether :func:`tune` is in effect in this process."""
     return _tuned

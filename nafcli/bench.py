@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from .allocator import tune_for_tiles, tuned
 from .errors import UsageError
 from .model import ArchSpec, LoadedModel, spec_from_config, wrap
 
@@ -254,12 +255,6 @@ class BenchResult:
         }
 
 
-def _allocator_tuned() -> bool:
-    from .allocator import tuned
-
-    return tuned()
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -308,8 +303,8 @@ def run_bench(
     """Time the reference path and the fast path (one row per precision) on one random input.
 
     The input is a smooth random image (``size`` x ``size``; for a stereo model a pair of that size in
-    low resolution), the same for every path. ``tune_allocator``: apply :func:`nafcli.allocator.tune`
-    (as the command line does) after the reference row, so the reference runs with the C library's
+    low resolution), the same for every path. ``tune_allocator``: apply
+    :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the reference runs with the C library's
     default allocator, as the authors' demo does, and the fast rows as ``nafcli`` runs them.
     """
     from .pipeline import Restorer, resolve_device
@@ -343,9 +338,7 @@ def run_bench(
         del out
 
     if tune_allocator:
-        from .allocator import tune
-
-        tune()
+        tune_for_tiles(tile)
 
     for precision in precisions:
         say(f"fast path ({precision})")
@@ -376,5 +369,5 @@ def run_bench(
         input_shape=shape,
         tile=str(tile),
         paths=paths,
-        allocator_tuned=_allocator_tuned(),
+        allocator_tuned=tuned(),
     )

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
             reference=reference,
             reference_repeat=reference_repeat,
             compile=compile,
-            tune_allocator=tile.strip() != "0",  # as denoise/deblur: tiled runs only
+            tune_allocator=True,
             progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
         )
         if as_json:

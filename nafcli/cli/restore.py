@@ -108,14 +108,13 @@ def run_restore(s: RestoreSettings) -> None:
                              progress=progress)
         if loaded.stereo:
             raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
-        from ..allocator import tune as tune_allocator
+        from ..allocator import tune_for_tiles
         from ..pipeline import resolve_device
         from ..speed import configure_threads
 
         dev = resolve_device(s.device)
         configure_threads(s.threads, dev)
-        if str(s.tile).strip() != "0":
-            tune_allocator()  # tiled runs only: whole-image runs fragment a non-trimmed heap
+        tune_for_tiles(s.tile)
         restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference,
                             tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
         model_name = loaded.model_id or loaded.source

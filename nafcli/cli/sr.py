@@ -194,14 +194,13 @@ def register(app: typer.Typer) -> None:
 
         restorer = None
         if any(j.problem is None and j.skip is None for j in jobs):
-            from ..allocator import tune as tune_allocator
+            from ..allocator import tune_for_tiles
             from ..pipeline import resolve_device
             from ..speed import configure_threads
 
             dev = resolve_device(device)
             configure_threads(threads, dev)
-            if tile_value != 0:
-                tune_allocator()  # strips only: whole-pair runs fragment a non-trimmed heap
+            tune_for_tiles(tile_value)
             restorer = _load_restorer(model, weights, scale, offline=offline, device=dev, tile=tile_value,
                                       overlap=overlap, precision=precision)
         work = sr_job(restorer, max_pixels=limit, quality=quality)
