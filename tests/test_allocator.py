@@ -20,17 +20,19 @@ import torch.nn.functional as F
 from nafcli.allocator import tune, tuned
 applied = tune() if sys.argv[1] == "tune" else False
 torch.manual_seed(0)
-x = torch.rand(1, 16, 512, 512)  # 16 MB; the intermediate maps are 16-32 MB, above glibc's mmap threshold
+# 38 MB; the maps are 38-75 MB: above the 32 MB up to which glibc's default, dynamic mmap threshold can
+# rise (it serves smaller freed sizes from the heap after a while), so the default always maps them anew.
+x = torch.rand(1, 16, 768, 768)
 w1, w2 = torch.rand(32, 16, 1, 1), torch.rand(16, 32, 1, 1)
 faults = []
 with torch.inference_mode():
-    for _ in range(8):  # the same "network" on the same input, as tiles of one size are run
+    for _ in range(6):  # the same "network" on the same input, as tiles of one size are run
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         y = torch.relu(F.conv2d(x, w1)) * 0.5
         z = F.conv2d(y, w2) + x
         del y, z
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"applied": applied, "tuned": tuned(), "faults": faults[4:]}))
+print(json.dumps({"applied": applied, "tuned": tuned(), "faults": faults[2:]}))
 """
 
 
@@ -52,17 +54,18 @@ def test_tuned_process_reuses_freed_large_blocks() -> None:
     tuned = _probe("tune")
     assert tuned["applied"] and tuned["tuned"]
     assert not plain["tuned"]
-    # Each pass allocates ~100 MB of maps (~25000 pages): the default allocator maps (and faults in)
-    # them again on every pass; once warm, the tuned one reuses the freed heap blocks.
-    assert min(plain["faults"]) > 10_000
-    assert max(tuned["faults"]) < 1_000
+    # Each pass writes ~500 MB of maps (~130000 pages): the default allocator maps (and faults in)
+    # them again on every pass; once warm, the tuned one mostly reuses the freed heap blocks (now and
+    # then the heap's layout shifts and one map lands on fresh pages: measured 0-18432 per pass).
+    assert min(plain["faults"]) > 50_000
+    assert sum(tuned["faults"]) < sum(plain["faults"]) / 4
 
 
 @GLIBC
 def test_environment_variable_turns_it_off() -> None:
     off = _probe("tune", NAFCLI_MALLOC_TUNING="0")
     assert not off["applied"] and not off["tuned"]
-    assert min(off["faults"]) > 10_000
+    assert min(off["faults"]) > 50_000
 
 
 @pytest.mark.parametrize(("tile", "expected"), [("auto", [True]), ("0", [])])
