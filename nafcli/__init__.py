@@ -1,43 +1,57 @@
 """nafcli: image restoration with the NAFNet family (NAFNet, NAFNetLocal/TLC, NAFSSR).
 
+The public API: :class:`Restorer` (a model on a device: ``restore`` numpy arrays or PIL images),
+:func:`load` (the one way to get a model), and the workflows the command line runs,
+:func:`restore_paths` and :func:`super_resolve`, with their option records.
+
 The heavy parts (torch) are imported on first use, so ``import nafcli`` stays cheap.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+from .errors import NafcliError
 
 __all__ = [
-    "__version__",
-    "Restorer",
-    "load_model",
-    "read_state_dict",
-    "detect",
+    "ModelChoice",
     "NafcliError",
+    "OutputOptions",
+    "Restorer",
+    "RunSettings",
+    "__version__",
+    "detect",
+    "load",
+    "read_state_dict",
+    "restore_paths",
+    "super_resolve",
 ]
 
 _LAZY = {
-    "Restorer": ("nafcli.pipeline", "Restorer"),
-    "load_model": ("nafcli.checkpoint", "load_model"),
-    "read_state_dict": ("nafcli.checkpoint", "read_state_dict"),
-    "detect": ("nafcli.checkpoint", "detect"),
+    "Restorer": "nafcli.inference.restorer",
+    "load": "nafcli.weights.loader",
+    "read_state_dict": "nafcli.weights.checkpoint",
+    "detect": "nafcli.archs",
+    "restore_paths": "nafcli.jobs.workflows",
+    "super_resolve": "nafcli.jobs.workflows",
+    "ModelChoice": "nafcli.jobs.workflows",
+    "RunSettings": "nafcli.jobs.workflows",
+    "OutputOptions": "nafcli.jobs.workflows",
 }
 
-from .errors import NafcliError  # noqa: E402  (no torch inside)
-
 if TYPE_CHECKING:
-    from .checkpoint import detect, load_model, read_state_dict
-    from .pipeline import Restorer
+    from .archs import detect
+    from .inference.restorer import Restorer
+    from .jobs.workflows import ModelChoice, OutputOptions, RunSettings, restore_paths, super_resolve
+    from .weights.checkpoint import read_state_dict
+    from .weights.loader import load
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nafcli' has no attribute {name!r}")

@@ -3,8 +3,8 @@ Information Aggregation", ECCV 2022).
 
 At test time the global average pool inside each simplified channel attention (SCA) is replaced by a
 box mean over a window 1.5x the size of the feature map the layer saw at training size. The window is
-therefore a function of the configuration alone; :func:`nafnet_windows` and :data:`NAFSSR_WINDOW`
-compute it without running a dummy forward pass.
+therefore a function of the configuration alone (:func:`nafcli.archs.windows.window_for`); each architecture computes its
+windows from its training crop without running a dummy forward pass.
 
 The box mean is computed with an integral image, as the authors do, but the running sums are kept in
 float64. A float32 integral image of a 4000x3000 map loses precision as the sums grow (the difference of
@@ -18,26 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Window = tuple[int, int]
-
-
-def nafnet_windows(num_levels: int, *, train_size: int = 256, base_factor: float = 1.5) -> list[Window]:
-    """Window of the local mean at each U-Net level 0..num_levels (the last is the middle blocks).
-
-    The authors set ``base_size = int(train_size * 1.5)`` and, for a feature map of side ``f`` seen at
-    training size, a window of ``f * base_size // train_size``. Level ``i`` sees ``train_size >> i``.
-    """
-    base = int(train_size * base_factor)
-    sides = [(train_size >> level) * base // train_size for level in range(num_levels + 1)]
-    return [(s, s) for s in sides]
-
-
-#: NAFSSR was trained on 30x90 low-resolution crops; every block keeps that size, so one window.
-NAFSSR_TRAIN_SIZE: Window = (30, 90)
-NAFSSR_WINDOW: Window = (
-    NAFSSR_TRAIN_SIZE[0] * int(NAFSSR_TRAIN_SIZE[0] * 1.5) // NAFSSR_TRAIN_SIZE[0],
-    NAFSSR_TRAIN_SIZE[1] * int(NAFSSR_TRAIN_SIZE[1] * 1.5) // NAFSSR_TRAIN_SIZE[1],
-)
+from .windows import Window
 
 
 def local_mean(x: torch.Tensor, window: Window) -> torch.Tensor:

@@ -9,14 +9,12 @@ from typing import Annotated
 
 import typer
 
-from .errors import handle_errors
-from .options import CompileOpt, DeviceOpt, ThreadsOpt
+from ..errors import UsageError
+from .options import CompileOpt, DeviceOpt, ThreadsOpt, TileOpt
 
 
 def _parse_arch_config(value: str) -> tuple[str, dict]:
     """``nafnet:{"width": 16, ...}`` or a JSON object with an ``arch`` key."""
-    from ..errors import UsageError
-
     arch, _, rest = value.partition(":")
     try:
         if rest:
@@ -36,7 +34,6 @@ def _mib(n: int) -> str:
 
 def register(app: typer.Typer) -> None:
     @app.command(help="Time the fast path against the reference path on a random input (table or --json).")
-    @handle_errors
     def bench(
         model: Annotated[
             str | None,
@@ -60,12 +57,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--precision", "-p", help="fp32, bf16, fp16 or auto; repeat for several rows."),
         ] = None,
-        tile: Annotated[
-            str,
-            typer.Option(
-                "--tile", help="Fast-path tile size: auto (nafcli's default), N, or 0 (whole image)."
-            ),
-        ] = "auto",
+        tile: TileOpt = None,
         device: DeviceOpt = "auto",
         repeat: Annotated[
             int, typer.Option("--repeat", "-n", help="Timed runs per path (median reported).")
@@ -84,25 +76,23 @@ def register(app: typer.Typer) -> None:
         threads: ThreadsOpt = 0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
-        from ..bench import bench_model, run_bench
-        from ..pipeline import resolve_device
-        from ..speed import configure_threads
+        from ..inference.settings import configure_threads, resolve_device
+        from ..quality.bench import run_bench
+        from ..weights import load
 
         dev = resolve_device(device)
         configure_threads(threads, dev)
-        loaded, label = bench_model(
-            model_id=model,
-            weights=weights,
-            arch_config=_parse_arch_config(arch_config) if arch_config else None,
-            tlc=tlc,
-        )
+        config = _parse_arch_config(arch_config) if arch_config else None
+        # a registry id or a config: random weights of that architecture (a weights file is read as it is)
+        default_task = "denoise" if model is None and weights is None and config is None else None
+        loaded = load(task=default_task, model=model, weights=weights, config=config, tlc=tlc, pretrained=False)
         result = run_bench(
             loaded,
-            label=label,
+            label=loaded.label,
             size=size,
             precisions=tuple(precision or ["fp32", "auto"]),
             device=device,
-            tile=int(tile) if tile.isdigit() else tile,
+            tile="auto" if tile is None else tile,
             repeat=repeat,
             reference=reference,
             reference_repeat=reference_repeat,

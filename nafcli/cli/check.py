@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from .errors import handle_errors
 from .options import DeviceOpt
 
 _LABELS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "not-downloaded": "not downloaded",
@@ -20,7 +19,6 @@ def register(app: typer.Typer) -> None:
         help="Prove an install: run each downloaded model on the authors' demo image and compare with the "
         "output their own code published (pass: PSNR >= 40 dB). Exit code 1 if any check fails."
     )
-    @handle_errors
     def check(
         ids: Annotated[
             list[str] | None,
@@ -30,7 +28,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
-        from ..check import PASS_DB, check_models
+        from ..quality.check import PASS_DB, check_models
 
         def progress(model_id: str) -> None:
             if not quiet:

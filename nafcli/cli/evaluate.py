@@ -10,14 +10,20 @@ from typing import Annotated
 
 import typer
 
-from .errors import handle_errors
+from ..errors import UsageError
+from ..imaging.files import atomic_write_bytes
 from .options import DeviceOpt, WeightsOpt
+from .render import download_progress
 
 
 class EvalTask(str, Enum):
     denoise = "denoise"
     deblur = "deblur"
     sr = "sr"
+
+
+#: the registry task of each --task value
+TASKS = {EvalTask.denoise: "denoise", EvalTask.deblur: "deblur", EvalTask.sr: "stereo-sr"}
 
 
 class SSIMChoice(str, Enum):
@@ -35,7 +41,6 @@ def register(app: typer.Typer) -> None:
         "existing outputs with --restored. Files are paired by name; stereo pairs as NAME_L/NAME_R or a "
         "folder per scene.",
     )
-    @handle_errors
     def eval_(
         target: Annotated[Path, typer.Option("--target", "-t", help="Folder of ground-truth images.",
                                              file_okay=False, show_default=False)],
@@ -65,8 +70,7 @@ def register(app: typer.Typer) -> None:
         device: DeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
-        from ..errors import UsageError
-        from ..evaluate import ItemResult, evaluate_model, evaluate_restored
+        from ..quality.evaluate import ItemResult, evaluate_model, evaluate_restored, result_dict
 
         sources = [n for n, v in (("--model", model), ("--weights", weights), ("--restored", restored)) if v]
         if len(sources) != 1:
@@ -95,8 +99,6 @@ def register(app: typer.Typer) -> None:
         if csv_path is not None:
             _write_csv(csv_path, result)
         if as_json:
-            from ..evaluate import result_dict
-
             print(json.dumps(result_dict(result), indent=2))
         else:
             _print_table(result)
@@ -107,29 +109,13 @@ def register(app: typer.Typer) -> None:
 
 def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: bool | None, device: str):
     """The Restorer for --model / --weights, whole-image (no tiling) as the authors' benchmark runs."""
-    from ..errors import UsageError
-    from ..pipeline import Restorer
+    from ..inference.restorer import Restorer
+    from ..weights import load
 
-    if model is not None:
-        from ..registry import load_registry
-        from ..weights import load_entry
-
-        entry = load_registry().get(model)
-        entry_task = {"stereo-sr": "sr"}.get(entry.task, entry.task)
-        if task is not None and task.value != entry_task:
-            raise UsageError(f"--task {task.value}: model {entry.id!r} is a {entry_task} model")
-        from .models import download_progress
-
-        with download_progress(entry.id) as progress:
-            loaded = load_entry(entry, tlc=tlc, progress=progress)
-        return Restorer(loaded, device=device, tile=0), entry.id
-    assert weights is not None
-    if tlc is None and task is EvalTask.deblur:
-        tlc = True
-    restorer = Restorer.from_file(weights, tlc=tlc, device=device, tile=0)
-    if task is not None and (task is EvalTask.sr) != restorer.model.stereo:
-        raise UsageError(f"--task {task.value}: {weights} holds {restorer.model.spec.describe()}")
-    return restorer, str(weights)
+    with download_progress(model or "weights") as progress:
+        loaded = load(task=None if task is None else TASKS[task], model=model, weights=weights, tlc=tlc,
+                      progress=progress)
+    return Restorer(loaded, device=device, tile=0), loaded.label
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -149,8 +135,6 @@ def _write_csv(path: Path, result) -> None:
     """name, source(s), target(s), psnr, ssim per image; a last row ``mean`` with the averages."""
     import csv
     import io
-
-    from ..imageio import atomic_write_bytes
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -1,21 +1,23 @@
 """``nafcli models …``: list, download, verify, locate, import and remove pretrained weights.
 
-Thin: the work is in ``nafcli.registry``, ``nafcli.hub`` and ``nafcli.weights``. ``models list`` imports
-neither torch nor huggingface_hub, so it answers at once.
+Thin: the work is in ``nafcli.weights`` (registry, hub, loader). ``models list`` imports neither torch nor
+huggingface_hub, so it answers at once.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .errors import error, handle_errors
+from ..errors import HashMismatchError, NafcliError, UsageError, WeightsNotAvailableError
+from ..weights.hub import fetch, present_file, reverify
+from ..weights.hub import remove as remove_files
+from ..weights.registry import load_registry
+from .render import download_progress, error
 
 app = typer.Typer(help="List, download, verify, import and remove pretrained weights.", no_args_is_help=True)
 
@@ -36,40 +38,11 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-@contextmanager
-def download_progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich progress bar on stderr fed by the hub's byte counts (hidden when stderr is not a terminal)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    console = Console(stderr=True)
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int | None) -> None:
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield update
-
-
 @app.command("list")
-@handle_errors
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
 ) -> None:
     """Every model of the registry: task, size, the authors' score, default, downloaded."""
-    from ..hub import present_file
-    from ..registry import load_registry
-
     reg = load_registry()
     rows = []
     for e in reg:
@@ -116,16 +89,11 @@ def list_models(
 
 
 @app.command()
-@handle_errors
 def download(
     ids: IdsArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Every model that is on the hub.")] = False,
 ) -> None:
     """Download (and verify) models into the Hugging Face cache; prints each file's path."""
-    from ..errors import NafcliError, UsageError
-    from ..hub import fetch
-    from ..registry import load_registry
-
     reg = load_registry()
     if all_ and ids:
         raise UsageError("give model ids or --all, not both")
@@ -146,13 +114,8 @@ def download(
 
 
 @app.command()
-@handle_errors
 def verify(ids: IdsArg = None) -> None:
     """Re-hash cached files against the registry (all cached models without ids)."""
-    from ..errors import HashMismatchError
-    from ..hub import present_file, reverify
-    from ..registry import load_registry
-
     reg = load_registry()
     entries = [reg.get(i) for i in ids] if ids else [e for e in reg if present_file(e) is not None]
     bad = 0
@@ -173,13 +136,8 @@ def verify(ids: IdsArg = None) -> None:
 
 
 @app.command()
-@handle_errors
 def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
     """Print where the model's file is in the cache (exit 1 when it is not downloaded)."""
-    from ..errors import WeightsNotAvailableError
-    from ..hub import present_file
-    from ..registry import load_registry
-
     e = load_registry().get(model_id)
     p = present_file(e)
     if p is None:
@@ -188,7 +146,6 @@ def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.
 
 
 @app.command("import")
-@handle_errors
 def import_(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A weights file you downloaded yourself.")],
     as_id: Annotated[
@@ -197,7 +154,7 @@ def import_(
     ] = None,
 ) -> None:
     """Put a local file into the cache as a registry model (checked by SHA-256, or by architecture)."""
-    from ..weights import import_weights
+    from ..weights.loader import import_weights  # needs torch: imported when used
 
     entry, dest = import_weights(file, as_id=as_id)
     print(f"imported {file} as {entry.id}", file=sys.stderr)
@@ -205,12 +162,8 @@ def import_(
 
 
 @app.command()
-@handle_errors
 def remove(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
     """Delete the model's cached file and its safetensors copy."""
-    from ..hub import remove as remove_files
-    from ..registry import load_registry
-
     e = load_registry().get(model_id)
     removed = remove_files(e)
     if not removed:

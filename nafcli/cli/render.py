@@ -1,33 +1,89 @@
-"""How a batch looks on a terminal: Rich progress, one line per failure, JSON lines, the summary.
+"""How nafcli looks on a terminal: progress bars (files, tiles, downloads), one line per failure or warning,
+JSON records, ``--verbose`` lines and the closing summary. The library reports through callbacks; this is
+the only place they become text.
 
-Kept apart from the commands so that denoise, deblur and sr draw their batches the same way. stdout gets
-data only (output paths, or JSON with ``--json``); everything else goes to stderr.
+stdout gets data only (output paths, or JSON with ``--json``); everything else goes to stderr.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from ..batch import BatchReport, Events, Job, JobResult
+from ..jobs.plan import Job
+
+if TYPE_CHECKING:
+    from ..inference.restorer import RunInfo
+    from ..jobs.runner import BatchReport, JobResult
 
 
-class CliEvents(Events):
-    """Draws progress (files, and tiles of the current image, with ETA) when stderr is a terminal."""
+def error(message: str) -> None:
+    """One ``error:`` line on stderr."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
-    def __init__(self, *, quiet: bool, as_json: bool, model: str, progress: bool | None = None) -> None:
+
+def note(message: str) -> None:
+    """One informational line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def stdout(text: str) -> None:
+    print(text, flush=True)
+
+
+@contextmanager
+def download_progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A progress bar on stderr fed by the hub's byte counts (hidden when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def describe_run(info: RunInfo) -> str:
+    """``cpu fp32, 3x4 tiles of 512x512 px (overlap 16, batch 1), 12.3 s`` or ``..., whole image, ...``."""
+    if info.tile_size == 0:
+        tiling = "whole image"
+    else:
+        rows, cols = info.grid
+        th, tw = info.tile_shape
+        tiling = f"{rows}x{cols} tiles of {tw}x{th} px (overlap {info.overlap}, batch {info.batch_size})"
+    return f"{info.device} {info.precision}, {tiling}, {info.seconds:.1f} s"
+
+
+class CliEvents:
+    """The workflows' events drawn on a terminal: progress (files, tiles of the current image, with ETA)
+    when stderr is a terminal, warnings and failures as lines, a JSON record per job with ``--json``."""
+
+    def __init__(self, *, quiet: bool = False, as_json: bool = False, verbose: bool = False,
+                 progress: bool | None = None) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.quiet = quiet
         self.as_json = as_json
-        self.model = model
+        self.verbose = verbose
+        self.model = ""
         show = self.console.is_terminal if progress is None else progress
+        self._show = show and not quiet
         self._progress: Any = None
         self._files: Any = None
         self._tiles: Any = None
-        if show and not quiet:
+        self._download: Any = None
+        self._download_bar: Any = None
+        if self._show:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -37,29 +93,40 @@ class CliEvents(Events):
                 TimeRemainingColumn,
             )
 
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=True,
-            )
-
-    # -- lifecycle ----------------------------------------------------------------------------------
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn())
+            self._progress = Progress(*columns, console=self.console, transient=True)
 
     def __enter__(self) -> CliEvents:
-        if self._progress is not None:
-            self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        # rich allows one live display at a time: the download bar runs before the batch's
+        for bar in (self._download_bar, self._progress):
+            if bar is not None:
+                bar.stop()
 
-    # -- Events -------------------------------------------------------------------------------------
+    # -- events -------------------------------------------------------------------------------------
+
+    def download(self, done: int, total: int | None) -> None:
+        if not self._show:
+            return
+        if self._download_bar is None:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self._download_bar = Progress(TextColumn("weights"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                          console=self.console, transient=True)
+            self._download_bar.start()
+            self._download = self._download_bar.add_task("weights", total=total)
+        self._download_bar.update(self._download, completed=done, total=total)
+
+    def batch_started(self, total: int, model: str) -> None:
+        self.model = model
+        if self._download_bar is not None:
+            self._download_bar.stop()
+            self._download_bar = None
+        if self._progress is not None:
+            self._progress.start()
 
     def job_started(self, job: Job, index: int, total: int) -> None:
         if self._progress is None:
@@ -87,25 +154,23 @@ class CliEvents(Events):
             self._progress.advance(self._files)
         if result.status == "failed":
             self._line(f"error: {result.error}")
+        if self.verbose and result.run is not None:
+            self._line(f"{result.job.name}: {describe_run(result.run)}")
         if self.as_json:
-            _stdout(json.dumps(result_json(result, self.model), ensure_ascii=False))
+            stdout(json.dumps(result_json(result, self.model), ensure_ascii=False))
         elif result.status == "done":
             for out in result.job.outputs:
-                _stdout(str(out))
+                stdout(str(out))
 
     def _line(self, text: str) -> None:
         if self._progress is not None:
             self._progress.console.print(text, markup=False)
         else:
-            print(text, file=sys.stderr, flush=True)
-
-
-def _stdout(text: str) -> None:
-    print(text, flush=True)
+            note(text)
 
 
 def result_json(result: JobResult, model: str) -> dict[str, Any]:
-    """The ``--json`` object for one input (a stereo job lists both inputs and outputs)."""
+    """The ``--json`` object for one job (a stereo pair lists both inputs and outputs)."""
     job = result.job
     d = result.details
     one = len(job.inputs) == 1
@@ -134,3 +199,11 @@ def summary_line(report: BatchReport) -> str:
         f"in {report.seconds:.1f} s ({rate:.2f} MP/s)"
     )
     return ("interrupted: " + text + " so far") if report.interrupted else text
+
+
+def finish_batch(report: BatchReport) -> int:
+    """The closing lines of a batch (compile time, summary) and its exit code."""
+    if report.compile_seconds:
+        note(f"compiled in {report.compile_seconds:.1f} s (first call per input shape)")
+    note(summary_line(report))
+    return report.exit_code

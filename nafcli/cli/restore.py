@@ -1,21 +1,16 @@
 """``nafcli denoise`` and ``nafcli deblur``: any number of images, folders or patterns through NAFNet.
 
-Both commands collect their options into a :class:`RestoreSettings` and call :func:`run_restore`, so a new
-option (``--tile``, ``--precision``, ``--model``) is one field, one parameter in each command, and one use
-in ``run_restore``.
+Both commands parse their options and call :func:`nafcli.jobs.workflows.restore_paths`; this module only
+turns options into the workflow's records and the report into an exit code.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import typer
 
-from .errors import handle_errors
 from .options import (
-    BatchOutputOpt,
     BatchSizeOpt,
     CompileOpt,
     DeviceOpt,
@@ -26,6 +21,7 @@ from .options import (
     MaxPixelsOpt,
     ModelOpt,
     OfflineOpt,
+    OutputOpt,
     OverlapOpt,
     OverwriteOpt,
     PrecisionOpt,
@@ -36,167 +32,51 @@ from .options import (
     SuffixOpt,
     ThreadsOpt,
     TileOpt,
-    TlcDeblurOpt,
-    TlcDenoiseOpt,
+    TlcOpt,
     VerboseOpt,
     WeightsOpt,
     parse_pixels,
 )
-
-FORMATS = ("png", "jpg", "jpeg", "webp", "tiff", "tif")
-
-
-@dataclass
-class RestoreSettings:
-    """Everything a denoise/deblur run needs from the command line."""
-
-    task: str
-    inputs: list[str]
-    weights: Path | None = None
-    output: Path | None = None
-    device: str = "auto"
-    tlc: bool = False
-    recursive: bool = False
-    suffix: str | None = None
-    fmt: str | None = None
-    quality: int | None = None
-    overwrite: bool = False
-    fail_fast: bool = False
-    quiet: bool = False
-    as_json: bool = False
-    max_pixels: str = "200M"
-    model: str | None = None
-    offline: bool = False
-    precision: str = "fp32"
-    compile: bool = False
-    threads: int = 0
-    reference: bool = False
-    tile: str = "auto"
-    overlap: int | None = None
-    batch_size: str = "auto"
-    verbose: bool = False
+from .render import CliEvents, finish_batch
 
 
-def run_restore(s: RestoreSettings) -> None:
-    """Discover, plan, load the model (only when there is work), run, report; exits with the batch's code."""
-    from ..batch import OutputSpec, discover, plan, restore_job, run_jobs
-    from ..errors import UsageError
-    from .render import CliEvents, summary_line
+def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> None:
+    """Build the workflow's option records from a command's parameters ``o``, run it, render it, exit."""
+    from ..jobs import workflows
 
-    if s.fmt is not None and s.fmt.lower() not in FORMATS:
-        raise typer.BadParameter(f"{s.fmt!r}: use png, jpg, webp or tiff", param_hint="--format")
-    max_pixels = parse_pixels(s.max_pixels)
-    spec = OutputSpec(task=s.task, output=s.output, suffix=s.suffix,
-                      fmt=s.fmt.lower() if s.fmt else None, overwrite=s.overwrite)
-    exclude = [s.output] if s.output is not None and s.output.is_dir() else []
-    sources = discover(s.inputs, recursive=s.recursive, exclude_suffix=spec.effective_suffix or None,
-                       exclude_dirs=exclude)
-    if not sources:
-        raise UsageError("no images found in " + ", ".join(s.inputs))
-    jobs = plan(sources, spec)
+    model = workflows.ModelChoice(model=o["model"], weights=o["weights"], tlc=o.get("tlc"), offline=o["offline"],
+                                  scale=o.get("scale"))
+    run = workflows.RunSettings(device=o["device"], precision=o["precision"], threads=o["threads"], tile=o["tile"],
+                                overlap=o["overlap"], batch_size=o["batch_size"], compile=o.get("compile", False),
+                                reference=o.get("reference", False))
+    output = workflows.OutputOptions(output=o["output"], suffix=o["suffix"], fmt=o["fmt"], quality=o["quality"],
+                                     overwrite=o["overwrite"], max_pixels=parse_pixels(o["max_pixels"]))
+    with CliEvents(quiet=o["quiet"], as_json=o["as_json"], verbose=o["verbose"]) as events:
+        report = getattr(workflows, workflow)(inputs, model=model, run=run, output=output, fail_fast=o["fail_fast"],
+                                              events=events, **extra)
+    code = finish_batch(report)
+    if code:
+        raise typer.Exit(code)
 
-    from ..pipeline import Restorer
 
-    restorer = None
-    model_name = str(s.weights) if s.weights is not None else (s.model or f"default {s.task} model")
-    if any(j.problem is None and j.skip is None for j in jobs):
-        from ..weights import resolve
-        from .models import download_progress
+def _command(task: str):  # noqa: ANN202 - a Typer command function
+    """The command of one task; denoise and deblur take the same options."""
 
-        with download_progress(s.model or f"{s.task} model") as progress:
-            loaded = resolve(task=s.task, model=s.model, weights=s.weights, tlc=s.tlc, offline=s.offline,
-                             progress=progress)
-        if loaded.stereo:
-            raise UsageError(f"{loaded.source}: holds a stereo SR model ({loaded.spec.describe()}); use 'nafcli sr'")
-        from ..allocator import tune_for_tiles
-        from ..pipeline import resolve_device
-        from ..speed import configure_threads
+    def command(
+        inputs: InputsArg, weights: WeightsOpt = None, model: ModelOpt = None, offline: OfflineOpt = False,
+        output: OutputOpt = None, device: DeviceOpt = "auto", tlc: TlcOpt = None, recursive: RecursiveOpt = False,
+        suffix: SuffixOpt = None, fmt: FormatOpt = None, quality: QualityOpt = None, overwrite: OverwriteOpt = False,
+        fail_fast: FailFastOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False,
+        max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = False,
+        threads: ThreadsOpt = 0, reference: ReferenceOpt = False, tile: TileOpt = None, overlap: OverlapOpt = None,
+        batch_size: BatchSizeOpt = None, verbose: VerboseOpt = False,
+    ) -> None:
+        run_command("restore_paths", inputs, locals(), task=task, recursive=recursive)
 
-        dev = resolve_device(s.device)
-        configure_threads(s.threads, dev)
-        tune_for_tiles(s.tile)
-        restorer = Restorer(loaded, device=dev, precision=s.precision, compile=s.compile, fast=not s.reference,
-                            tile=s.tile, overlap=s.overlap, batch_size=s.batch_size)
-        model_name = loaded.model_id or loaded.source
-    model = model_name
-    work = restore_job(restorer, max_pixels=max_pixels or None, quality=s.quality)
-    if s.verbose and restorer is not None:
-        from .verbose import verbose_work
-
-        work = verbose_work(work, restorer)
-    with CliEvents(quiet=s.quiet, as_json=s.as_json, model=model) as events:
-        report = run_jobs(
-            jobs,
-            work,
-            events=events,
-            fail_fast=s.fail_fast,
-        )
-    if restorer is not None and restorer.last_run.compile_seconds:
-        print(f"compiled in {restorer.last_run.compile_seconds:.1f} s (first call per input shape)",
-              file=sys.stderr, flush=True)
-    print(summary_line(report), file=sys.stderr, flush=True)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    return command
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Remove noise from photos (NAFNet trained on SIDD).")
-    @handle_errors
-    def denoise(
-        inputs: InputsArg,
-        weights: WeightsOpt = None,
-        model: ModelOpt = None,
-        offline: OfflineOpt = False,
-        output: BatchOutputOpt = None,
-        device: DeviceOpt = "auto",
-        tlc: TlcDenoiseOpt = False,
-        recursive: RecursiveOpt = False,
-        suffix: SuffixOpt = None,
-        fmt: FormatOpt = None,
-        quality: QualityOpt = None,
-        overwrite: OverwriteOpt = False,
-        fail_fast: FailFastOpt = False,
-        quiet: QuietOpt = False,
-        as_json: JsonOpt = False,
-        max_pixels: MaxPixelsOpt = "200M",
-        precision: PrecisionOpt = "fp32",
-        compile: CompileOpt = False,
-        threads: ThreadsOpt = 0,
-        reference: ReferenceOpt = False,
-        tile: TileOpt = "auto",
-        overlap: OverlapOpt = None,
-        batch_size: BatchSizeOpt = "auto",
-        verbose: VerboseOpt = False,
-    ) -> None:
-        # The parameters are named as RestoreSettings fields: hand them over as they are.
-        run_restore(RestoreSettings(task="denoise", **locals()))
-
-    @app.command(help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")
-    @handle_errors
-    def deblur(
-        inputs: InputsArg,
-        weights: WeightsOpt = None,
-        model: ModelOpt = None,
-        offline: OfflineOpt = False,
-        output: BatchOutputOpt = None,
-        device: DeviceOpt = "auto",
-        tlc: TlcDeblurOpt = True,
-        recursive: RecursiveOpt = False,
-        suffix: SuffixOpt = None,
-        fmt: FormatOpt = None,
-        quality: QualityOpt = None,
-        overwrite: OverwriteOpt = False,
-        fail_fast: FailFastOpt = False,
-        quiet: QuietOpt = False,
-        as_json: JsonOpt = False,
-        max_pixels: MaxPixelsOpt = "200M",
-        precision: PrecisionOpt = "fp32",
-        compile: CompileOpt = False,
-        threads: ThreadsOpt = 0,
-        reference: ReferenceOpt = False,
-        tile: TileOpt = "auto",
-        overlap: OverlapOpt = None,
-        batch_size: BatchSizeOpt = "auto",
-        verbose: VerboseOpt = False,
-    ) -> None:
-        run_restore(RestoreSettings(task="deblur", **locals()))
+    app.command("denoise", help="Remove noise from photos (NAFNet trained on SIDD).")(_command("denoise"))
+    app.command("deblur", help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")(
+        _command("deblur"))

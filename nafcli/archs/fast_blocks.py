@@ -1,0 +1,216 @@
+"""The fast inference path: the reference networks rewritten for speed, with the same weights.
+
+Each architecture's ``spec.fast(module, dtype=...)`` (``nafnet/fast.py``, ``nafssr/fast.py``) turns a loaded
+reference module into an equivalent module that computes the same function with fewer memory passes; the
+blocks they share live here. The reference modules stay untouched: they mirror the authors' computation and are what
+the golden tests check; every change here is tested against them (``tests/test_fast.py``).
+
+What changes, and why each is exact (up to float rounding):
+
+* **LayerNorm affine folded** into the following 1x1 convolution: ``W (g*y + b) + c = (W g) y + (W b + c)``.
+  The normalisation itself is one ``F.layer_norm`` call on the channels-last view (the channels are the
+  innermost axis there), statistics always in float32, instead of five elementwise passes.
+* **beta / gamma folded** into ``conv3`` / ``conv5`` (a per-output-channel scale of a 1x1 convolution).
+* **channels_last** memory format: the 1x1 convolutions become plain matrix products over pixels and
+  the channel statistics are contiguous.
+* **TLC local mean** computed once per feature map with a float32 integral image of the mean-centred
+  values (centring keeps the running sums small, so float32 stays within ~1e-6 of the float64 reference;
+  maps above 1 MP keep float64 sums). The SCA 1x1 convolution runs on the valid box means, before the
+  replicate padding rather than after it (a pointwise map commutes with replicate padding): on a 64x64
+  map with a 48-px window that is 17x17 pixels instead of 64x64.
+* **SCA folding** (global-mean SCA, one image per batch, ``fold_sca=True``): the per-image channel scale
+  ``s`` is folded into ``conv3``'s weights (``W3 (x * s) = (W3 diag(s)) x``), saving one pass over the
+  feature map. Exact, but measured no faster on the CPU (oneDNN re-packs the changed weights on every
+  call), so it is off by default.
+* **NAFSSR**: both views run through each NAFBlock as one batch of two (same weights); the SCAM query
+  scale, LayerNorm affines and beta/gamma are folded into its projections.
+
+Reduced precision (``dtype=torch.bfloat16`` / ``float16``) casts the weights and activations, while
+LayerNorm statistics, the SCA means, the TLC sums and the attention softmax stay in float32, and the
+network's input/output residuals (the image itself) stay in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import LayerNorm2d, NAFBlock
+from .windows import Window
+
+CHANNELS_LAST = torch.channels_last
+
+
+def layer_norm_cl(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Normalise over channels without affine (it is folded away), in x's dtype.
+
+    One ``F.layer_norm`` call on the channels-last view. For bf16/fp16 input the CPU and CUDA kernels
+    accumulate mean and variance in float32 (their "opmath" type) and round only the result, so the
+    statistics are float32 without the two extra passes an explicit ``.float()`` / ``.to()`` would cost
+    (checked in tests/test_fast.py against an explicit float32 computation).
+    """
+    v = x.permute(0, 2, 3, 1)
+    return F.layer_norm(v, (v.shape[-1],), eps=eps).permute(0, 3, 1, 2)
+
+
+def gate(x: torch.Tensor) -> torch.Tensor:
+    a, b = x.chunk(2, dim=1)
+    return a * b
+
+
+#: maps larger than this (pixels) keep their running sums in float64: float32 sums of a mean-centred map
+#: drift past 1e-5 on a 4000x3000 map with a 24-px window; tiles (<= ~600^2) stay in fast float32.
+FLOAT64_SUMS_ABOVE = 1 << 20
+
+#: (left, right, top, bottom) replicate padding that takes the valid box means back to the map's size
+Padding = tuple[int, int, int, int]
+
+
+def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Padding]:
+    """The TLC box means over every *full* window (stride 1), float32, channels_last, and the replicate
+    padding that brings them back to ``x``'s size (``F.pad(box, padding, mode="replicate")`` is
+    :func:`nafcli.archs.tlc.local_mean`).
+
+    Kept apart from the padding because SCA applies a 1x1 convolution to the means: a pointwise map
+    commutes with replicate padding, so the block convolves the (h-k1+1) x (w-k2+1) valid means and pads
+    afterwards (a 64x64 map with a 48-px window: 17x17 pixels instead of 64x64).
+
+    Integral image of the mean-centred values (centring keeps the running sums small), written into
+    pre-zeroed buffers (no padding copies), the window differences taken by slicing.
+    """
+    h, w = x.shape[-2:]
+    k1, k2 = min(h, window[0]), min(w, window[1])
+    v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
+    n, c = v.shape[0], v.shape[-1]
+    acc = torch.float64 if h * w > FLOAT64_SUMS_ABOVE else torch.float32
+    mu = v.mean(dim=(1, 2), keepdim=True, dtype=acc)
+    cs = v.new_empty((n, h, w + 1, c), dtype=acc)
+    cs[:, :, 0].zero_()
+    torch.sub(v, mu, out=cs[:, :, 1:])
+    cs[:, :, 1:].cumsum_(2)  # along W
+    w2, h2 = w - k2 + 1, h - k1 + 1
+    rows = cs[:, :, k2:] - cs[:, :, :w2]  # N H W2 C: sums over k2 columns
+    del cs
+    cs = rows.new_empty((n, h + 1, w2, c))
+    cs[:, 0].zero_()
+    torch.cumsum(rows, 1, out=cs[:, 1:])  # along H
+    del rows
+    box = torch.sub(cs[:, k1:], cs[:, :h2])
+    del cs
+    box = box.div_(k1 * k2).add_(mu).to(torch.float32).permute(0, 3, 1, 2)
+    return box, ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
+
+
+def mul_replicated(x: torch.Tensor, s: torch.Tensor, padding: Padding) -> torch.Tensor:
+    """``x * F.pad(s, padding, mode="replicate")`` without building the padded ``s``: nine broadcast
+    products (the border bands take ``s``'s edge rows/columns), one pass over ``x``."""
+    left, _, top, _ = padding
+    h2, w2 = s.shape[-2:]
+    h, w = x.shape[-2:]
+    out = torch.empty_like(x)
+    rows = ((slice(0, top), slice(0, 1)), (slice(top, top + h2), slice(0, h2)), (slice(top + h2, h), slice(h2 - 1, h2)))
+    cols = ((slice(0, left), slice(0, 1)), (slice(left, left + w2), slice(0, w2)), (slice(left + w2, w), slice(w2 - 1, w2)))
+    for rx, rs in rows:
+        if rx.stop <= rx.start:
+            continue
+        for cx, cs in cols:
+            if cx.stop > cx.start:
+                torch.mul(x[:, :, rx, cx], s[:, :, rs, cs], out=out[:, :, rx, cx])
+    return out
+
+
+def fast_local_mean(x: torch.Tensor, window: Window | None) -> torch.Tensor:
+    """The TLC local mean (or the global mean when ``window`` is None or covers the map), float32.
+
+    Same definition as :func:`nafcli.archs.tlc.local_mean`; returns N,C,1,1 or N,C,H,W (channels_last).
+    """
+    h, w = x.shape[-2:]
+    if window is None or (window[0] >= h and window[1] >= w):
+        return x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+    box, padding = valid_box_mean(x, window)
+    return F.pad(box, padding, mode="replicate")
+
+
+def conv_like(conv: nn.Conv2d, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> nn.Conv2d:
+    """A new Conv2d like ``conv`` (float32) holding the given (folded) weight and bias."""
+    new = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        groups=conv.groups,
+        bias=conv.bias is not None or bias is not None,
+    )
+    w = conv.weight if weight is None else weight
+    b = conv.bias if bias is None else bias
+    with torch.no_grad():
+        new.weight.copy_(w.to(torch.float32))
+        if b is not None:
+            new.bias.copy_(b.to(torch.float32))
+    return new.to(conv.weight.device)
+
+
+def fold_norm(norm: LayerNorm2d, conv: nn.Conv2d, out_scale: torch.Tensor | None = None) -> nn.Conv2d:
+    """``conv(norm(x))`` with norm's affine moved into the conv; optionally scale the outputs too."""
+    w = conv.weight.double()  # O, I, 1, 1
+    b = conv.bias.double() if conv.bias is not None else w.new_zeros(w.shape[0])
+    g, beta = norm.weight.double(), norm.bias.double()
+    nw = w * g.view(1, -1, 1, 1)
+    nb = b + w[:, :, 0, 0] @ beta
+    if out_scale is not None:
+        s = out_scale.double().reshape(-1)
+        nw = nw * s.view(-1, 1, 1, 1)
+        nb = nb * s
+    return conv_like(conv, nw, nb)
+
+
+def scale_out(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
+    """``conv(x) * scale`` (per output channel) as one conv."""
+    s = scale.double().reshape(-1)
+    b = conv.bias.double() * s if conv.bias is not None else None
+    return conv_like(conv, conv.weight.double() * s.view(-1, 1, 1, 1), b)
+
+
+class FastNAFBlock(nn.Module):
+    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out."""
+
+    def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
+        super().__init__()
+        self.eps1, self.eps2 = ref.norm1.eps, ref.norm2.eps
+        self.conv1 = fold_norm(ref.norm1, ref.conv1)
+        self.conv2 = conv_like(ref.conv2)
+        self.sca = conv_like(ref.sca[1])
+        self.conv3 = scale_out(ref.conv3, ref.beta)
+        self.conv4 = fold_norm(ref.norm2, ref.conv4)
+        self.conv5 = scale_out(ref.conv5, ref.gamma)
+        self.window = window
+        self.fold_sca = fold_sca
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))
+        h, w = x.shape[-2:]
+        if self.window is None or (self.window[0] >= h and self.window[1] >= w):
+            # Global mean: a per-image channel vector, in float32.
+            pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
+            if self.fold_sca and x.shape[0] == 1:
+                w3 = self.conv3.weight * s.view(1, -1, 1, 1).to(self.conv3.weight.dtype)
+                x = F.conv2d(x, w3, self.conv3.bias)
+            else:
+                x = self.conv3(x * s.to(x.dtype))
+        else:
+            # TLC: the 1x1 SCA convolution on the valid box means, then the replicate padding.
+            box, padding = valid_box_mean(x, self.window)
+            x = self.conv3(mul_replicated(x, self.sca(box.to(x.dtype)), padding))
+        y = inp + x
+        return y + self.conv5(gate(self.conv4(layer_norm_cl(y, self.eps2))))
+
+
+def frozen(module: nn.Module) -> nn.Module:
+    """Eval mode, no gradients: the fast modules are built for inference only."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

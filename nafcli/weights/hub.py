@@ -1,0 +1,431 @@
+"""The only module that talks to the Hugging Face hub: download, verify, cache, import, remove.
+
+* Downloads go through ``hf_hub_download`` with the entry's repo type and pinned revision and our library
+  name/version, into the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE`` honoured), so files are
+  shared with every other tool that uses that cache (timm's ``_hub.py`` does the same).
+* Every file is hashed (SHA-256) before its first use. A verified file gets a small marker (path, size,
+  mtime, hash) in nafcli's own cache folder, so later runs do not re-hash hundreds of MB; a file whose
+  size or mtime changed is hashed again. A mismatch raises :class:`HashMismatchError` naming both hashes and
+  the file is not used (a downloaded one is deleted, so the next run fetches it afresh).
+* nafcli's own folder (``NAFCLI_CACHE``, default ``$HF_HOME/nafcli``) holds the markers, imported files
+  (``imported/<id>/<file>``) and the safetensors copies written after the first verified load
+  (``safetensors/<id>-<sha>.safetensors``), so later loads read no pickle.
+* Offline (``offline=True`` or ``HF_HUB_OFFLINE=1``): cache only, with an error that says what to do.
+
+huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``… when it is imported; it is imported lazily here.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .._version import __version__
+from ..errors import CacheError, HashMismatchError, WeightsNotAvailableError
+from .registry import ModelEntry
+
+#: download progress: (bytes done, bytes total or None)
+Progress = Callable[[int, "int | None"], None]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+# --- where things are ------------------------------------------------------------------------------
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder, as huggingface_hub resolves it (HF_HUB_CACHE, HF_HOME, …)."""
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return Path(os.path.expandvars(env)).expanduser()
+    return hf_home() / "hub"
+
+
+def hf_home() -> Path:
+    env = os.environ.get("HF_HOME")
+    if env:
+        return Path(os.path.expandvars(env)).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(xdg).expanduser() / "huggingface"
+
+
+def nafcli_cache() -> Path:
+    """nafcli's own folder: markers, imported files, safetensors copies."""
+    env = os.environ.get("NAFCLI_CACHE")
+    return Path(env).expanduser() if env else hf_home() / "nafcli"
+
+
+def offline_mode(offline: bool = False) -> bool:
+    return offline or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def hub_cache_path(entry: ModelEntry) -> Path | None:
+    """Where ``hf_hub_download`` puts the entry's file (its snapshot link), whether present or not."""
+    if not entry.on_hub:
+        return None
+    folder = f"{entry.repo_type}s--{entry.repo_id.replace('/', '--')}"  # type: ignore[union-attr]
+    return hf_hub_cache() / folder / "snapshots" / str(entry.revision) / entry.file
+
+
+def imported_path(entry: ModelEntry) -> Path:
+    return nafcli_cache() / "imported" / entry.id / Path(entry.file).name
+
+
+def _marker_path(entry: ModelEntry) -> Path:
+    return nafcli_cache() / "verified" / f"{entry.id}.json"
+
+
+def safetensors_path(entry: ModelEntry, sha256: str) -> Path:
+    return nafcli_cache() / "safetensors" / f"{entry.id}-{sha256[:16]}.safetensors"
+
+
+def present_file(entry: ModelEntry) -> Path | None:
+    """The entry's file if it is in the cache (hub download or import), without hashing it."""
+    for p in (hub_cache_path(entry), imported_path(entry)):
+        if p is not None and p.is_file():
+            return p
+    return None
+
+
+# --- hashing and markers ---------------------------------------------------------------------------
+
+
+def sha256_file(path: Path, progress: Progress | None = None) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_marker(entry: ModelEntry, path: Path) -> str | None:
+    """The recorded hash if ``path`` is unchanged since it was verified, else None."""
+    try:
+        data = json.loads(_marker_path(entry).read_text())
+        stamp = _stamp(path)
+    except (OSError, ValueError):
+        return None
+    if all(data.get(k) == v for k, v in stamp.items()):
+        sha = data.get("sha256")
+        if isinstance(sha, str) and (entry.sha256 is None or sha == entry.sha256):
+            return sha
+    return None
+
+
+def _write_marker(entry: ModelEntry, path: Path, sha: str) -> None:
+    """Best effort: a cache we cannot write only costs a re-hash next time."""
+    marker = _marker_path(entry)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**_stamp(path), "sha256": sha, "id": entry.id}))
+        os.replace(tmp, marker)
+    except OSError:
+        pass
+
+
+def verify_file(
+    entry: ModelEntry, path: Path, *, force: bool = False, progress: Progress | None = None
+) -> str:
+    """Check ``path`` against the entry's SHA-256 (skipped when a marker says it was checked and the file is
+    unchanged, unless ``force``). Returns the file's hash; :class:`HashMismatchError` on a mismatch."""
+    if not force:
+        known = _read_marker(entry, path)
+        if known is not None:
+            return known
+    sha = sha256_file(path, progress)
+    if entry.sha256 is not None and sha != entry.sha256:
+        raise HashMismatchError(
+            f"{path}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; the file was not used"
+        )
+    _write_marker(entry, path, sha)
+    return sha
+
+
+def cached_file(entry: ModelEntry, *, progress: Progress | None = None) -> Path | None:
+    """A verified copy of the entry's file in the cache, or None when there is none.
+
+    A cached download that fails the check is deleted (the next :func:`fetch` downloads it again) and the
+    :class:`HashMismatchError` is raised, so a bad file is never used silently.
+    """
+    path = present_file(entry)
+    if path is None:
+        return None
+    try:
+        verify_file(entry, path, progress=progress)
+    except HashMismatchError as e:
+        _discard(path)
+        raise HashMismatchError(f"{e} (deleted it; run again to download it afresh)") from None
+    return path
+
+
+def verified_sha(entry: ModelEntry) -> str | None:
+    """The hash of the cached, verified file (from its marker), without hashing anything."""
+    path = present_file(entry)
+    return None if path is None else _read_marker(entry, path)
+
+
+def _discard(path: Path) -> None:
+    """Remove a cached file: the snapshot link and the blob it points to."""
+    try:
+        target = path.resolve()
+        path.unlink(missing_ok=True)
+        if target != path and target.is_file():
+            target.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+# --- download --------------------------------------------------------------------------------------
+
+
+def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None = None) -> Path:
+    """The entry's file, verified: from the cache, else downloaded from the hub (unless offline)."""
+    path = cached_file(entry)
+    if path is not None:
+        return path
+    if not entry.on_hub:
+        raise WeightsNotAvailableError(
+            f"{entry.id}: {entry.file} is not on the Hugging Face hub; download it from the authors' page "
+            f"{entry.url} and run 'nafcli models import {entry.file} --as {entry.id}'"
+        )
+    if offline_mode(offline):
+        raise WeightsNotAvailableError(
+            f"{entry.id} is not in the cache and offline mode is on (--offline / HF_HUB_OFFLINE): run "
+            f"'nafcli models download {entry.id}' when online, fetch {entry.hub_url} by hand and run "
+            f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+        )
+    cache = hf_hub_cache()
+    _check_writable(cache, entry)
+    downloaded = _download(entry, cache, progress)
+    try:
+        verify_file(entry, downloaded)
+    except HashMismatchError as e:
+        _discard(downloaded)
+        raise HashMismatchError(f"{entry.id}: downloaded {e}; deleted it") from None
+    return downloaded
+
+
+def _check_writable(cache: Path, entry: ModelEntry) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cache_error(cache, entry, e) from None
+    if not os.access(cache, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
+            f"folder, or pass --weights FILE"
+        )
+    if entry.size is not None:
+        free = shutil.disk_usage(cache).free
+        if free < entry.size:
+            raise CacheError(
+                f"{cache}: {_mb(free)} free but {entry.id} needs {_mb(entry.size)}; free some space or set "
+                f"HF_HUB_CACHE to another disk"
+            )
+
+
+def _cache_error(cache: Path, entry: ModelEntry, e: OSError) -> CacheError:
+    if e.errno == errno.ENOSPC:
+        return CacheError(
+            f"{cache}: disk full while storing {entry.id}; free some space or set HF_HUB_CACHE to "
+            "another disk"
+        )
+    if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return CacheError(
+            f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
+            f"folder, or pass --weights FILE"
+        )
+    return CacheError(f"{cache}: cannot write the cache ({e.strerror or e})")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        FileMetadataError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    no_net = (
+        f"{entry.id}: cannot download {entry.hub_url}"
+        " ({why}); check the network, or fetch the file by hand and run "
+        f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+    )
+    try:
+        with _quiet_hub_logs():
+            # One quick metadata request first: without a network, hf_hub_download would retry with
+            # back-off for ~25 s before failing; this fails at once with the same errors.
+            get_hf_file_metadata(
+                hf_hub_url(entry.repo_id, entry.file, repo_type=entry.repo_type, revision=entry.revision),  # type: ignore[arg-type]
+                library_name="nafcli",
+                library_version=__version__,
+            )
+            path = hf_hub_download(
+                entry.repo_id,  # type: ignore[arg-type]
+                entry.file,
+                repo_type=entry.repo_type,
+                revision=entry.revision,
+                library_name="nafcli",
+                library_version=__version__,
+                cache_dir=cache,
+                tqdm_class=_tqdm_class(progress) if progress is not None else None,
+            )
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, FileMetadataError) as e:
+        cause = e.__cause__ or e.__context__
+        why = "no connection" if cause is None else _short(cause)
+        raise WeightsNotAvailableError(no_net.format(why=why)) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        raise WeightsNotAvailableError(
+            f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be "
+            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}', or pass "
+            "--weights FILE"
+        ) from None
+    except HfHubHTTPError as e:
+        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
+    except (*_network_errors(), ConnectionError, TimeoutError) as e:
+        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise _cache_error(cache, entry, e) from None
+        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
+    return Path(path)
+
+
+@contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """huggingface_hub logs each retry as a warning on stderr; our one-line error says it all."""
+    import logging
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR + 10)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's base error: httpx2 (huggingface_hub 2.x), httpx (1.x) or requests (older)."""
+    import importlib
+
+    for name, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            return (getattr(importlib.import_module(name), attr),)
+        except (ImportError, AttributeError):
+            continue
+    return ()
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
+
+
+def _tqdm_class(progress: Progress) -> type:
+    """A silent tqdm that forwards byte counts to ``progress`` (the library never prints)."""
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    class _Forward(hf_tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003 - tqdm's signature
+            kwargs["disable"] = True
+            kwargs.pop("name", None)
+            self._done = int(kwargs.get("initial", 0) or 0)
+            self._total = kwargs.get("total")
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):  # noqa: ANN001
+            self._done += int(n or 0)
+            progress(self._done, self._total)
+
+    return _Forward
+
+
+# --- import and remove -----------------------------------------------------------------------------
+
+
+def import_file(entry: ModelEntry, source: Path, *, sha256: str | None = None) -> Path:
+    """Copy a local file into the cache as ``entry``'s weights.
+
+    The caller has checked it (the SHA-256 when the registry knows it, else the architecture); ``sha256``
+    is its hash when already computed. The copy is written atomically and marked verified.
+    """
+    dest = imported_path(entry)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    except OSError as e:
+        raise _cache_error(dest.parent, entry, e) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    if sha256 is None:
+        verify_file(entry, dest, force=True)
+    else:
+        _write_marker(entry, dest, sha256)
+    return dest
+
+
+def remove(entry: ModelEntry) -> list[Path]:
+    """Delete the entry's cached file(s), its marker and its safetensors copies; returns what was removed."""
+    removed: list[Path] = []
+    for p in (hub_cache_path(entry), imported_path(entry)):
+        if p is not None and (p.is_file() or p.is_symlink()):
+            _discard(p)
+            removed.append(p)
+    _marker_path(entry).unlink(missing_ok=True)
+    folder = nafcli_cache() / "safetensors"
+    if folder.is_dir():
+        for p in folder.glob(f"{entry.id}-*.safetensors"):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def reverify(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, str] | None:
+    """Re-hash the cached file (``models verify``): against the registry's SHA-256, or, for a model the
+    registry has no hash for, against the hash recorded when it was imported. None when not cached;
+    :class:`HashMismatchError` when the file changed (the file is left for the user to inspect)."""
+    path = present_file(entry)
+    if path is None:
+        return None
+    expected = entry.sha256
+    if expected is None:
+        try:
+            expected = json.loads(_marker_path(entry).read_text()).get("sha256")
+        except (OSError, ValueError):
+            expected = None
+    sha = sha256_file(path, progress)
+    if expected is not None and sha != expected:
+        raise HashMismatchError(f"{path}: SHA-256 {sha} but {entry.id} must have {expected}")
+    _write_marker(entry, path, sha)
+    return path, sha

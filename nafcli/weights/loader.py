@@ -1,0 +1,213 @@
+"""The one way to get a model: :func:`load`, used by every command, the Python API, eval, check and bench.
+
+From "what the user asked for" to a loaded model: a weights file (``weights``), a registry id (``model``),
+the task's default, or random weights of an official architecture (``pretrained=False``, for benchmarks).
+The first load of a registry model reads the verified ``.pth`` and writes a safetensors copy in nafcli's
+cache; later loads read that copy (no pickle).
+
+The TLC setting is decided here and nowhere else (:func:`resolve_tlc`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import archs
+from ..archs import ArchSpec, LoadedModel, detect
+from ..errors import CheckpointError, HashMismatchError, InconsistentShapesError, UsageError
+from . import hub
+from .checkpoint import build_model, read_state_dict, save_safetensors, unwrap_state_dict
+from .hub import Progress
+from .registry import TASK_TLC, ModelEntry, load_registry
+
+#: the command that runs each task, for messages that point the user to the right one
+_COMMANDS = {"denoise": "nafcli denoise", "deblur": "nafcli deblur", "stereo-sr": "nafcli sr"}
+
+
+def resolve_tlc(tlc: bool | None, *, spec: ArchSpec, entry: ModelEntry | None = None, task: str | None = None) -> bool:
+    """Whether TLC is on: the caller's choice, else the registry entry's (the authors' test setting), else
+    the task's (:data:`~nafcli.weights.registry.TASK_TLC`), else that of the architecture's first task."""
+    if tlc is not None:
+        return tlc
+    if entry is not None:
+        return entry.tlc
+    return TASK_TLC[task or archs.architecture_of(spec).tasks[0]]
+
+
+def load(
+    *,
+    task: str | None = None,
+    model: str | None = None,
+    weights: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    config: tuple[str, Mapping[str, Any]] | None = None,
+    tlc: bool | None = None,
+    scale: int | None = None,
+    offline: bool = False,
+    pretrained: bool = True,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> LoadedModel:
+    """The model for a command or an API call.
+
+    Exactly one source, or none for the task's default: ``weights`` (a file, or a state dict already in
+    memory; the architecture is detected),
+    ``model`` (a registry id) or ``config`` (``(arch, hyperparameters)``, random weights). ``task`` refuses a
+    model trained for another task; ``scale`` picks the default of that scale and refuses a model of
+    another. ``pretrained=False`` gives random weights of the registry model's architecture (benchmarks,
+    like timm's ``create_model(name, pretrained=False)``). Downloads report through ``progress``.
+    """
+    given = [name for name, v in (("--model", model), ("--weights", weights), ("--arch-config", config))
+             if v is not None]
+    if len(given) > 1:
+        raise UsageError(f"give only one of {', '.join(given)}")
+    if weights is not None:
+        if isinstance(weights, Mapping):
+            source, state_dict = "state dict", unwrap_state_dict(weights, source="state dict")
+        else:
+            source, state_dict = str(weights), read_state_dict(weights)
+        spec = detect(state_dict, source=source)
+        _check_task(spec, task, source)
+        _check_scale(spec.scale, scale, source)
+        use_tlc = resolve_tlc(tlc, spec=spec, task=task)
+        return build_model(state_dict, source=source, tlc=use_tlc, task=task)
+    if config is not None:
+        arch, hyper = config
+        try:
+            spec = archs.spec_from_config(arch, hyper)
+        except ValueError as e:
+            raise UsageError(f"--arch-config: {e}") from None
+        _check_task(spec, task, spec.describe())
+        return _random(spec, tlc=resolve_tlc(tlc, spec=spec, task=task), source=spec.describe(), seed=seed, task=task)
+    entry = resolve_entry(task=task, model=model, scale=scale)
+    if not pretrained:
+        use_tlc = resolve_tlc(tlc, spec=entry.spec, entry=entry)
+        return _random(entry.spec, tlc=use_tlc, source=entry.id, seed=seed, task=entry.task, model_id=entry.id)
+    return load_entry(entry, tlc=tlc, offline=offline, progress=progress)
+
+
+def resolve_entry(*, task: str | None = None, model: str | None = None, scale: int | None = None) -> ModelEntry:
+    """The registry entry for ``model`` (or the task's default of that scale), checked against the task
+    and the scale, without loading anything."""
+    reg = load_registry()
+    if model is not None:
+        entry = reg.get(model)
+    elif task is not None:
+        entry = reg.default_for(task, scale=scale)
+    else:
+        raise UsageError("name a model (a registry id) or a weights file")
+    if task is not None and entry.task != task:
+        raise UsageError(f"model {entry.id} is for {entry.task}, not {task} (see 'nafcli models list')")
+    _check_scale(entry.scale, scale, entry.id)
+    return entry
+
+
+def describe_choice(*, task: str | None = None, model: str | None = None,
+                    weights: str | os.PathLike[str] | Mapping[str, Any] | None = None, scale: int | None = None) -> str:
+    """The name of the model :func:`load` would give (the weights file, or the registry id), checked
+    without loading: an unknown id, or a model of another task or scale, fails here, before any work."""
+    if weights is not None:
+        if model is not None:
+            raise UsageError("give only one of --model, --weights")
+        return "state dict" if isinstance(weights, Mapping) else str(weights)
+    return resolve_entry(task=task, model=model, scale=scale).id
+
+
+def _check_task(spec: ArchSpec, task: str | None, source: str) -> None:
+    tasks = archs.architecture_of(spec).tasks
+    if task is not None and task not in tasks:
+        hint = _COMMANDS.get(tasks[0], "")
+        raise UsageError(f"{source}: holds {spec.describe()}, a {' / '.join(tasks)} model, not for {task}"
+                         + (f"; use '{hint}'" if hint else ""))
+
+
+def _check_scale(have: int, want: int | None, source: str) -> None:
+    if want is not None and have != want:
+        raise UsageError(f"{source} is a x{have} model but --scale {want} was given")
+
+
+def _random(spec: ArchSpec, *, tlc: bool, source: str, seed: int, task: str | None,
+            model_id: str | None = None) -> LoadedModel:
+    from ..archs.state_dict import describe, random_weights
+
+    return describe(random_weights(spec, tlc=tlc, seed=seed), spec, tlc=tlc, source=f"{source} (random weights)",
+                    model_id=model_id, task=task)
+
+
+def load_entry(
+    entry: ModelEntry,
+    *,
+    tlc: bool | None = None,
+    offline: bool = False,
+    progress: Progress | None = None,
+) -> LoadedModel:
+    """Load a registry model: its safetensors copy when there is one, else the verified file (downloaded
+    if needed), whose safetensors copy is then written (best effort: a read-only cache only costs speed)."""
+    use_tlc = resolve_tlc(tlc, spec=entry.spec, entry=entry)
+    sha = hub.verified_sha(entry)
+    if sha is not None:
+        copy = hub.safetensors_path(entry, sha)
+        if copy.is_file():
+            try:
+                return _from_file(copy, entry, use_tlc)
+            except CheckpointError:
+                copy.unlink(missing_ok=True)  # a damaged copy: fall back to the original
+    path = hub.fetch(entry, offline=offline, progress=progress)
+    model = _from_file(path, entry, use_tlc)
+    sha = hub.verified_sha(entry)
+    if sha is not None:
+        copy = hub.safetensors_path(entry, sha)
+        try:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            save_safetensors(model.module.state_dict(), copy)
+        except OSError:
+            pass
+    return model
+
+
+def _from_file(path: Path, entry: ModelEntry, tlc: bool) -> LoadedModel:
+    return build_model(read_state_dict(path), source=str(path), tlc=tlc, expected=entry.spec,
+                       model_id=entry.id, task=entry.task)
+
+
+def looks_like_path(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` names a weights file rather than a registry id (an existing file wins)."""
+    p = Path(text)
+    return p.exists() or os.sep in str(text) or p.suffix in (".pth", ".safetensors", ".pt")
+
+
+def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) -> tuple[ModelEntry, Path]:
+    """Copy a local file (e.g. from the authors' Google Drive) into the cache as a registry model.
+
+    The entry is ``as_id``, else the one whose SHA-256 or file name matches. The file must have the
+    entry's SHA-256 when the registry knows it; otherwise its tensors must describe the entry's
+    architecture and hyperparameters. Returns the entry and the cached copy.
+    """
+    src = Path(source)
+    if not src.is_file():
+        raise CheckpointError(f"{src}: no such file")
+    reg = load_registry()
+    sha = hub.sha256_file(src)
+    if as_id is not None:
+        entry = reg.get(as_id)
+    else:
+        by_hash = [e for e in reg if e.sha256 == sha]
+        by_name = [e for e in reg if e.file.lower() == src.name.lower()]
+        matches = by_hash or by_name
+        if len(matches) != 1:
+            raise UsageError(f"{src}: cannot tell which model this is; name it with --as ID")
+        entry = matches[0]
+    if entry.sha256 is not None:
+        if sha != entry.sha256:
+            raise HashMismatchError(
+                f"{src}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; not imported"
+            )
+    else:
+        spec = detect(read_state_dict(src), source=str(src))
+        if spec != entry.spec:
+            raise InconsistentShapesError(
+                f"{src}: holds {spec.describe()}, but {entry.id} is {entry.spec.describe()}; not imported"
+            )
+    return entry, hub.import_file(entry, src, sha256=sha)
