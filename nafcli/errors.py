@@ -9,6 +9,18 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 
+def os_reason(e: OSError, *, missing: str = "no such file", directory: str = "is a directory",
+              verb: str = "read") -> str:
+    """The end of a one-line message for a file that could not be opened: ``"{path}: " + os_reason(e)``."""
+    if isinstance(e, FileNotFoundError):
+        return missing
+    if isinstance(e, IsADirectoryError):
+        return directory
+    if isinstance(e, NotADirectoryError):
+        return "not a folder"
+    return f"cannot {verb} ({e.strerror or e})"
+
+
 class NafcliError(Exception):
     """Base class: a failure the user can act on. ``str(err)`` is a complete one-line message."""
 

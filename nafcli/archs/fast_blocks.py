@@ -208,9 +208,15 @@ class FastNAFBlock(nn.Module):
         return y + self.conv5(gate(self.conv4(layer_norm_cl(y, self.eps2))))
 
 
-def frozen(module: nn.Module) -> nn.Module:
-    """Eval mode, no gradients: the fast modules are built for inference only."""
-    module.eval()
-    for p in module.parameters():
+def build_fast(fast_type: type[nn.Module], ref_type: type[nn.Module], ref: nn.Module, *, dtype: torch.dtype,
+               fold_sca: bool) -> nn.Module:
+    """``fast_type(ref)`` in eval mode without gradients: the fast equivalent of a reference network of
+    ``ref_type`` (``TypeError`` for anything else, e.g. a user's wrapper, which then runs as it is)."""
+    if not isinstance(ref, ref_type):
+        raise TypeError(f"no fast path for {type(ref).__name__}")
+    with torch.no_grad():
+        fast = fast_type(ref, dtype=dtype, fold_sca=fold_sca)
+    fast.eval()
+    for p in fast.parameters():
         p.requires_grad_(False)
-    return module
+    return fast

@@ -7,28 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .options import (
-    BatchSizeOpt,
-    CompileOpt,
-    DeviceOpt,
-    FailFastOpt,
-    FormatOpt,
-    JsonOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    OfflineOpt,
-    OverlapOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QualityOpt,
-    QuietOpt,
-    SuffixOpt,
-    ThreadsOpt,
-    TileOpt,
-    TlcOpt,
-    VerboseOpt,
-    WeightsOpt,
-)
+from . import options as opt
 from .restore import run_command
 
 SR_HELP = (
@@ -74,13 +53,13 @@ def register(app: typer.Typer) -> None:
                                                   show_default=False)] = None,
         right: Annotated[Path | None, typer.Option("--right", help="Folder of right views (with --left).",
                                                    show_default=False)] = None,
-        output: OutputDirOpt = None, model: ModelOpt = None, weights: WeightsOpt = None, scale: ScaleOpt = None,
-        offline: OfflineOpt = False, device: DeviceOpt = "auto", tlc: TlcOpt = None, tile: TileOpt = None,
-        overlap: OverlapOpt = None, batch_size: BatchSizeOpt = None, suffix: SuffixOpt = None,
-        fmt: FormatOpt = None, quality: QualityOpt = None, overwrite: OverwriteOpt = False,
-        fail_fast: FailFastOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False,
-        max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = False,
-        threads: ThreadsOpt = 0, verbose: VerboseOpt = False,
+        output: OutputDirOpt = None, model: opt.ModelOpt = None, weights: opt.WeightsOpt = None, scale: ScaleOpt = None,
+        offline: opt.OfflineOpt = False, device: opt.DeviceOpt = "auto", tlc: opt.TlcOpt = None, tile: opt.TileOpt = None,
+        overlap: opt.OverlapOpt = None, batch_size: opt.BatchSizeOpt = None, suffix: opt.SuffixOpt = None,
+        fmt: opt.FormatOpt = None, quality: opt.QualityOpt = None, overwrite: opt.OverwriteOpt = False,
+        fail_fast: opt.FailFastOpt = False, quiet: opt.QuietOpt = False, as_json: opt.JsonOpt = False,
+        max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = False,
+        threads: opt.ThreadsOpt = 0, verbose: opt.VerboseOpt = False,
     ) -> None:
         if scale is not None and scale not in (2, 4):
             raise typer.BadParameter("NAFSSR models are x2 or x4", param_hint="--scale")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageReadError, ImageTooLargeError
+from ..errors import ImageReadError, ImageTooLargeError, os_reason
 from .formats import sniff_format
 from .image import Image
 from .metadata import _apply_metadata, _read_metadata
@@ -34,12 +34,8 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     name = str(p)
     try:
         data = np.fromfile(p, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageReadError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ImageReadError(f"{name}: is a directory") from None
     except OSError as e:
-        raise ImageReadError(f"{name}: cannot read ({e.strerror or e})") from None
+        raise ImageReadError(f"{name}: {os_reason(e)}") from None
     if data.size == 0:
         raise ImageReadError(f"{name}: empty file")
     fmt = sniff_format(data[:64].tobytes())

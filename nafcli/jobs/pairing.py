@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, os_reason
 from .names import has_image_extension, is_hidden_or_system, is_output, order_scene_views, side_of
 
 
@@ -60,12 +60,8 @@ def list_images(folder: Path, exclude: str | None = None) -> list[Path]:
     left out), sorted; :class:`ImageReadError` when it is not a folder."""
     try:
         entries = sorted(folder.iterdir())
-    except FileNotFoundError:
-        raise ImageReadError(f"{folder}: no such folder") from None
-    except NotADirectoryError:
-        raise ImageReadError(f"{folder}: not a folder") from None
     except OSError as e:
-        raise ImageReadError(f"{folder}: cannot list ({e.strerror or e})") from None
+        raise ImageReadError(f"{folder}: {os_reason(e, missing='no such folder', verb='list')}") from None
     return [p for p in entries if p.is_file() and has_image_extension(p) and not is_hidden_or_system(p)
             and not is_output(p, exclude)]
 

@@ -33,6 +33,7 @@ from ..errors import (
     InconsistentShapesError,
     NotACheckpointError,
     TruncatedCheckpointError,
+    os_reason,
 )
 
 StateDict = dict[str, torch.Tensor]
@@ -52,12 +53,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
         size = p.stat().st_size
         with p.open("rb") as f:
             head = f.read(16)
-    except FileNotFoundError:
-        raise CheckpointError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{name}: is a directory, not a weights file") from None
     except OSError as e:
-        raise CheckpointError(f"{name}: cannot read ({e.strerror or e})") from None
+        raise CheckpointError(f"{name}: {os_reason(e, directory='is a directory, not a weights file')}") from None
     if size == 0:
         raise NotACheckpointError(f"{name}: empty file, not a checkpoint")
     if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO:

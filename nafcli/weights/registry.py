@@ -334,30 +334,12 @@ def _parse_entry(mid: str, t: Any, *, source: str, base: Path) -> ModelEntry:
             raise fail(f"field {name!r} must be a list of paths")
         return tuple((base / x).resolve() if not Path(x).is_absolute() else Path(x) for x in v)
 
-    psnr = typed("psnr", (int, float))
-    ssim = typed("ssim", (int, float))
+    scores = {name: None if (v := typed(name, (int, float))) is None else float(v) for name in ("psnr", "ssim")}
+    notes = {name: typed(name, kind) for name, kind in (("benchmark", str), ("license", str), ("params", int))}
     return ModelEntry(
-        id=mid,
-        task=task,
-        arch=arch,
-        tlc=tlc,
-        spec=spec,
-        file=file,
-        size=size,
-        sha256=sha,
-        repo_id=repo_id,
-        repo_type=repo_type,
-        revision=revision,
-        url=url,
-        default=typed("default", bool, False),
-        psnr=None if psnr is None else float(psnr),
-        ssim=None if ssim is None else float(ssim),
-        benchmark=typed("benchmark", str),
-        license=typed("license", str),
-        params=typed("params", int),
-        demo_inputs=paths("demo_inputs"),
-        demo_outputs=paths("demo_outputs"),
-        source=source,
+        id=mid, task=task, arch=arch, tlc=tlc, spec=spec, file=file, size=size, sha256=sha,
+        repo_id=repo_id, repo_type=repo_type, revision=revision, url=url, default=typed("default", bool, False),
+        demo_inputs=paths("demo_inputs"), demo_outputs=paths("demo_outputs"), source=source, **scores, **notes,
     )
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast_blocks import CHANNELS_LAST, FastNAFBlock, conv_like, frozen
+from ..fast_blocks import CHANNELS_LAST, FastNAFBlock, build_fast, conv_like
 from .net import NAFNet
 
 
@@ -54,7 +54,4 @@ class FastNAFNet(nn.Module):
 def optimize(ref: NAFNet, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> FastNAFNet:
     """The fast equivalent of a reference ``NAFNet`` (eval mode, on its device). ``dtype`` is the compute
     type of weights and activations (statistics stay float32); the TLC setting is taken from ``ref`` now."""
-    if not isinstance(ref, NAFNet):
-        raise TypeError(f"no fast path for {type(ref).__name__}")
-    with torch.no_grad():
-        return frozen(FastNAFNet(ref, dtype=dtype, fold_sca=fold_sca))  # type: ignore[return-value]
+    return build_fast(FastNAFNet, NAFNet, ref, dtype=dtype, fold_sca=fold_sca)  # type: ignore[return-value]

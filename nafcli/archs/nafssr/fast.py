@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast_blocks import CHANNELS_LAST, FastNAFBlock, conv_like, fold_norm, frozen, layer_norm_cl, scale_out
+from ..fast_blocks import (
+    CHANNELS_LAST,
+    FastNAFBlock,
+    build_fast,
+    conv_like,
+    fold_norm,
+    layer_norm_cl,
+    scale_out,
+)
 from .net import NAFSSR, SCAM
 
 
@@ -73,7 +81,4 @@ class FastNAFSSR(nn.Module):
 def optimize(ref: NAFSSR, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> FastNAFSSR:
     """The fast equivalent of a reference ``NAFSSR`` (eval mode, on its device). ``dtype`` is the compute
     type of weights and activations (statistics stay float32); the TLC setting is taken from ``ref`` now."""
-    if not isinstance(ref, NAFSSR):
-        raise TypeError(f"no fast path for {type(ref).__name__}")
-    with torch.no_grad():
-        return frozen(FastNAFSSR(ref, dtype=dtype, fold_sca=fold_sca))  # type: ignore[return-value]
+    return build_fast(FastNAFSSR, NAFSSR, ref, dtype=dtype, fold_sca=fold_sca)  # type: ignore[return-value]
