@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nafcli.archs import NAFSSRSpec
     from nafcli.archs.state_dict import describe
-    from nafcli.imaging import Image
+    from nafcli.imaging.image import Image
     from nafcli.inference.allocator import tune_for_tiles
     from nafcli.inference.restorer import Restorer
     from nafcli.inference.tensors import tensor_to_image, views_to_tensor

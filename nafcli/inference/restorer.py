@@ -18,8 +18,8 @@ import torch
 
 from ..archs import LoadedModel
 from ..errors import PairMismatchError, UsageError
-from ..imaging import Image
 from ..imaging.adapters import from_user, to_user
+from ..imaging.image import Image
 from .settings import DTYPES, check_precision, compile_module, resolve_device
 from .sizing import Cut, TiledRunner, parse_size
 from .tensors import floats_to_tensor, split_views, tensor_to_image, views_to_tensor

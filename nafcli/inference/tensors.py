@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..imaging import Image
+from ..imaging.image import Image
 
 #: channels of one view as the networks see it (gray is repeated to RGB)
 RGB = 3

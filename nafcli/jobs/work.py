@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..archs import LoadedModel
-from ..imaging import Image, read_image, write_image
+from ..imaging.image import Image
+from ..imaging.read import read_image
+from ..imaging.write import write_image
 from ..inference.restorer import Progress, Restoration
 from .plan import Job
 from .runner import Events, JobFunction, JobOutcome

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import NafcliError
-from ..imaging import read_image
+from ..imaging.read import read_image
 from ..inference.restorer import Restorer
 from ..weights import hub
 from ..weights.loader import load_entry

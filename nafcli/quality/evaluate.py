@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..imaging import Image, read_image
+from ..imaging.image import Image
+from ..imaging.read import read_image
 from ..inference.restorer import Restorer
 from ..inference.tensors import split_views, tensor_to_floats, views_to_tensor
 from ..jobs.names import TOOL_SUFFIXES
