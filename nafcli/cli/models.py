@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ..errors import HashMismatchError, NafcliError, UsageError, WeightsNotAvailableError
+from ..weights.catalog import catalog
 from ..weights.hub import fetch, present_file, reverify
 from ..weights.hub import remove as remove_files
 from ..weights.registry import load_registry
@@ -43,26 +44,7 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
 ) -> None:
     """Every model of the registry: task, size, the authors' score, default, downloaded."""
-    reg = load_registry()
-    rows = []
-    for e in reg:
-        path = present_file(e)
-        rows.append(
-            {
-                "id": e.id,
-                "task": e.task,
-                "arch": e.arch,
-                "params": e.params,
-                "size": e.size,
-                "psnr": e.psnr,
-                "ssim": e.ssim,
-                "benchmark": e.benchmark,
-                "default": e.default,
-                "downloaded": path is not None,
-                "path": str(path) if path else None,
-                "source": e.where,
-            }
-        )
+    rows = catalog()
     if as_json:
         print(json.dumps(rows, indent=1))
         return
