@@ -1,8 +1,9 @@
-"""The job function: read a job's inputs, restore them with a model, write its outputs atomically.
+"""The work on image jobs: read a job's inputs, restore them with a model, write its outputs atomically.
 
-One function serves every command: the model says how many views it takes (its descriptor), so a photo
-goes in alone, a stereo pair goes in together, and a single image given to a stereo model is fed as both
-views (the authors' suggestion for mono input), its left output written.
+One kind serves every command: the model says how many views it takes (its descriptor), so a photo goes
+in alone, a stereo pair goes in together, and a single image given to a stereo model is fed as both views
+(the authors' suggestion for mono input), its left output written. The three stages run on different
+threads of :func:`~nafcli.jobs.runner.run_jobs`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ..imaging.read import read_image
 from ..imaging.write import write_image
 from ..inference.restorer import Progress, Restoration
 from .plan import Job
-from .runner import Events, JobFunction, JobOutcome
+from .runner import JobEvents, JobOutcome
 
 
 class RestorerLike(Protocol):
@@ -27,30 +28,43 @@ class RestorerLike(Protocol):
     def restore_views(self, views: Sequence[Image], progress: Progress | None = None) -> Restoration: ...
 
 
-def restore_job(restorer: RestorerLike, *, max_pixels: int | None = None, quality: int | None = None) -> JobFunction:
-    """The job function for a restorer: read, restore (tiles reported), write every output atomically."""
+class ImageWork:
+    """Images in, images out: decode (OpenCV pixels, Pillow metadata), restore, encode atomically."""
 
-    def work(job: Job, events: Events) -> JobOutcome:
-        warnings: list[str] = []
+    def __init__(self, restorer: RestorerLike, *, max_pixels: int | None = None, quality: int | None = None) -> None:
+        self.restorer = restorer
+        self.max_pixels = max_pixels
+        self.quality = quality
 
-        def warn(message: str) -> None:
-            warnings.append(message)
-            events.warning(job, message)
-
-        images = [read_image(src, max_pixels=max_pixels) for src in job.inputs]
+    def read(self, job: Job, events: JobEvents) -> list[Image]:
+        images = [read_image(src, max_pixels=self.max_pixels) for src in job.inputs]
         for image in images:
             for w in image.info.pop("warnings", []):
-                warn(w)
-        views = images * restorer.model.views if len(images) == 1 else images
-        done = restorer.restore_views(views, events.tiles)
+                events.warning(job, w)
+        return images
+
+    def compute(self, job: Job, images: list[Image], events: JobEvents) -> Restoration:
+        views = images * self.restorer.model.views if len(images) == 1 else images
+        done = self.restorer.restore_views(views, events.tiles)
         for w in done.info.warnings:
-            warn(w)
+            events.warning(job, w)
+        return done
+
+    def write(self, job: Job, images: list[Image], done: Restoration, events: JobEvents) -> JobOutcome:
         for dst, result in zip(job.outputs, done.images, strict=False):
-            for w in write_image(dst, result, quality=quality):
-                warn(w)
+            for w in write_image(dst, result, quality=self.quality):
+                events.warning(job, w)
         first = images[0]
         details = {**done.info.details(), "size": [first.width, first.height]}
         megapixels = first.width * first.height * len(images) / 1e6
-        return JobOutcome(megapixels=megapixels, warnings=warnings, details=details, run=done.info)
+        return JobOutcome(megapixels=megapixels, details=details, run=done.info)
 
-    return work
+    def __call__(self, job: Job, events: JobEvents) -> JobOutcome:
+        """All three stages in one call (a :class:`~nafcli.jobs.runner.JobFunction`, e.g. on a Ray worker)."""
+        images = self.read(job, events)
+        return self.write(job, images, self.compute(job, images, events), events)
+
+
+def restore_job(restorer: RestorerLike, *, max_pixels: int | None = None, quality: int | None = None) -> ImageWork:
+    """The work of image jobs for ``restorer``."""
+    return ImageWork(restorer, max_pixels=max_pixels, quality=quality)
