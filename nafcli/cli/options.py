@@ -75,7 +75,11 @@ TlcOpt = Annotated[
                  "as the authors test the model (on for deblurring and stereo SR, off for denoising).",
                  show_default=False),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto (CUDA when available), cpu, cuda or cuda:N.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", "-d", help="auto (CUDA when available), cpu, cuda, cuda:N, all (one worker per CUDA "
+                 "device; the CPU where there is none) or a list such as cuda:0,cuda:2."),
+]
 
 # --- inputs and outputs ----------------------------------------------------------------------------
 

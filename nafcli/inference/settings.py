@@ -37,6 +37,23 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise UsageError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)")
 
 #: Shown in ``--help``: what each precision costs in accuracy (measured with nafcli bench / tests).
+def resolve_devices(spec: str | torch.device = "auto") -> list[torch.device]:
+    """One device (:func:`resolve_device`), ``all`` (every CUDA device; the CPU where there is none) or a
+    comma-separated list (``cuda:0,cuda:2``); duplicates refused."""
+    if isinstance(spec, torch.device):
+        return [spec]
+    text = (spec or "auto").strip().lower()
+    if text == "all":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.device(f"cuda:{i}") for i in range(count)] or [torch.device("cpu")]
+    devices = [resolve_device(part) for part in text.split(",") if part.strip()]
+    if not devices:
+        raise UsageError(f"--device {spec!r}: name a device (auto, cpu, cuda, cuda:N, all or a list)")
+    if len(set(devices)) != len(devices):
+        raise UsageError(f"--device {spec!r}: a device is named twice")
+    return devices
+
+
 PRECISION_HELP = (
     "fp32 (exact; default), bf16 (several times faster where the CPU/GPU has native bf16; output within "
     "about 1/255 of fp32, PSNR typically 45-55 dB against fp32), fp16 (GPUs only; slightly closer to fp32 "

@@ -9,6 +9,7 @@ the result is a :class:`~.runner.BatchReport`. Nothing here prints.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +18,13 @@ from pathlib import Path
 from ..errors import UsageError
 from ..inference.allocator import tune_for_tiles
 from ..inference.restorer import Restorer
-from ..inference.settings import check_precision, configure_threads, resolve_device
+from ..inference.settings import check_precision, configure_threads, resolve_devices
 from ..inference.sizing import parse_size
 from ..weights.loader import describe_choice, load
 from .discover import discover
 from .plan import Job, OutputSpec, plan, stereo_groups
-from .runner import BatchReport, Events, run_jobs
-from .work import restore_job
+from .runner import BatchReport, Events, WholeJob, run_jobs
+from .work import ImageWork, restore_job
 
 #: ``--max-pixels`` when none is given: refuse images above 200 megapixels
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -44,6 +45,8 @@ class ModelChoice:
 class RunSettings:
     """How the model runs: device, precision, threads, tiles (``auto``/N/0), compiled or reference path."""
 
+    #: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``all`` (every CUDA device) or a list (``cuda:0,cuda:2``):
+    #: one worker per device over the same jobs
     device: str = "auto"
     precision: str = "fp32"
     threads: int = 0
@@ -117,22 +120,26 @@ def super_resolve(
 def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions,
          fail_fast: bool, events: Events) -> BatchReport:
     # Everything the command line can get wrong is checked before any input is skipped or run.
-    device = resolve_device(run.device)
-    check_precision(run.precision, device)
+    devices = resolve_devices(run.device)
+    for device in devices:
+        check_precision(run.precision, device)
     tile = parse_size(run.tile, "--tile")
     label = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
-    work = None
+    workers: list[ImageWork] = []
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
                       offline=choice.offline, progress=events.download)
-        configure_threads(run.threads, device)
+        configure_threads(run.threads, devices[0], workers=len(devices))
         tune_for_tiles("auto" if tile is None else tile)
-        restorer = Restorer(loaded, device=device, precision=run.precision, compile=run.compile,
-                            fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
+        for i, device in enumerate(devices):
+            # one copy of the weights per device (the first worker takes the loaded one)
+            model = loaded if i == 0 else copy.deepcopy(loaded)
+            restorer = Restorer(model, device=device, precision=run.precision, compile=run.compile,
+                                fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
+            workers.append(restore_job(restorer, max_pixels=output.max_pixels or None, quality=output.quality))
         label = loaded.label
-        work = restore_job(restorer, max_pixels=output.max_pixels or None, quality=output.quality)
     events.batch_started(len(jobs), label)
-    report = run_jobs(jobs, work or _nothing_to_run, events=events, fail_fast=fail_fast)
+    report = run_jobs(jobs, workers or [WholeJob(_nothing_to_run)], events=events, fail_fast=fail_fast)
     report.model = label
     return report
 
