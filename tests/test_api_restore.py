@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _batchdata import SHARED, TINY_WEIGHTS, photo
+from helpers.images import SHARED, TINY_WEIGHTS, photo
 from PIL import Image as PILImage
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 
 from nafcli.archs import NAFSSR_WINDOW, NAFNet, local_mean, nafnet_windows
 from nafcli.model import expected_shapes, spec_from_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _batchdata import TINY_WEIGHTS, photo
+from helpers.images import TINY_WEIGHTS, photo
 from PIL import Image as PILImage
 
 from nafcli.batch import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from typer.testing import CliRunner
 
 from nafcli.check import PASS_DB, run_check, samples_dir

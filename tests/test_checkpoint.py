@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_NAFNET, TINY_NAFSSR, random_state_dict
+from helpers.models import TINY_NAFNET, TINY_NAFSSR, random_state_dict
 from safetensors.torch import save_file
 
 from nafcli.checkpoint import detect, load_model, read_state_dict, save_safetensors

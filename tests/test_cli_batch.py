@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _batchdata import SHARED, TINY_WEIGHTS, write_broken, write_variants
+from helpers.images import SHARED, TINY_WEIGHTS, write_broken, write_variants
 from PIL import Image as PILImage
 from PIL import ImageOps
 from typer.testing import CliRunner

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED
+from helpers.models import SHARED
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from safetensors.torch import load_file
 
 from nafcli.checkpoint import load_model

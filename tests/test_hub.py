@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hubserver import HubServer  # tests/ is on sys.path
+from helpers.hubserver import HubServer
 
 from nafcli.model import NAFNetSpec, NAFSSRSpec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _batchdata import icc_profile, photo, write_broken, write_variants
+from helpers.images import icc_profile, photo, write_broken, write_variants
 from PIL import Image as PILImage
 from PIL import ImageOps
 

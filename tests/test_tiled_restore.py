@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from typer.testing import CliRunner
 
 from nafcli.autotile import MIN_TILE, TiledRunner, mem_available, tile_for_budget
