@@ -32,7 +32,10 @@ def main() -> None:
     from PIL import Image as PILImage
 
     from nafcli import Restorer
-    from nafcli.batch import Events, OutputSpec, discover, plan, restore_job, run_jobs
+    from nafcli.jobs.discover import discover
+    from nafcli.jobs.plan import OutputSpec, plan
+    from nafcli.jobs.runner import Events, run_jobs
+    from nafcli.jobs.work import restore_job
 
     base = np.asarray(PILImage.fromarray(skimage.data.astronaut()).resize((w, h)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,17 +49,17 @@ def main() -> None:
             net = 0.0
 
         timer = Timer()
-        real = restorer.restore_image
+        real = restorer.restore_views
 
-        def timed(image, progress=None):  # noqa: ANN001, ANN202
+        def timed(views, progress=None):  # noqa: ANN001, ANN202
             t = time.perf_counter()
-            out = real(image, progress)
+            out = real(views, progress)
             timer.net += time.perf_counter() - t
             return out
 
-        restorer.restore_image = timed  # type: ignore[method-assign]
+        restorer.restore_views = timed  # type: ignore[method-assign]
         t0 = time.perf_counter()
-        jobs = plan(discover([src]), OutputSpec("denoise", Path(tmp) / "out"))
+        jobs = plan([[s] for s in discover([src])], OutputSpec("denoise", Path(tmp) / "out"))
         t_plan = time.perf_counter() - t0
         report = run_jobs(jobs, restore_job(restorer), events=timer)
     n = report.count("done")

@@ -1,9 +1,9 @@
-"""Seconds per tile of the fast path (``nafcli.fast.optimize``), one model, one precision, some tile sizes.
+"""Seconds per tile of the fast path (the architecture's ``spec.fast``), one model, one precision, some tile sizes.
 
     PYTHONPATH=. python benchmarks/fast_tile.py nafnet-gopro-width32 fp32 560
     PYTHONPATH=. python benchmarks/fast_tile.py nafnet-sidd-width32 bf16 560,1056 --tune-allocator
 
-Random weights (``nafcli.bench.random_model``), one random tile per size, a warm-up call and the median of
+Random weights (``nafcli.weights.load(model=ID, pretrained=False)``), one random tile per size, a warm-up call and the median of
 three. No tiler, no image I/O: the number is the network alone, to compare levers one at a time (run it
 on two checkouts, e.g. ``git worktree add /tmp/before REV``, with and without ``--tune-allocator``).
 Peak RSS is the process's high-water mark so far. Nothing is asserted.
@@ -22,26 +22,23 @@ def main() -> None:
     ap.add_argument("model", help="an official architecture id, e.g. nafnet-sidd-width32")
     ap.add_argument("precision", choices=["fp32", "bf16"])
     ap.add_argument("sizes", help="comma-separated tile sides, e.g. 560,1056")
-    ap.add_argument("--tune-allocator", action="store_true", help="apply nafcli.allocator.tune() first")
+    ap.add_argument("--tune-allocator", action="store_true", help="apply nafcli.inference.allocator.tune() first")
     args = ap.parse_args()
 
     import torch
 
-    from nafcli.bench import OFFICIAL, random_model
-    from nafcli.fast import optimize
-    from nafcli.model import spec_from_config
+    from nafcli.weights import load
 
     if args.tune_allocator:
-        from nafcli.allocator import tune
+        from nafcli.inference.allocator import tune
 
         print(f"allocator tuned: {tune()}")
-    arch, config, tlc = OFFICIAL[args.model]
-    model = random_model(spec_from_config(arch, config), tlc=tlc)
+    model = load(model=args.model, pretrained=False)  # the registry's architecture and TLC setting
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
-    fast = optimize(model.module.eval(), dtype=dtype)
+    fast = model.spec.fast(model.module.eval(), dtype=dtype)
     with torch.inference_mode():
         for side in (int(s) for s in args.sizes.split(",")):
-            x = torch.rand(1, 3, side, side)
+            x = torch.rand(1, model.in_channels * model.views, side, side)  # a stereo model takes a pair
             fast(x)
             times = []
             for _ in range(3):

@@ -2,8 +2,8 @@
 
 Generates random weights with an official configuration (default NAFNet-SIDD-width64, ~464 MB), writes the
 .pth as the authors do ({"params": state_dict}) and its safetensors copy, then times
-``nafcli.checkpoint.read_state_dict`` (reading the file) and ``load_model`` (reading, checking, building
-the network) on each (median of --repeat runs, each in a fresh process so the page
+``nafcli.weights.checkpoint.read_state_dict`` (reading the file) and ``nafcli.weights.load(weights=...)``
+(reading, checking, building the network) on each (median of --repeat runs, each in a fresh process so the page
 cache is the only thing shared). Prints one JSON object. Never asserted on; numbers on a busy machine are
 indicative only.
 
@@ -24,13 +24,14 @@ from pathlib import Path
 CHILD = """
 import resource, sys, time
 t0 = time.perf_counter()
-from nafcli.checkpoint import load_model, read_state_dict
+from nafcli.weights import load
+from nafcli.weights.checkpoint import read_state_dict
 t1 = time.perf_counter()
 sd = read_state_dict(sys.argv[1])
 t2 = time.perf_counter()
 del sd
 t3 = time.perf_counter()
-m = load_model(sys.argv[1])
+m = load(weights=sys.argv[1])
 t4 = time.perf_counter()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(t4 - t3, t2 - t1, rss, m.num_parameters)
@@ -46,8 +47,8 @@ def main() -> None:
 
     import torch
 
-    from nafcli.checkpoint import save_safetensors
-    from nafcli.model import NAFNetSpec
+    from nafcli.archs import NAFNetSpec
+    from nafcli.weights.checkpoint import save_safetensors
 
     spec = NAFNetSpec(
         width=args.width, enc_blk_nums=(2, 2, 4, 8), middle_blk_num=12, dec_blk_nums=(2, 2, 2, 2)

@@ -5,8 +5,8 @@
     PYTHONPATH=. python benchmarks/stereo.py --width 200 --height 150 --blocks 4   # smoke test
 
 Random weights (the cost does not depend on them), random pixels. The pair goes through
-``Restorer.restore_image_pair`` exactly as ``nafcli sr`` runs it: ``--tile auto`` (strip height from
-memory), the default overlap, the allocator settings of :mod:`nafcli.allocator`. Peak memory is the process's peak RSS (``ru_maxrss``), which includes
+``Restorer.restore_pair_images`` exactly as ``nafcli sr`` runs it: ``--tile auto`` (strip height from
+memory), the default overlap, the allocator settings of :mod:`nafcli.inference.allocator`. Peak memory is the process's peak RSS (``ru_maxrss``), which includes
 Python, torch and the model: the number to hold against the 8 GB limit. It does not depend on machine
 load; the time does, so take timings on a quiet machine. ``--max-strips K`` runs the first K strips
 and then the full conversion back to images (so every phase that allocates is exercised) and
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--system-malloc", action="store_true",
-        help="leave glibc malloc at its defaults (nafcli sr tunes it: nafcli.allocator)",
+        help="leave glibc malloc at its defaults (nafcli sr tunes it: nafcli.inference.allocator)",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args(argv)
@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from nafcli.allocator import tune_for_tiles
-    from nafcli.imageio import Image
-    from nafcli.model import NAFSSRSpec, wrap
-    from nafcli.pipeline import Restorer, _from_tensor, _to_tensor
+    from nafcli.archs import NAFSSRSpec
+    from nafcli.archs.state_dict import describe
+    from nafcli.imaging import Image
+    from nafcli.inference.allocator import tune_for_tiles
+    from nafcli.inference.restorer import Restorer
+    from nafcli.inference.tensors import image_to_tensor, tensor_to_image, views_to_tensor
 
     malloc_tuned = False if args.system_malloc else tune_for_tiles(args.tile)
     if args.threads:
@@ -66,15 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     spec = NAFSSRSpec(up_scale=args.scale, width=args.channels, num_blks=args.blocks)
     module = spec.build(tlc=True)
-    model = wrap(module, spec, tlc=True, source="random")
+    model = describe(module, spec, tlc=True, source="random")
     tile: int | str = args.tile if args.tile == "auto" else int(args.tile)
     restorer = Restorer(model, device="cpu", tile=tile, overlap=args.overlap)
     kept_body = module.body  # noqa: F841 - keeps every block's weights alive with --run-blocks
     if args.run_blocks:
         module.body = torch.nn.ModuleList(list(module.body)[: args.run_blocks])
-    warnings: list[str] = []
-    restorer.on_warning = warnings.append
-
     rng = np.random.default_rng(0)
     left = Image(pixels=rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
     right = Image(pixels=rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
@@ -92,21 +91,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_strips and done >= args.max_strips and done < total:
             raise _Stop
 
+    # how the pair is cut (the run plans the same; a stopped run returns no RunInfo)
+    cut = restorer.runner.plan(views_to_tensor([left, right]))
+    warnings: list[str] = list(cut.notes)
     t0 = time.perf_counter()
     t_last[0] = t0
     partial = False
     try:
-        restorer.restore_image_pair(left, right, progress)
+        done = restorer.restore_pair_images(left, right, progress)
+        warnings = done.info.warnings
     except _Stop:
         partial = True
         # The conversion back to images allocates as much as at the end of a full run; do it too.
-        x = torch.cat([_to_tensor(left), _to_tensor(right)], dim=1)
+        x = torch.cat([image_to_tensor(left), image_to_tensor(right)], dim=1)
         y = torch.zeros((1, 6, args.height * args.scale, args.width * args.scale))
-        _from_tensor(y[:, :3], left, args.scale), _from_tensor(y[:, 3:], right, args.scale)
+        tensor_to_image(y[:, :3], left, args.scale), tensor_to_image(y[:, 3:], right, args.scale)
         del x, y
     elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    run = restorer.last_run
     est_total = elapsed if not partial else sum(strip_times) / len(strip_times) * total_strips[0]
     if args.run_blocks:
         est_total *= args.blocks / args.run_blocks
@@ -116,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         "arch": f"NAFSSR width {args.channels}, {args.blocks} blocks",
         "threads": torch.get_num_threads(),
         "malloc_tuned": malloc_tuned,
-        "strips": run.tiles,
-        "grid": list(run.grid),
-        "strip_rows": run.tile_size,
+        "strips": cut.count,
+        "grid": [1, 1] if cut.plan is None else list(cut.plan.grid),
+        "strip_rows": cut.tile_size,
         "strips_run": len(strip_times),
         "blocks_run": args.run_blocks or args.blocks,
         "seconds": round(elapsed, 1),

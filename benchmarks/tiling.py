@@ -9,7 +9,7 @@ The network is the NAFNet-SIDD-width32 architecture (29.2 M parameters) with ran
 random 8-bit RGB at 3:2 (24 MP = 6000 x 4000). Each measurement runs in a fresh Python process, so peak
 RSS (``ru_maxrss``) is that run's alone: it includes Python, torch and the model (~0.35 GB), the 8-bit
 image, its float32 copies in and out, and the activations of one tile. Nothing is asserted on time.
-The allocator is tuned as the command line tunes it (:mod:`nafcli.allocator`); run with
+The allocator is tuned as the command line tunes it (:mod:`nafcli.inference.allocator`); run with
 ``NAFCLI_MALLOC_TUNING=0`` for glibc's defaults.
 """
 
@@ -48,10 +48,11 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from nafcli.allocator import tune_for_tiles
-    from nafcli.imageio import Image
-    from nafcli.model import spec_from_config, wrap
-    from nafcli.pipeline import Restorer
+    from nafcli.archs import spec_from_config
+    from nafcli.archs.state_dict import describe
+    from nafcli.imaging import Image
+    from nafcli.inference.allocator import tune_for_tiles
+    from nafcli.inference.restorer import Restorer
 
     malloc_tuned = tune_for_tiles(args.tile)  # as the command line runs (NAFCLI_MALLOC_TUNING=0: never)
     torch.manual_seed(0)
@@ -60,14 +61,13 @@ def child(args: argparse.Namespace) -> None:
     with torch.no_grad():
         for p in module.parameters():
             p.mul_(0.5)  # random weights, kept moderate so activations stay finite
-    model = wrap(module, spec, tlc=False, source="random NAFNet-SIDD-width32")
+    model = describe(module, spec, tlc=False, source="random NAFNet-SIDD-width32")
     restorer = Restorer(model, device="cpu", tile=args.tile, overlap=args.overlap, batch_size=args.batch_size)
     h, w = args.h, args.w
     image = Image(pixels=np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
     start = time.perf_counter()
-    restorer.restore_image(image)
+    info = restorer.restore_image(image).info
     seconds = time.perf_counter() - start
-    info = restorer.last_run
     print(json.dumps({
         "h": h, "w": w, "mp": h * w / 1e6, "tile": info.tile_size, "grid": list(info.grid),
         "seconds": seconds, "mp_per_s": h * w / 1e6 / seconds,
