@@ -1,4 +1,4 @@
-"""Seconds per tile of the fast path (``spec.fast``), one model, one precision, some tile sizes.
+"""Seconds per tile of the fast path (the architecture's ``spec.fast``), one model, one precision, some tile sizes.
 
     PYTHONPATH=. python benchmarks/fast_tile.py nafnet-gopro-width32 fp32 560
     PYTHONPATH=. python benchmarks/fast_tile.py nafnet-sidd-width32 bf16 560,1056 --tune-allocator
@@ -33,12 +33,12 @@ def main() -> None:
         from nafcli.inference.allocator import tune
 
         print(f"allocator tuned: {tune()}")
-    model = load(model=args.model, pretrained=False)
+    model = load(model=args.model, pretrained=False)  # the registry's architecture and TLC setting
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     fast = model.spec.fast(model.module.eval(), dtype=dtype)
     with torch.inference_mode():
         for side in (int(s) for s in args.sizes.split(",")):
-            x = torch.rand(1, 3, side, side)
+            x = torch.rand(1, model.in_channels * model.views, side, side)  # a stereo model takes a pair
             fast(x)
             times = []
             for _ in range(3):

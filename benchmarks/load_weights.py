@@ -2,8 +2,8 @@
 
 Generates random weights with an official configuration (default NAFNet-SIDD-width64, ~464 MB), writes the
 .pth as the authors do ({"params": state_dict}) and its safetensors copy, then times
-``nafcli.weights.checkpoint.read_state_dict`` (reading the file) and ``nafcli.weights.load`` (reading, checking, building
-the network) on each (median of --repeat runs, each in a fresh process so the page
+``nafcli.weights.checkpoint.read_state_dict`` (reading the file) and ``nafcli.weights.load(weights=...)``
+(reading, checking, building the network) on each (median of --repeat runs, each in a fresh process so the page
 cache is the only thing shared). Prints one JSON object. Never asserted on; numbers on a busy machine are
 indicative only.
 

@@ -5,7 +5,7 @@
     PYTHONPATH=. python benchmarks/stereo.py --width 200 --height 150 --blocks 4   # smoke test
 
 Random weights (the cost does not depend on them), random pixels. The pair goes through
-``Restorer.restore_image_pair`` exactly as ``nafcli sr`` runs it: ``--tile auto`` (strip height from
+``Restorer.restore_pair_images`` exactly as ``nafcli sr`` runs it: ``--tile auto`` (strip height from
 memory), the default overlap, the allocator settings of :mod:`nafcli.inference.allocator`. Peak memory is the process's peak RSS (``ru_maxrss``), which includes
 Python, torch and the model: the number to hold against the 8 GB limit. It does not depend on machine
 load; the time does, so take timings on a quiet machine. ``--max-strips K`` runs the first K strips
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from nafcli.archs import NAFSSRSpec
     from nafcli.archs.state_dict import describe
-    from nafcli.imaging.image import Image
+    from nafcli.imaging import Image
     from nafcli.inference.allocator import tune_for_tiles
     from nafcli.inference.restorer import Restorer
-    from nafcli.inference.tensors import tensor_to_image, views_to_tensor
+    from nafcli.inference.tensors import image_to_tensor, tensor_to_image, views_to_tensor
 
     malloc_tuned = False if args.system_malloc else tune_for_tiles(args.tile)
     if args.threads:
@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     kept_body = module.body  # noqa: F841 - keeps every block's weights alive with --run-blocks
     if args.run_blocks:
         module.body = torch.nn.ModuleList(list(module.body)[: args.run_blocks])
-
     rng = np.random.default_rng(0)
     left = Image(pixels=rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
     right = Image(pixels=rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
@@ -92,18 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_strips and done >= args.max_strips and done < total:
             raise _Stop
 
-    cut = restorer.runner.plan(views_to_tensor([left, right]))  # the strips the run will use
+    # how the pair is cut (the run plans the same; a stopped run returns no RunInfo)
+    cut = restorer.runner.plan(views_to_tensor([left, right]))
+    warnings: list[str] = list(cut.notes)
     t0 = time.perf_counter()
     t_last[0] = t0
     partial = False
     try:
-        restorer.restore_pair_images(left, right, progress)
+        done = restorer.restore_pair_images(left, right, progress)
+        warnings = done.info.warnings
     except _Stop:
         partial = True
         # The conversion back to images allocates as much as at the end of a full run; do it too.
-        y = torch.zeros((1, 3, args.height * args.scale, args.width * args.scale))
-        tensor_to_image(y, left, args.scale), tensor_to_image(y.clone(), right, args.scale)
-        del y
+        x = torch.cat([image_to_tensor(left), image_to_tensor(right)], dim=1)
+        y = torch.zeros((1, 6, args.height * args.scale, args.width * args.scale))
+        tensor_to_image(y[:, :3], left, args.scale), tensor_to_image(y[:, 3:], right, args.scale)
+        del x, y
     elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     est_total = elapsed if not partial else sum(strip_times) / len(strip_times) * total_strips[0]
@@ -116,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "malloc_tuned": malloc_tuned,
         "strips": cut.count,
-        "grid": list(cut.plan.grid) if cut.plan is not None else [1, 1],
+        "grid": [1, 1] if cut.plan is None else list(cut.plan.grid),
         "strip_rows": cut.tile_size,
         "strips_run": len(strip_times),
         "blocks_run": args.run_blocks or args.blocks,
         "seconds": round(elapsed, 1),
         "seconds_all_strips_estimated": round(est_total, 1),
         "peak_rss_gib": round(peak / 2**30, 2),
-        "warnings": cut.notes,
+        "warnings": warnings,
     }
     if args.json:
         print(json.dumps(result))

@@ -50,7 +50,7 @@ def child(args: argparse.Namespace) -> None:
 
     from nafcli.archs import spec_from_config
     from nafcli.archs.state_dict import describe
-    from nafcli.imaging.image import Image
+    from nafcli.imaging import Image
     from nafcli.inference.allocator import tune_for_tiles
     from nafcli.inference.restorer import Restorer
 

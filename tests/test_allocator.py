@@ -1,4 +1,4 @@
-"""nafcli.allocator: freed large blocks are reused instead of being mapped and zeroed again."""
+"""nafcli.inference.allocator: freed large blocks are reused instead of being mapped and zeroed again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from nafcli.allocator import _glibc
+from nafcli.inference.allocator import _glibc
 
 GLIBC = pytest.mark.skipif(_glibc() is None, reason="the C library is not glibc")
 
@@ -17,7 +17,7 @@ _PROBE = """
 import json, resource, sys
 import torch
 import torch.nn.functional as F
-from nafcli.allocator import tune, tuned
+from nafcli.inference.allocator import tune, tuned
 applied = tune() if sys.argv[1] == "tune" else False
 torch.manual_seed(0)
 # 38 MB; the maps are 38-75 MB: above the 32 MB up to which glibc's default, dynamic mmap threshold can
@@ -74,11 +74,11 @@ def test_denoise_tunes_tiled_runs_only(tile: str, expected: list[bool], tmp_path
     import numpy as np
     from typer.testing import CliRunner
 
-    import nafcli.allocator
+    import nafcli.inference.allocator
     from nafcli.cli.main import app
 
     calls: list[bool] = []
-    monkeypatch.setattr(nafcli.allocator, "tune", lambda: calls.append(True) or True)
+    monkeypatch.setattr(nafcli.inference.allocator, "tune", lambda: calls.append(True) or True)
     src = tmp_path / "photo.png"
     cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
     result = CliRunner().invoke(app, ["denoise", str(src), "-w", str(tiny_nafnet_pth), "-d", "cpu",

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _batchdata import SHARED, TINY_WEIGHTS, photo
+from helpers.images import SHARED, TINY_WEIGHTS, photo
+from helpers.models import REPO
 from PIL import Image as PILImage
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +24,12 @@ def restorer():  # noqa: ANN201
 
 
 def test_uint8_matches_the_file_pipeline(restorer) -> None:  # noqa: ANN001
-    from nafcli.imageio import Image
+    from nafcli.imaging import Image
 
     rgb = photo()
     out = restorer.restore(rgb)
     assert out.shape == rgb.shape and out.dtype == np.uint8
-    np.testing.assert_array_equal(out, restorer.restore_image(Image(pixels=rgb)).pixels)
+    np.testing.assert_array_equal(out, restorer.restore_image(Image(pixels=rgb)).image.pixels)
     assert not np.array_equal(out, rgb)  # the network did something
 
 
@@ -97,7 +96,7 @@ def test_restore_pair_with_stereo_weights() -> None:
 
 
 def test_readme_python_example_runs(tmp_path: Path) -> None:
-    text = (ROOT / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no python example"
     shutil.copy(TINY_WEIGHTS, tmp_path / "NAFNet-SIDD-width32.pth")

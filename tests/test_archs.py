@@ -7,10 +7,14 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 
-from nafcli.archs import NAFSSR_WINDOW, NAFNet, local_mean, nafnet_windows
-from nafcli.model import expected_shapes, spec_from_config
+from nafcli.archs import spec_from_config
+from nafcli.archs.nafnet.net import NAFNet
+from nafcli.archs.nafnet.spec import nafnet_windows
+from nafcli.archs.nafssr.spec import NAFSSR_WINDOW
+from nafcli.archs.state_dict import expected_shapes
+from nafcli.archs.tlc import local_mean
 
 MANIFESTS = sorted((SHARED / "reference" / "manifests").glob("*.json"))
 

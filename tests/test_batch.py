@@ -1,4 +1,4 @@
-"""batch.py without the CLI: discovery, output planning, the job runner, Ctrl-C."""
+"""nafcli.jobs without the CLI: discovery, output planning, the job runner, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,20 +8,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _batchdata import TINY_WEIGHTS, photo
+from helpers.images import SHARED, TINY_WEIGHTS, photo
 from PIL import Image as PILImage
 
-from nafcli.batch import (
-    Events,
-    Job,
-    JobOutcome,
-    OutputSpec,
-    discover,
-    plan,
-    restore_job,
-    run_jobs,
-)
 from nafcli.errors import ImageReadError, UsageError
+from nafcli.jobs.discover import Source, discover
+from nafcli.jobs.plan import Job, OutputSpec
+from nafcli.jobs.plan import plan as plan_groups
+from nafcli.jobs.runner import Events, JobOutcome, run_jobs
+from nafcli.jobs.work import restore_job
 
 
 def _png(path: Path, arr: np.ndarray | None = None) -> Path:
@@ -49,6 +44,11 @@ def tree(tmp_path: Path) -> Path:
 
 def names(sources: list) -> list[str]:
     return sorted(s.path.name for s in sources)
+
+
+def plan(sources: list[Source], spec: OutputSpec) -> list[Job]:
+    """Plan one job per source (what denoise and deblur do)."""
+    return plan_groups([[s] for s in sources], spec)
 
 
 def test_discover_folder_skips_hidden_system_and_earlier_outputs(tree: Path) -> None:
@@ -206,7 +206,7 @@ def test_ctrl_c_mid_image_leaves_no_partial_file(restorer, tmp_path: Path) -> No
 def test_ctrl_c_while_writing_leaves_no_partial_file(
     restorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
-    import nafcli.imageio as imageio
+    import nafcli.imaging.files as files
 
     src = _png(tmp_path / "in" / "p.png")
     out = tmp_path / "out"
@@ -214,14 +214,14 @@ def test_ctrl_c_while_writing_leaves_no_partial_file(
     def interrupted(a: str, b: str) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(imageio.os, "replace", interrupted)
+    monkeypatch.setattr(files.os, "replace", interrupted)
     report = run_jobs(plan(discover([src]), OutputSpec("denoise", out)), restore_job(restorer))
     assert report.interrupted
     assert list(out.iterdir()) == []  # the temporary file was removed too
 
 
 def test_restore_job_on_real_photos(restorer, tmp_path: Path) -> None:  # noqa: ANN001
-    shared_samples = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+    shared_samples = SHARED / "samples"
     src = tmp_path / "in"
     _png(src / "astronaut.png")
     PILImage.fromarray(photo("coffee")).save(src / "coffee.jpg", quality=90)
@@ -237,17 +237,21 @@ def test_restore_job_on_real_photos(restorer, tmp_path: Path) -> None:  # noqa: 
 
 
 def test_plan_pairs_for_stereo(tmp_path: Path) -> None:
-    from nafcli.batch import Source, plan_pairs
-
+    """A stereo pair is one job of two inputs and two outputs (one planner for every command)."""
     left, right = _png(tmp_path / "l.png"), _png(tmp_path / "r.png")
-    pair = (Source(left, tmp_path), Source(right, tmp_path))
-    (job,) = plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))
+    pair = [Source(left, tmp_path), Source(right, tmp_path)]
+
+    def plan_pairs(spec: OutputSpec) -> list[Job]:
+        return plan_groups([pair], spec, file_output=False)
+
+    (job,) = plan_pairs(OutputSpec("stereo-sr", tmp_path / "out"))
+    assert job.inputs == (left, right)
     assert job.outputs == (tmp_path / "out" / "l_sr.png", tmp_path / "out" / "r_sr.png") and not job.skip
     _png(tmp_path / "out" / "l_sr.png")
-    assert plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))[0].skip is None  # one missing: redo
+    assert plan_pairs(OutputSpec("stereo-sr", tmp_path / "out"))[0].skip is None  # one missing: redo
     _png(tmp_path / "out" / "r_sr.png")
-    assert plan_pairs([pair], OutputSpec("sr", tmp_path / "out"))[0].skip
-    (bad,) = plan_pairs([pair], OutputSpec("sr", suffix=""))
+    assert plan_pairs(OutputSpec("stereo-sr", tmp_path / "out"))[0].skip
+    (bad,) = plan_pairs(OutputSpec("stereo-sr", suffix=""))
     assert bad.problem and "overwrite an input" in bad.problem
 
 

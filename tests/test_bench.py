@@ -10,28 +10,72 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.models import REPO, SHARED
 from typer.testing import CliRunner
 
-from nafcli.bench import OFFICIAL, bench_model, count_flops, random_model, run_bench
-from nafcli.errors import UsageError
-from nafcli.model import NAFNetSpec, NAFSSRSpec
-from nafcli.pipeline import Restorer
+from nafcli.archs import NAFNetSpec, NAFSSRSpec
+from nafcli.errors import RegistryError, UnknownModelError, UsageError
+from nafcli.inference.restorer import Restorer
+from nafcli.quality.bench import count_flops, psnr_01, run_bench
+from nafcli.weights import load
+from nafcli.weights.loader import resolve_entry, resolve_tlc
 
-ROOT = Path(__file__).resolve().parents[1]
-MANIFESTS = ROOT.parent / "shared" / "reference" / "manifests"
+MANIFESTS = SHARED / "reference" / "manifests"
 TINY = NAFNetSpec(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
 TINY_JSON = 'nafnet:{"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}'
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def test_official_table_matches_the_manifests() -> None:
+def random_model(spec, *, tlc: bool, seed: int = 0):
+    """Random weights of ``spec`` (what ``nafcli bench --arch-config`` runs)."""
+    return load(config=(spec.arch, spec.config()), tlc=tlc, seed=seed, pretrained=False)
+
+
+@pytest.fixture
+def no_registry_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+
+
+def test_bench_architectures_are_the_registrys_and_match_the_manifests(no_registry_override) -> None:
+    """``bench --model ID`` takes the architecture and TLC setting from the registry (the one list of
+    official models; there is no second table in bench): each must be the authors' configuration."""
     if not MANIFESTS.is_dir():
         pytest.skip(f"{MANIFESTS} is absent")
-    for path in sorted(MANIFESTS.glob("*.json")):
+    paths = sorted(MANIFESTS.glob("*.json"))
+    assert len(paths) == 13
+    for path in paths:
         manifest = json.loads(path.read_text())
-        arch, config, tlc = OFFICIAL[manifest["name"]]
-        assert config == manifest["config"], manifest["name"]
+        entry = resolve_entry(model=manifest["name"])  # what load(model=ID, pretrained=False) builds
+        assert entry.spec.config() == manifest["config"], manifest["name"]
+        tlc = resolve_tlc(None, spec=entry.spec, entry=entry)
         assert tlc == (manifest["official_class"] != "NAFNet"), manifest["name"]
+
+
+@pytest.mark.parametrize("model_id", ["nafssr-t-x2", "nafnet-gopro-width32"])
+def test_random_registry_model_is_built_from_the_registry(model_id: str, no_registry_override) -> None:
+    if not MANIFESTS.is_dir():
+        pytest.skip(f"{MANIFESTS} is absent")
+    manifest = json.loads((MANIFESTS / f"{model_id}.json").read_text())
+    model = load(model=model_id, pretrained=False)
+    assert model.spec.config() == manifest["config"]
+    assert model.tlc == (manifest["official_class"] != "NAFNet")
+    assert model.num_parameters == manifest["params"]
+    assert model.label == model_id and "random weights" in model.source
+
+
+def test_a_broken_registry_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench used to fall back to a built-in table when the registry could not be read; the registry is
+    now the only list, so a broken one is reported (library and command), never silently replaced."""
+    broken = tmp_path / "weights.toml"
+    broken.write_text("[models.nafnet-sidd-width32\n")
+    monkeypatch.setenv("NAFCLI_WEIGHTS_TOML", str(broken))
+    with pytest.raises(RegistryError, match="not valid TOML"):
+        load(model="nafnet-sidd-width32", pretrained=False)
+    from nafcli.cli.main import app
+
+    res = CliRunner().invoke(app, ["bench", "--model", "nafnet-sidd-width32", "--size", "16", "--device", "cpu"])
+    assert res.exit_code == 1
+    assert "error:" in res.stderr and "not valid TOML" in res.stderr and str(broken) in res.stderr
 
 
 def test_random_model_has_nonzero_residual_scales() -> None:
@@ -44,13 +88,13 @@ def test_random_model_has_nonzero_residual_scales() -> None:
     )
 
 
-def test_bench_model_choices() -> None:
-    model, label = bench_model(model_id="nafnet-gopro-width32")
-    assert label == "nafnet-gopro-width32" and model.tlc and model.spec.width == 32
-    with pytest.raises(UsageError, match="unknown model"):
-        bench_model(model_id="nafnet-nope")
+def test_bench_model_choices(no_registry_override) -> None:
+    model = load(model="nafnet-gopro-width32", pretrained=False)
+    assert model.label == "nafnet-gopro-width32" and model.tlc and model.spec.width == 32
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        load(model="nafnet-nope", pretrained=False)
     with pytest.raises(UsageError, match="only one"):
-        bench_model(model_id="nafnet-sidd-width32", arch_config=("nafnet", {}))
+        load(model="nafnet-sidd-width32", config=("nafnet", {}), pretrained=False)
 
 
 def test_flop_count_is_analytic_for_one_conv_and_scales_with_area() -> None:
@@ -136,8 +180,8 @@ def test_cli_bench_json_and_table() -> None:
 
 def test_help_does_not_import_torch() -> None:
     code = "import sys; from nafcli.cli.main import app; assert 'torch' not in sys.modules, 'torch imported'"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
 
 
 @pytest.mark.slow
@@ -152,12 +196,11 @@ def test_compiled_mode_matches_and_reports_warmup() -> None:
     )
     x = torch.rand((1, 3, 32, 32))
     compiled = Restorer(model, device="cpu", compile=True)
-    out = compiled.run_tensor(x)
-    first = compiled.last_run.compile_seconds
-    assert first > 0 and compiled.last_run.path == "fast+compiled"
-    compiled.run_tensor(x)  # same shape: no second compilation
-    assert compiled.last_run.compile_seconds == first
-    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    out, first = compiled.run(x)
+    assert first.compile_seconds > 0 and first.path == "fast+compiled"
+    _, second = compiled.run(x)  # same shape: no second compilation
+    assert second.compile_seconds == 0
+    ref, _ = Restorer(model, device="cpu", fast=False).run(x)
     assert (out - ref).abs().max().item() <= 1e-4
 
 
@@ -168,18 +211,17 @@ def test_compiled_mode_matches_and_reports_warmup() -> None:
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_fast_path_matches_reference(precision: str) -> None:
-    from nafcli.bench import psnr
-
     model = random_model(TINY, tlc=True, seed=5)
     x = torch.rand((2, 3, 64, 80))
-    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    ref, _ = Restorer(model, device="cpu", fast=False).run(x)
     fast = Restorer(model, device="cuda", precision=precision)
     assert next(fast.module.parameters()).is_cuda
-    out = fast.run_tensor(x)
+    out, info = fast.run(x)
+    assert info.device.startswith("cuda") and info.precision == precision
     if precision == "fp32":
         assert (out - ref).abs().max().item() <= 1e-4
     else:
-        assert psnr(out, ref) >= 40
+        assert psnr_01(out, ref) >= 40
 
 
 @CUDA
@@ -187,11 +229,11 @@ def test_cuda_fast_path_matches_reference(precision: str) -> None:
 def test_cuda_compiled_graph_matches_reference() -> None:
     model = random_model(TINY, tlc=False, seed=6)
     x = torch.rand((1, 3, 64, 64))
-    ref = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    ref, _ = Restorer(model, device="cpu", fast=False).run(x)
     compiled = Restorer(model, device="cuda", compile=True)
-    first = compiled.run_tensor(x)
-    second = compiled.run_tensor(x)  # replayed graph
-    assert compiled.last_run.compile_seconds > 0
+    first, first_info = compiled.run(x)
+    second, second_info = compiled.run(x)  # replayed graph
+    assert first_info.compile_seconds > 0 and second_info.compile_seconds == 0
     assert (first - ref).abs().max().item() <= 1e-4 and (second - ref).abs().max().item() <= 1e-4
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import PIPELINE, SHARED
 from typer.testing import CliRunner
 
-from nafcli.check import PASS_DB, run_check, samples_dir
+from nafcli.quality.check import PASS_DB, run_check, samples_dir
 
-PIPELINE = SHARED / "reference" / "pipeline"
 SAMPLES = SHARED / "samples"
 
 
@@ -28,7 +27,7 @@ def test_demo_images_ship_in_the_package(shared):
 
 def test_builtin_registry_demo_files_are_the_shipped_samples(monkeypatch):
     monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
-    from nafcli.registry import load_registry
+    from nafcli.weights.registry import load_registry
 
     checkable = [e for e in load_registry() if e.demo_outputs]
     assert {e.id for e in checkable} >= {"nafnet-sidd-width64", "nafnet-gopro-width64", "nafssr-l-x4"}
@@ -47,7 +46,7 @@ def _perturbed(src: Path, dst: Path, scale: float = 0.2) -> Path:
 
 
 def _restorer(weights: Path, tlc: bool | None = None):
-    from nafcli.pipeline import Restorer
+    from nafcli.inference.restorer import Restorer
 
     return Restorer.from_file(weights, tlc=tlc, device="cpu", tile=0)
 
@@ -122,8 +121,8 @@ def test_registry(shared, pipeline_index, tmp_path: Path, monkeypatch) -> Path:
     path = tmp_path / "weights.toml"
     path.write_text(toml)
     monkeypatch.setenv("NAFCLI_WEIGHTS_TOML", str(path))
-    from nafcli import hub
-    from nafcli.registry import load_registry
+    from nafcli.weights import hub
+    from nafcli.weights.registry import load_registry
 
     reg = load_registry()
     for mid, src in [("small-denoise", PIPELINE / "denoise-nafnet.pth"),
@@ -167,7 +166,7 @@ def test_check_command_reports_every_outcome_and_fails_on_wrong_weights(test_reg
 
 
 def test_check_default_is_every_registry_model(test_registry, monkeypatch):
-    from nafcli import check
+    from nafcli.quality import check
 
     seen: list[str] = []
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_NAFNET, TINY_NAFSSR, random_state_dict
+from helpers.models import TINY_NAFNET, TINY_NAFSSR, random_state_dict
 from safetensors.torch import save_file
 
-from nafcli.checkpoint import detect, load_model, read_state_dict, save_safetensors
+from nafcli.archs import MonoModel, NAFNetSpec, NAFSSRSpec, StereoModel, detect
 from nafcli.errors import (
     CheckpointError,
     InconsistentShapesError,
@@ -18,7 +18,8 @@ from nafcli.errors import (
     TruncatedCheckpointError,
     UnknownArchitectureError,
 )
-from nafcli.model import MonoModel, NAFNetSpec, NAFSSRSpec, StereoModel
+from nafcli.weights import load
+from nafcli.weights.checkpoint import build_model, read_state_dict, save_safetensors
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -88,20 +89,20 @@ def test_detects_nafssr_hyperparameters(scale, width, blocks):
     assert (spec.up_scale, spec.width, spec.num_blks) == (scale, width, blocks)
 
 
-def test_load_model_builds_typed_descriptors(tiny_nafnet_pth):
-    mono = load_model(tiny_nafnet_pth)
-    assert isinstance(mono, MonoModel) and not mono.stereo
-    assert (mono.scale, mono.size_multiple, mono.in_channels, mono.tlc) == (1, 4, 3, False)
-    stereo = load_model(random_state_dict("nafssr", TINY_NAFSSR))
-    assert isinstance(stereo, StereoModel) and stereo.stereo
-    assert (stereo.scale, stereo.size_multiple, stereo.tlc) == (2, 1, True)
+def test_load_builds_typed_descriptors(tiny_nafnet_pth):
+    mono = load(weights=tiny_nafnet_pth)
+    assert isinstance(mono, MonoModel) and mono.views == 1
+    assert (mono.scale, mono.spec.size_multiple, mono.in_channels, mono.tlc) == (1, 4, 3, False)
+    stereo = load(weights=random_state_dict("nafssr", TINY_NAFSSR))
+    assert isinstance(stereo, StereoModel) and stereo.views == 2
+    assert (stereo.scale, stereo.spec.size_multiple, stereo.tlc) == (2, 1, True)
 
 
 def test_tlc_is_an_option_not_a_property_of_the_file():
     sd = random_state_dict("nafnet", TINY_NAFNET, std=1.0)
     x = torch.rand(1, 3, 64, 80)
-    plain = load_model(sd, tlc=False)
-    local = load_model(sd, tlc=True)
+    plain = load(weights=sd, tlc=False)
+    local = load(weights=sd, tlc=True)
     local.module.set_tlc(True)
     for blk in local.module.encoders[0]:
         blk.sca[0].window = (16, 16)  # a window smaller than the map, so TLC changes the result
@@ -114,7 +115,7 @@ def test_tlc_is_an_option_not_a_property_of_the_file():
 
 
 def test_loaded_weights_are_the_files(tiny_nafnet_sd):
-    model = load_model({"params": tiny_nafnet_sd})
+    model = load(weights={"params": tiny_nafnet_sd})
     assert _same(model.module.state_dict(), tiny_nafnet_sd)
 
 
@@ -131,7 +132,7 @@ def test_text_file_is_not_a_checkpoint(tmp_path: Path):
     p = tmp_path / "notes.pth"
     p.write_text("hello, these are not weights\n")
     with pytest.raises(NotACheckpointError) as e:
-        load_model(p)
+        load(weights=p)
     assert str(p) in _one_line(e.value)
 
 
@@ -191,7 +192,7 @@ def test_unknown_architecture(tmp_path: Path):
     p = tmp_path / "other.pth"
     torch.save({"params": {"conv_first.weight": torch.zeros(8, 3, 3, 3), "conv_first.bias": torch.zeros(8)}}, p)
     with pytest.raises(UnknownArchitectureError) as e:
-        load_model(p)
+        load(weights=p)
     assert "unknown architecture" in _one_line(e.value)
 
 
@@ -199,7 +200,7 @@ def test_inconsistent_shapes(tiny_nafnet_sd):
     sd = dict(tiny_nafnet_sd)
     sd["encoders.0.0.conv1.weight"] = torch.zeros(12, 8, 1, 1)
     with pytest.raises(InconsistentShapesError) as e:
-        load_model(sd)
+        load(weights=sd)
     assert "encoders.0.0.conv1.weight" in _one_line(e.value)
 
 
@@ -207,14 +208,14 @@ def test_missing_and_extra_tensors(tiny_nafnet_sd):
     sd = dict(tiny_nafnet_sd)
     del sd["ending.bias"]
     with pytest.raises(InconsistentShapesError, match="ending.bias"):
-        load_model(sd)
+        load(weights=sd)
     sd = dict(tiny_nafnet_sd)
     sd["extra.weight"] = torch.zeros(1)
     with pytest.raises(InconsistentShapesError, match="extra.weight"):
-        load_model(sd)
+        load(weights=sd)
 
 
 def test_expected_spec_mismatch(tiny_nafnet_sd):
     other = NAFNetSpec(width=16, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
     with pytest.raises(InconsistentShapesError, match="expected NAFNet width 16"):
-        load_model(tiny_nafnet_sd, expected=other)
+        build_model(tiny_nafnet_sd, source="state dict", tlc=False, expected=other)

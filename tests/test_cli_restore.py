@@ -10,12 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED
+from helpers.models import PIPELINE, SHARED
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
 
-PIPELINE = SHARED / "reference" / "pipeline"
 runner = CliRunner()
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.models import PIPELINE, SHARED
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PIPELINE = SHARED / "reference" / "pipeline"
 WEIGHTS = PIPELINE / "sr-nafssr-x4.pth"
 
 pytestmark = pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"{PIPELINE} is absent (../shared)")
@@ -165,7 +164,8 @@ def test_scale_and_model_checks(tmp_path: Path) -> None:
     bad = _sr(str(img), "--scale", "3", "-w", str(WEIGHTS))
     assert bad.exit_code == 2
     mono = _sr(str(img), "-w", str(PIPELINE / "denoise-nafnet.pth"))
-    assert mono.exit_code == 2 and "not a stereo SR model" in mono.stderr
+    assert mono.exit_code == 2 and "a denoise / deblur model, not for stereo-sr" in mono.stderr
+    assert "use 'nafcli denoise'" in mono.stderr
 
 
 def test_stdout_has_output_paths_only(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED
+from helpers.models import PIPELINE, SHARED
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from typer.testing import CliRunner
 
@@ -18,7 +18,6 @@ from nafcli.cli.main import app
 
 runner = CliRunner()
 SAMPLES = SHARED / "samples"
-PIPELINE = SHARED / "reference" / "pipeline"
 
 
 def _rgb(p: Path) -> np.ndarray:

@@ -1,26 +1,29 @@
-"""The fast path (nafcli.fast) against the reference path: golden cases, TLC sums, precision, Restorer."""
+"""The fast path (each architecture's ``fast`` module and nafcli.archs.fast_blocks) against the reference
+path: golden cases, TLC sums, precision, Restorer."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.models import PIPELINE, SHARED
 
+from nafcli.archs import NAFNetSpec, NAFSSRSpec
+from nafcli.archs.fast_blocks import fast_local_mean, mul_replicated, valid_box_mean
+from nafcli.archs.nafnet.fast import FastNAFNet
+from nafcli.archs.nafnet.fast import optimize as optimize_nafnet
+from nafcli.archs.nafssr.fast import FastNAFSSR
+from nafcli.archs.nafssr.fast import optimize as optimize_nafssr
 from nafcli.archs.tlc import local_mean
-from nafcli.bench import psnr, random_model
-from nafcli.checkpoint import load_model
 from nafcli.errors import UsageError
-from nafcli.fast import FastNAFNet, FastNAFSSR, fast_local_mean, mul_replicated, optimize, valid_box_mean
-from nafcli.model import NAFNetSpec, NAFSSRSpec
-from nafcli.pipeline import Restorer
+from nafcli.inference.restorer import Restorer
+from nafcli.quality.bench import psnr_01
+from nafcli.weights import load
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN = SHARED / "reference" / "golden"
-PIPELINE = SHARED / "reference" / "pipeline"
 
 
 def _golden_cases() -> list[str]:
@@ -36,7 +39,7 @@ def _load_case(name: str):
     from safetensors.torch import load_file
 
     case = json.loads((GOLDEN / "index.json").read_text())[name]
-    model = load_model(GOLDEN / case["weights"], tlc=case["official_class"] != "NAFNet")
+    model = load(weights=GOLDEN / case["weights"], tlc=case["official_class"] != "NAFNet")
     io = load_file(str(GOLDEN / case["io"]))
     return model, io["input"], io["output"]
 
@@ -46,7 +49,8 @@ def _load_case(name: str):
 @pytest.mark.parametrize("name", _golden_cases() or ["none"])
 def test_fast_matches_golden_fp32(name: str, fold_sca: bool) -> None:
     model, inp, expected = _load_case(name)
-    fast = optimize(model.module, fold_sca=fold_sca)
+    fast = model.spec.fast(model.module, dtype=torch.float32, fold_sca=fold_sca)
+    assert isinstance(fast, FastNAFSSR if name.startswith("nafssr") else FastNAFNet)
     with torch.inference_mode():
         out = fast(inp)
     assert out.shape == expected.shape
@@ -59,7 +63,7 @@ def test_fast_matches_golden_fp32(name: str, fold_sca: bool) -> None:
 def test_optimize_leaves_reference_untouched() -> None:
     model, inp, expected = _load_case("nafnet-local-small")
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
-    optimize(model.module, dtype=torch.bfloat16)
+    model.spec.fast(model.module, dtype=torch.bfloat16)
     after = model.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     with torch.inference_mode():
@@ -122,7 +126,7 @@ def test_fast_local_mean_keeps_float32_for_bf16_input() -> None:
 
 
 def test_layer_norm_statistics_are_float32_for_bf16() -> None:
-    from nafcli.fast import _layer_norm
+    from nafcli.archs.fast_blocks import layer_norm_cl
 
     # A large common offset: bf16 statistics would lose the small per-pixel variations entirely.
     x = (
@@ -130,16 +134,21 @@ def test_layer_norm_statistics_are_float32_for_bf16() -> None:
         .to(torch.bfloat16)
         .contiguous(memory_format=torch.channels_last)
     )
-    got = _layer_norm(x, 1e-6)
+    got = layer_norm_cl(x, 1e-6)
     assert got.dtype == torch.bfloat16
     want = torch.nn.functional.layer_norm(x.float().permute(0, 2, 3, 1), (32,), eps=1e-6).permute(0, 3, 1, 2)
     # within one bf16 rounding of the float32 computation
     assert (got.float() - want).abs().max().item() <= 2**-8 * want.abs().max().item()
 
 
+def _random(spec, *, tlc: bool, seed: int):
+    """A model of ``spec`` with random weights (what benchmarks run): the loader's ``config`` source."""
+    return load(config=(spec.arch, spec.config()), tlc=tlc, seed=seed, pretrained=False)
+
+
 def _tiny_nafnet(tlc: bool = False):
     spec = NAFNetSpec(width=8, enc_blk_nums=(1, 1), middle_blk_num=1, dec_blk_nums=(1, 1))
-    return random_model(spec, tlc=tlc, seed=3)
+    return _random(spec, tlc=tlc, seed=3)
 
 
 @pytest.mark.parametrize("tlc", [False, True])
@@ -149,16 +158,16 @@ def test_fast_batch_and_odd_sizes_match_reference(tlc: bool) -> None:
         for level, pool in model.module._pools_by_level():
             pool.window = (20 >> level, 14 >> level)
     x = torch.rand((3, 3, 50, 37))
-    fast = optimize(model.module)
+    fast = optimize_nafnet(model.module)
     assert isinstance(fast, FastNAFNet)
     with torch.inference_mode():
         assert (fast(x) - model.module(x)).abs().max().item() <= 1e-4
 
 
 def test_fast_nafssr_matches_reference_batch_of_pairs() -> None:
-    model = random_model(NAFSSRSpec(up_scale=2, width=16, num_blks=2), tlc=True, seed=4)
+    model = _random(NAFSSRSpec(up_scale=2, width=16, num_blks=2), tlc=True, seed=4)
     x = torch.rand((2, 6, 20, 60))
-    fast = optimize(model.module)
+    fast = optimize_nafssr(model.module)
     assert isinstance(fast, FastNAFSSR)
     with torch.inference_mode():
         assert (fast(x) - model.module(x)).abs().max().item() <= 1e-4
@@ -179,12 +188,13 @@ def test_bf16_within_45db_of_fp32_on_a_photo() -> None:
     weights = PIPELINE / "denoise-nafnet.pth"
     if not weights.is_file():
         pytest.skip(f"{weights} is absent")
-    model = load_model(weights)
+    model = load(weights=weights)
     x = _photo_crop()
-    fp32 = Restorer(model, device="cpu", precision="fp32").run_tensor(x)
-    bf16 = Restorer(model, device="cpu", precision="bf16").run_tensor(x)
+    fp32, fp32_info = Restorer(model, device="cpu", precision="fp32").run(x)
+    bf16, bf16_info = Restorer(model, device="cpu", precision="bf16").run(x)
+    assert (fp32_info.precision, bf16_info.precision) == ("fp32", "bf16")
     assert not torch.equal(fp32, bf16)  # it really ran in reduced precision
-    assert psnr(bf16, fp32) >= 45.0
+    assert psnr_01(bf16, fp32) >= 45.0
 
 
 def test_restorer_fast_by_default_and_reference_selectable() -> None:
@@ -194,8 +204,10 @@ def test_restorer_fast_by_default_and_reference_selectable() -> None:
     ref = Restorer(model, device="cpu", fast=False)
     assert isinstance(fast.module, FastNAFNet)
     assert ref.module is model.module
-    assert fast.last_run.path == "fast" and ref.last_run.path == "reference"
-    assert (fast.run_tensor(x) - ref.run_tensor(x)).abs().max().item() <= 1e-5
+    assert fast.path == "fast" and ref.path == "reference"
+    (got, got_info), (want, want_info) = fast.run(x), ref.run(x)
+    assert got_info.path == "fast" and want_info.path == "reference"
+    assert (got - want).abs().max().item() <= 1e-5
 
 
 def test_restorer_runs_unknown_modules_as_they_are() -> None:
@@ -210,15 +222,17 @@ def test_restorer_runs_unknown_modules_as_they_are() -> None:
             return self.inner(x)
 
     x = torch.rand((1, 3, 32, 32))
-    want = Restorer(model, device="cpu", fast=False).run_tensor(x)
+    want, _ = Restorer(model, device="cpu", fast=False).run(x)
     model.module = Wrapper(model.module)
     r = Restorer(model, device="cpu")
-    assert r.module is model.module and not r.fast and r.last_run.path == "reference"
-    assert torch.equal(r.run_tensor(x), want)
+    assert r.module is model.module and not r.fast and r.path == "reference"
+    got, info = r.run(x)
+    assert info.path == "reference"
+    assert torch.equal(got, want)
 
 
 def test_precision_validation() -> None:
-    from nafcli.speed import check_precision, native_bf16, native_fp16
+    from nafcli.inference.settings import check_precision, native_bf16, native_fp16
 
     cpu = torch.device("cpu")
     with pytest.raises(UsageError, match="precision"):
@@ -232,7 +246,7 @@ def test_precision_validation() -> None:
 
 
 def test_threads_never_oversubscribe() -> None:
-    from nafcli.speed import configure_threads, default_threads, usable_cores
+    from nafcli.inference.settings import configure_threads, default_threads, usable_cores
 
     before = torch.get_num_threads()
     try:
@@ -248,8 +262,8 @@ def test_threads_never_oversubscribe() -> None:
 
 def test_psnr_helper() -> None:
     a = torch.zeros((1, 3, 4, 4))
-    assert math.isinf(psnr(a, a))
-    assert abs(psnr(a + 0.1, a) - 20.0) < 1e-4
+    assert math.isinf(psnr_01(a, a))
+    assert abs(psnr_01(a + 0.1, a) - 20.0) < 1e-4
 
 
 @pytest.mark.parametrize("window", [(384, 384), (24, 24), (45, 135)])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from safetensors.torch import load_file
 
-from nafcli.checkpoint import load_model
+from nafcli.weights import load
 
 GOLDEN = SHARED / "reference" / "golden"
 CASES = ["nafnet-small", "nafnet-small-batch", "nafnet-local-small", "nafnet-local-small-mixed",
@@ -18,7 +18,7 @@ CASES = ["nafnet-small", "nafnet-small-batch", "nafnet-local-small", "nafnet-loc
 def test_golden_case(name, golden_index):
     case = golden_index[name]
     tlc = case["official_class"] in ("NAFNetLocal", "NAFSSR")
-    model = load_model(GOLDEN / case["weights"], tlc=tlc)
+    model = load(weights=GOLDEN / case["weights"], tlc=tlc)
     assert model.spec.config() == case["config"]
     io = load_file(str(GOLDEN / case["io"]))
     with torch.inference_mode():

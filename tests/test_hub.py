@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hubserver import HubServer  # tests/ is on sys.path
+from helpers.hubserver import HubServer
+from helpers.models import REPO
 
-from nafcli.model import NAFNetSpec, NAFSSRSpec
+from nafcli._version import __version__
+from nafcli.archs import NAFNetSpec, NAFSSRSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 REV_M = "1111111111111111111111111111111111111111"
 REV_S = "2222222222222222222222222222222222222222"
 
@@ -86,7 +87,7 @@ class Hub:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "NAFCLI_"))}
         env.update(
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=str(REPO),
             HF_HOME=str(self.home),
             HF_ENDPOINT=self.server.url,
             NAFCLI_WEIGHTS_TOML=str(self.toml),
@@ -149,7 +150,7 @@ def test_first_download_then_cache_hit_with_server_stopped(hub: Hub) -> None:
     # pinned revision, library name and version reach the server
     gets = [e for e in hub.server.log if e[0] == "GET"]
     assert gets and all(f"/resolve/{REV_M}/" in e[1] for e in gets)
-    assert all("nafcli/0.1.0" in e[3] for e in hub.server.log)
+    assert all(f"nafcli/{__version__}" in e[3] for e in hub.server.log)
     listing = json.loads(hub.cli("models", "list", "--json").stdout)
     assert {d["id"]: d["downloaded"] for d in listing}["tiny-denoise"] is True
 
@@ -250,8 +251,8 @@ def test_offline_uses_the_cache_only(hub: Hub) -> None:
 
 LOAD = """
 import sys, torch
-from nafcli.registry import load_registry
-from nafcli.weights import load_entry
+from nafcli.weights.loader import load_entry
+from nafcli.weights.registry import load_registry
 if len(sys.argv) > 1 and sys.argv[1] == "nopickle":
     def refuse(*a, **k):
         raise AssertionError("torch.load called")
@@ -271,7 +272,7 @@ def test_safetensors_copy_after_first_verified_load(hub: Hub) -> None:
     # later loads read no pickle (torch.load would raise), through the public API, offline
     code = LOAD.replace('sys.argv[1] == "nopickle"', "True").replace(
         'm = load_entry(load_registry().get("tiny-denoise"), offline="offline" in sys.argv)',
-        "from nafcli.pipeline import Restorer\n"
+        "from nafcli import Restorer\n"
         'm = Restorer.from_pretrained("tiny-denoise", device="cpu", offline=True).model',
     )
     second = hub.python(code)

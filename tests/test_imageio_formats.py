@@ -8,12 +8,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _batchdata import icc_profile, photo, write_broken, write_variants
+from helpers.images import icc_profile, photo, write_broken, write_variants
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from nafcli.errors import ImageReadError, ImageTooLargeError
-from nafcli.imageio import apply_orientation, read_image, sniff_format, write_image
+from nafcli.imaging.formats import sniff_format
+from nafcli.imaging.metadata import apply_orientation
+from nafcli.imaging.read import read_image
+from nafcli.imaging.write import write_image
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +171,7 @@ def test_jpeg_output_drops_alpha_with_warning(zoo: dict[str, Path], tmp_path: Pa
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_gray_alpha_png_stays_gray_alpha(tmp_path: Path, dtype: type) -> None:
-    from nafcli.imageio import Image
+    from nafcli.imaging.image import Image
 
     icc = icc_profile()
     gray = photo("camera").astype(dtype) * (257 if dtype == np.uint16 else 1)
@@ -197,7 +200,7 @@ def test_tiff_keeps_icc_and_exif(zoo: dict[str, Path], tmp_path: Path) -> None:
 def test_written_files_get_the_mode_a_plain_write_would(tmp_path: Path, umask: int) -> None:
     import os
 
-    from nafcli.imageio import atomic_write_bytes
+    from nafcli.imaging.files import atomic_write_bytes
 
     old = os.umask(umask)
     try:

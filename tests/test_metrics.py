@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from nafcli import metrics
+from nafcli.quality import metrics
 
 
 def _photos() -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.models import REPO
 from typer.testing import CliRunner
 
+from nafcli.archs import NAFNetSpec, NAFSSRSpec
 from nafcli.cli.main import app
-from nafcli.model import NAFNetSpec, NAFSSRSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 LOCAL = NAFNetSpec(8, (1, 1, 1, 2), 1, (1, 1, 1, 1))
@@ -68,12 +68,12 @@ def test_list_json_builtin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_models_list_does_not_import_torch(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "nafcli", "models", "list"],
-        env={"PYTHONPATH": str(ROOT), "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(REPO), "HF_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line}
-    assert "nafcli.registry" in modules
+    assert "nafcli.weights.registry" in modules
     assert "torch" not in modules and "huggingface_hub.file_download" not in modules
 
 
@@ -159,7 +159,9 @@ def test_restore_refuses_a_model_of_another_task(env: Path) -> None:
     assert r.exit_code == 2 and "man-a is for deblur, not denoise" in r.stderr
 
 
-def test_restore_with_an_imported_model_and_weights_winning(env: Path) -> None:
+def test_restore_with_an_imported_model_and_weights_or_model_not_both(env: Path) -> None:
+    """The imported model is the task's default and gives what its file gives; --weights and --model
+    together are refused (the loader takes one source; --weights no longer silently wins)."""
     img = _photo(env / "p.png")
     src = _save(LOCAL, env / "download.pth", seed=5)
     assert runner.invoke(app, ["models", "import", str(src), "--as", "man-a"]).exit_code == 0
@@ -167,8 +169,11 @@ def test_restore_with_an_imported_model_and_weights_winning(env: Path) -> None:
     assert a.exit_code == 0, a.output
     other = _save(LOCAL, env / "other.pth", seed=6)
     both = ["-w", str(other), "--model", "man-a"]
-    b = runner.invoke(app, ["deblur", str(img), *both, "--device", "cpu", "-o", str(env / "b.png")])
+    refused = runner.invoke(app, ["deblur", str(img), *both, "--device", "cpu", "-o", str(env / "both.png")])
+    assert refused.exit_code == 2 and "give only one of --model, --weights" in refused.stderr
+    assert not (env / "both.png").exists()
+    b = runner.invoke(app, ["deblur", str(img), "-w", str(other), "--device", "cpu", "-o", str(env / "b.png")])
     assert b.exit_code == 0, b.output
     c = runner.invoke(app, ["deblur", str(img), "-w", str(src), "--device", "cpu", "-o", str(env / "c.png")])
+    assert c.exit_code == 0, c.output
     assert (env / "a.png").read_bytes() == (env / "c.png").read_bytes() != (env / "b.png").read_bytes()
-    assert c.exit_code == 0

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from helpers.models import REPO, SHARED
 
+from nafcli.archs import NAFNetSpec, NAFSSRSpec
+from nafcli.archs.state_dict import expected_shapes
 from nafcli.errors import RegistryError, UnknownModelError
-from nafcli.model import NAFNetSpec, NAFSSRSpec, expected_shapes
-from nafcli.registry import builtin_path, data_dir, load_registry
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from nafcli.weights.registry import builtin_path, data_dir, load_registry
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +84,7 @@ def test_builtin_file_is_the_packaged_one() -> None:
     """The loader finds weights.toml inside the package (what a wheel install has)."""
     p = builtin_path()
     assert p.parent.name == "nafcli" and p.is_file()
-    assert tomllib.loads(p.read_text()) == tomllib.loads((ROOT / "weights.toml").read_text())
+    assert tomllib.loads(p.read_text()) == tomllib.loads((REPO / "weights.toml").read_text())
 
 
 def test_unknown_id_suggests_the_closest() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.models import PIPELINE
 from typer.testing import CliRunner
 
 from nafcli.cli.main import app
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-WEIGHTS = SHARED / "reference" / "pipeline" / "sr-nafssr-x4.pth"
+WEIGHTS = PIPELINE / "sr-nafssr-x4.pth"
 runner = CliRunner()
 
 

@@ -8,15 +8,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED
+from helpers.models import SHARED
 from typer.testing import CliRunner
 
-from nafcli.autotile import MIN_TILE, TiledRunner, mem_available, tile_for_budget
-from nafcli.checkpoint import load_model
+from nafcli.archs import Tiles
 from nafcli.cli.main import app
 from nafcli.errors import DeviceError, UsageError
-from nafcli.pipeline import Restorer
-from nafcli.tiling import plan_tiles, run_tiled
+from nafcli.inference.memory import mem_available
+from nafcli.inference.restorer import Restorer
+from nafcli.inference.sizing import MIN_TILE, TiledRunner, tile_for_budget
+from nafcli.inference.tiling import plan_tiles, run_tiled
+from nafcli.weights import load
 
 runner = CliRunner()
 
@@ -48,9 +50,9 @@ def _junction_ratio(y: np.ndarray, plan, axis: int) -> float:
 @pytest.mark.parametrize("name,pixels", _photos(), ids=lambda v: v if isinstance(v, str) else "")
 def test_no_seams_on_photos(name, pixels, shared):
     """Every pair position across a junction differs no more than 1.2x the other neighbours on average."""
-    model = load_model(shared / "reference" / "pipeline" / "denoise-nafnet.pth")
+    model = load(weights=shared / "reference" / "pipeline" / "denoise-nafnet.pth")
     x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)).astype(np.float32) / 255)[None]
-    plan = plan_tiles(*x.shape[-2:], 128, 16, size_multiple=model.size_multiple)
+    plan = plan_tiles(*x.shape[-2:], 128, 16, size_multiple=model.spec.size_multiple)
     assert plan.grid[0] > 1 and plan.grid[1] > 1
     with torch.inference_mode():
         y = run_tiled(x, model.module, tile=0, plan=plan).clamp(0, 1)[0].permute(1, 2, 0).numpy()
@@ -101,39 +103,39 @@ def test_mem_available(tmp_path: Path):
 
 
 def test_restorer_auto_tiles_large_images_on_cpu(tiny_nafnet_sd):
-    model = load_model(tiny_nafnet_sd, tlc=True)
+    model = load(weights=tiny_nafnet_sd, tlc=True)
     r = Restorer(model, device="cpu")
     x = torch.rand(1, 3, 600, 700)
-    out = r.run_tensor(x)
-    info = r.last_run
+    out, info = r.run(x)
     assert out.shape == x.shape
     assert info.tile_size >= 384  # TLC: tiles at least the level-0 window
     assert info.tiles == info.grid[0] * info.grid[1] > 1
-    small = r.run_tensor(torch.rand(1, 3, 40, 50))
-    assert small.shape == (1, 3, 40, 50) and r.last_run.tiles == 1
+    small, small_info = r.run(torch.rand(1, 3, 40, 50))
+    assert small.shape == (1, 3, 40, 50) and small_info.tiles == 1
 
 
 def test_restorer_whole_image_is_the_plain_model(tiny_nafnet_sd):
-    model = load_model(tiny_nafnet_sd)
+    model = load(weights=tiny_nafnet_sd)
     x = torch.rand(1, 3, 70, 90)
     with torch.inference_mode():
         want = model.module(x).clamp(0, 1)
     r = Restorer(model, device="cpu", tile=0, fast=False)
-    assert torch.equal(r.run_tensor(x), want)
-    assert r.last_run.tile_size == 0 and r.last_run.tiles == 1
+    got, info = r.run(x)
+    assert torch.equal(got, want)
+    assert info.tile_size == 0 and info.tiles == 1
     fast = Restorer(model, device="cpu", tile=0)  # the default fast path: equal within float rounding
-    assert (fast.run_tensor(x) - want).abs().max().item() <= 1e-5
+    assert (fast.run(x)[0] - want).abs().max().item() <= 1e-5
 
 
 def test_bad_sizes_are_usage_errors(tiny_nafnet_sd):
-    model = load_model(tiny_nafnet_sd)
+    model = load(weights=tiny_nafnet_sd)
     with pytest.raises(UsageError, match="--tile"):
         Restorer(model, device="cpu", tile="big")
     with pytest.raises(UsageError, match="--batch-size"):
         Restorer(model, device="cpu", batch_size="-2")
     r = Restorer(model, device="cpu", tile=32, overlap=16)
     with pytest.raises(UsageError, match="overlap"):
-        r.run_tensor(torch.rand(1, 3, 100, 100))
+        r.run(torch.rand(1, 3, 100, 100))
 
 
 # -- out of memory -----------------------------------------------------------------------------------
@@ -166,18 +168,18 @@ class FlakyModel:
 
 
 def _runner(model: FlakyModel, tile, batch) -> TiledRunner:
-    return TiledRunner(model, torch.device("cpu"), scale=1, size_multiple=16, tile=tile, overlap=4,
-                       batch=batch, width=8)
+    mode = Tiles(size_multiple=16, min_tile=0, cpu_bytes_per_pixel=80 * 8)
+    return TiledRunner(model, torch.device("cpu"), mode, scale=1, tile=tile, overlap=4, batch=batch)
 
 
 def test_oom_halves_batch_then_tile_and_keeps_the_size():
     model = FlakyModel(limit=2 * 256 * 256)
     r = _runner(model, tile=512, batch=4)
     x = torch.rand(1, 3, 1000, 1100)
-    out, plan, batch = r.run(x)
+    out, cut = r.run(x)
     # 4 x 512^2 failed, then 2 x 512^2, then 1 x 512^2; then 256-px tiles in batches of 1
     assert [s[0] for s in model.shapes[:3]] == [4, 2, 1]
-    assert plan is not None and max(plan.tile_size) <= 256 and batch == 1
+    assert cut.plan is not None and max(cut.plan.tile_size) <= 256 and cut.batch == 1
     assert r.tile == 256 and r.batch == 1 and r.retries == 3
     want = model.blur(x)
     assert (out - want).abs().max().item() <= 1e-5  # the retried image is complete and right
@@ -190,16 +192,16 @@ def test_oom_on_whole_image_falls_back_to_tiles():
     model = FlakyModel(limit=400 * 400)
     r = _runner(model, tile=0, batch=1)
     x = torch.rand(1, 3, 600, 500)
-    out, plan, _ = r.run(x)
-    assert plan is not None and max(plan.tile_size) <= 400
+    out, cut = r.run(x)
+    assert cut.plan is not None and max(cut.plan.tile_size) <= 400
     assert (out - model.blur(x)).abs().max().item() <= 1e-5
 
 
 def test_oom_once_is_retried_at_the_same_size_after_halving_batch():
     model = FlakyModel(limit=10**9, fail_first=1)
     r = _runner(model, tile=256, batch=2)
-    out, plan, batch = r.run(torch.rand(1, 3, 300, 600))
-    assert batch == 1 and r.tile == 256 and r.retries == 1
+    out, cut = r.run(torch.rand(1, 3, 300, 600))
+    assert cut.batch == 1 and r.tile == 256 and r.retries == 1
 
 
 def test_oom_below_the_floor_is_a_device_error():
@@ -210,7 +212,7 @@ def test_oom_below_the_floor_is_a_device_error():
 
 
 def test_restorer_recovers_from_injected_oom(tiny_nafnet_sd):
-    model = load_model(tiny_nafnet_sd)
+    model = load(weights=tiny_nafnet_sd)
     real = model.module
 
     class Flaky(torch.nn.Module):
@@ -227,9 +229,9 @@ def test_restorer_recovers_from_injected_oom(tiny_nafnet_sd):
 
     model.module = Flaky()
     r = Restorer(model, device="cpu", tile=0)
-    out = r.run_tensor(torch.rand(1, 3, 300, 320))
+    out, info = r.run(torch.rand(1, 3, 300, 320))
     assert model.module.raised and out.shape == (1, 3, 300, 320)
-    assert r.last_run.tiles > 1 and 0 < r.last_run.tile_size <= 200
+    assert info.tiles > 1 and 0 < info.tile_size <= 200
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

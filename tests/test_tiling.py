@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from nafcli.tiling import plan_axis, plan_tiles, reflect_index, reflect_pad, run_tiled
+from nafcli.inference.tiling import plan_axis, plan_tiles, reflect_index, reflect_pad, run_tiled
 
 
 def conv_stack(radius: int, scale: int = 1, channels: int = 4, seed: int = 0) -> nn.Module:
@@ -44,12 +44,10 @@ def conv_stack(radius: int, scale: int = 1, channels: int = 4, seed: int = 0) ->
 def test_axis_plan_shape(length, tile, overlap, blend, multiple, border):
     t = -(-tile // multiple) * multiple
     padded = length + 2 * border
-    assume(t > 2 * overlap + blend or padded <= t)
+    assume(padded > t > 2 * overlap + blend)  # several tiles (one tile: the next test)
     a = plan_axis(length, tile, overlap, blend, multiple, border)
     assert a.pad_before == a.pad_after == border
-    if padded <= t:
-        assert a.starts == (0,) and a.tile == padded  # one tile, exactly the (extended) axis
-        return
+    assert a.count >= 2
     assert a.tile == t and t % multiple == 0  # equal tiles on the multiple
     assert a.starts[0] == 0 and a.starts[-1] + t == padded  # first and last tile on the edges
     steps = [b - a_ for a_, b in zip(a.starts, a.starts[1:], strict=False)]
@@ -57,7 +55,32 @@ def test_axis_plan_shape(length, tile, overlap, blend, multiple, border):
     assert all(t - s >= 2 * overlap + blend for s in steps)  # neighbours share the band
     # as few tiles as the band allows: one fewer would leave a gap
     n = len(a.starts)
-    assert n == 1 or (n - 2) * (t - 2 * overlap - blend) + t < padded
+    assert (n - 2) * (t - 2 * overlap - blend) + t < padded
+
+
+@given(
+    data=st.data(),
+    tile=st.integers(1, 600),
+    overlap=st.integers(0, 40),
+    blend=st.integers(0, 40),
+    multiple=st.sampled_from([1, 4, 16]),
+)
+@settings(max_examples=200, deadline=None)
+def test_axis_that_fits_is_one_tile_of_exactly_its_length(data, tile, overlap, blend, multiple):
+    """Whatever the overlap and blend, an (extended) axis no longer than the tile is one tile spanning it."""
+    t = -(-tile // multiple) * multiple
+    border = data.draw(st.integers(0, (t - 1) // 2))
+    length = data.draw(st.integers(1, t - 2 * border))
+    a = plan_axis(length, tile, overlap, blend, multiple, border)
+    assert a.starts == (0,) and a.cuts == ()
+    assert a.tile == length + 2 * border  # exactly the (extended) axis, not rounded to the multiple
+    assert a.pad_before == a.pad_after == border
+    assert torch.all(a.weights(0) == 1)
+
+
+def test_tile_zero_is_one_tile():
+    a = plan_axis(1000, 0, 16, 16, multiple=16)
+    assert a.starts == (0,) and a.tile == 1000
 
 
 @given(
@@ -76,10 +99,11 @@ def test_weights_partition_unity_flat_inside_zero_in_context(length, tile, overl
         w = a.weights(i, scale).double()
         assert w.min() >= 0 and w.max() <= 1 + 1e-7
         total[s * scale : (s + a.tile) * scale] += w
-        if i > 0:  # the first `overlap` context pixels of an inner side get nothing
-            assert torch.all(w[: overlap * scale] == 0)
-        if i < a.count - 1:
-            assert torch.all(w[(a.tile - overlap) * scale :] == 0)
+        # the `overlap` context pixels of an inner side get nothing; at the image's edges a tile is the
+        # only one there, so its weight is 1
+        head, tail = w[: overlap * scale], w[len(w) - overlap * scale :]
+        assert torch.all(head == (0.0 if i > 0 else 1.0)), f"tile {i}: left side"
+        assert torch.all(tail == (0.0 if i < a.count - 1 else 1.0)), f"tile {i}: right side"
         # flat 1 away from the cross-fades
         lo = (a.cuts[i - 1] - s + blend / 2) * scale if i > 0 else 0
         hi = (a.cuts[i] - s - blend / 2) * scale if i < a.count - 1 else a.tile * scale
@@ -126,17 +150,22 @@ def test_reflect_index_matches_torch_reflect_where_torch_can(length, before, aft
     assert torch.equal(reflect_index(length, before, after), want)
 
 
-@given(length=st.integers(1, 10), before=st.integers(0, 100), after=st.integers(0, 100))
+@given(length=st.integers(2, 10), before=st.integers(0, 100), after=st.integers(0, 100))
 @settings(max_examples=100, deadline=None)
 def test_reflect_index_any_pad(length, before, after):
     idx = reflect_index(length, before, after)
     assert len(idx) == length + before + after
     assert idx.min() >= 0 and idx.max() < length
     assert torch.equal(idx[before : before + length], torch.arange(length))
-    if length > 1:  # a mirror: neighbours stay neighbours
-        assert torch.all((idx[1:] - idx[:-1]).abs() == 1)
-    else:
-        assert torch.all(idx == 0)
+    assert torch.all((idx[1:] - idx[:-1]).abs() == 1)  # a mirror: neighbours stay neighbours
+
+
+@given(before=st.integers(0, 100), after=st.integers(0, 100))
+@settings(max_examples=30, deadline=None)
+def test_reflect_index_of_one_pixel_replicates_it(before, after):
+    idx = reflect_index(1, before, after)
+    assert len(idx) == 1 + before + after
+    assert torch.all(idx == 0)
 
 
 # -- exactness -----------------------------------------------------------------------------------------
@@ -223,6 +252,15 @@ def test_progress_and_batches_and_output_device():
     assert seen[-1] == (plan.tiles, plan.tiles) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+def _tiles_needed(length: int, tile: int, shared: int) -> float:
+    """How many tiles of ``tile`` px sharing ``shared`` px with each neighbour cover ``length`` px."""
+    if length <= tile:
+        return 1
+    if tile <= shared:
+        return math.inf
+    return 1 + math.ceil((length - tile) / (tile - shared))
+
+
 @given(
     length=st.integers(1, 3000),
     tile=st.integers(64, 600),
@@ -230,20 +268,25 @@ def test_progress_and_batches_and_output_device():
     overlap=st.integers(0, 20),
     multiple=st.sampled_from([1, 8, 16]),
 )
+@example(length=1000, tile=512, grow=1.0, overlap=16, multiple=16)  # no room to grow: 3 tiles of 512
+@example(length=1000, tile=512, grow=1.25, overlap=16, multiple=16)  # grown: 2 tiles instead of 3
+@example(length=600, tile=512, grow=1.25, overlap=16, multiple=16)  # grown to one tile of the axis
+@example(length=1100, tile=512, grow=1.1, overlap=16, multiple=16)  # 563 px saves nothing: not grown
 @settings(max_examples=200, deadline=None)
 def test_max_tile_grows_tiles_only_to_save_tiles(length, tile, grow, overlap, multiple):
     loose = plan_axis(length, tile, overlap, overlap, multiple)
     max_tile = int(tile * grow)
     a = plan_axis(length, tile, overlap, overlap, multiple, max_tile=max_tile)
-    assert a.count <= loose.count
-    if a.count == 1:
-        assert a.tile == length or a.tile == loose.tile
-        return
-    assert loose.tile <= a.tile <= max(loose.tile, max_tile)
-    assert a.tile % multiple == 0 and a.starts[-1] + a.tile == length
-    if a.tile > loose.tile:  # grown: no tile of at most max_tile covers the axis with fewer tiles
-        fewer, biggest = a.count - 1, max_tile // multiple * multiple
-        assert fewer * biggest - (fewer - 1) * 3 * overlap < length
+    # the fewest tiles any size up to max_tile (or the plain tile) allows, computed independently
+    biggest = max(max_tile // multiple * multiple, loose.tile)
+    assert a.count == min(loose.count, _tiles_needed(length, biggest, 3 * overlap))
+    # tiles grow exactly when that saves tiles, and never beyond max_tile
+    assert (a.tile > loose.tile) == (a.count < loose.count)
+    assert a.tile <= max(loose.tile, max_tile)
+    # one tile spans the axis exactly; several are equal, on the multiple, the last on the edge
+    assert (a.count == 1) == (a.tile == length)
+    assert a.starts[-1] + a.tile == length
+    assert a.count == 1 or a.tile % multiple == 0
 
 
 def test_grown_tiles_keep_exactness():

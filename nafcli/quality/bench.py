@@ -179,8 +179,14 @@ def _time(
 
 def psnr_01(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two images in [0, 1] (both clamped), as :func:`nafcli.quality.metrics.psnr` scores
-    them on the 8-bit scale."""
-    return psnr(a.double().clamp(0, 1).numpy() * 255.0, b.double().clamp(0, 1).numpy() * 255.0)
+    them on the 8-bit scale. Any shape (N x C x H x W network outputs): the error is over every sample."""
+    if a.shape != b.shape:
+        raise UsageError(f"cannot compare tensors of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+
+    def samples(t: torch.Tensor):  # noqa: ANN202 - one column of samples: metrics.psnr takes H x W [x C]
+        return t.detach().cpu().double().clamp(0, 1).numpy().reshape(-1, 1) * 255.0
+
+    return psnr(samples(a), samples(b))
 
 
 def run_bench(

@@ -31,7 +31,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 SSIMMode = Literal["wang", "authors"]
 

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from .models import SHARED
+
+__all__ = ["SHARED", "TINY_WEIGHTS", "exif_with_orientation", "icc_profile", "photo", "write_broken",
+           "write_variants"]
+
 TINY_WEIGHTS = SHARED / "reference" / "pipeline" / "denoise-nafnet.pth"
 
 
