@@ -228,9 +228,14 @@ class _Run:
         self.finished: dict[int, _Item] = {}
         self.report = BatchReport()
         self.next = 0  # the next job to report
+        self.writes_ended = False
 
     def _cancelled(self, index: int) -> bool:
-        return self.stop.is_set() or (self.stop_after is not None and index > self.stop_after)
+        """Whether a job is not to be started: after Ctrl-C, or after a ``fail_fast`` failure."""
+        return self.stop.is_set() or self._after_failure(index)
+
+    def _after_failure(self, index: int) -> bool:
+        return self.stop_after is not None and index > self.stop_after
 
     def _failed(self, item: _Item) -> None:
         if self.fail_fast and (self.stop_after is None or item.index < self.stop_after):
@@ -283,7 +288,9 @@ class _Run:
             item = self._get(self.write_q, forever=True)
             if item is _DONE:
                 return
-            if item.error is None and self._cancelled(item.index):
+            # what was computed before Ctrl-C is still written (at most a queue's worth): only jobs
+            # after a fail_fast failure are dropped
+            if item.error is None and self._after_failure(item.index):
                 item.error = _Cancelled()
             elif item.error is None:
                 t0 = self.clock()
@@ -295,6 +302,11 @@ class _Run:
                 item.busy += self.clock() - t0
             item.data = item.result = None
             self.done_q.put(item)
+
+    def _end_writes(self) -> None:
+        if not self.writes_ended:
+            self.writes_ended = True
+            self._put(self.write_q, _DONE)
 
     def _put(self, q: queue.Queue[Any], item: Any) -> None:
         """Put, giving up on a job (not on the end marker) once Ctrl-C stopped the run."""
@@ -334,13 +346,13 @@ class _Run:
                         self._drain(block=False)
             else:
                 self._compute(self.workers[0], reporting=True)
-            self._put(self.write_q, _DONE)
+            self._end_writes()
             self._drain(block=True)
         except KeyboardInterrupt:
             self.report.interrupted = True
             self.stop.set()
-            self._put(self.write_q, _DONE)
-            writer.join()  # the file being written is finished (or its temporary file removed)
+            self._end_writes()
+            writer.join()  # what was computed is written (or its temporary file removed), then it stops
             self._drain(block=False)
         finally:
             self.stop.set()
@@ -365,6 +377,9 @@ class _Run:
                 if isinstance(item.error, _Cancelled):
                     self.next = len(self.jobs)
                     return
+                if isinstance(item.error, KeyboardInterrupt):  # raised inside a stage: an interruption
+                    self.next = len(self.jobs)
+                    raise KeyboardInterrupt
                 result = self._result(item)
                 for message in result.warnings:
                     self.events.warning(job, message)
