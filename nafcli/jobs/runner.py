@@ -18,58 +18,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import NafcliError
-from ..inference.restorer import RunInfo
 from .plan import Job
+from .report import BatchReport, JobOutcome, JobResult
 
-
-@dataclass
-class JobResult:
-    """What became of one job: ``done``, ``skipped`` or ``failed`` (with the reason)."""
-
-    job: Job
-    status: str
-    error: str | None = None
-    seconds: float = 0.0
-    #: input megapixels processed (for the MP/s figure)
-    megapixels: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    #: whatever the job function wants to report (device, precision, tile grid, ...)
-    details: dict[str, Any] = field(default_factory=dict)
-    #: how the model ran (None for jobs that did not run)
-    run: RunInfo | None = None
-
-
-@dataclass
-class BatchReport:
-    """What became of a batch: one result per job (in order), its duration, and whether Ctrl-C ended it."""
-
-    results: list[JobResult] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-    #: the model that ran (registry id or weights file), or what was asked for when nothing ran
-    model: str = ""
-
-    def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
-
-    @property
-    def megapixels(self) -> float:
-        return sum(r.megapixels for r in self.results if r.status == "done")
-
-    @property
-    def compile_seconds(self) -> float:
-        """Seconds spent compiling (``--compile``), over every job."""
-        return sum(r.run.compile_seconds for r in self.results if r.run is not None)
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        return 1 if self.count("failed") else 0
+__all__ = [
+    "BatchReport", "Events", "JobEvents", "JobFunction", "JobOutcome", "JobResult", "WholeJob", "Work", "run_jobs",
+]
 
 
 class Events:
@@ -97,16 +55,6 @@ class Events:
 
     def job_finished(self, result: JobResult) -> None:
         """Called for every job, skipped and failed included."""
-
-
-@dataclass
-class JobOutcome:
-    """What a job returns on success."""
-
-    megapixels: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-    run: RunInfo | None = None
 
 
 class JobEvents:
