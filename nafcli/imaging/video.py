@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from nafcli.errors import UsageError, VideoError, VideoReadError, VideoWriteError
-from nafcli.imaging.video_encode import Output, open_output, to_video_frame
+from nafcli.imaging.video_encode import Output, open_output, to_rgb, to_video_frame
 from nafcli.imaging.video_probe import (
     StreamInfo,
     VideoInfo,
@@ -50,7 +50,8 @@ from nafcli.imaging.video_probe import (
 __all__ = ["Restore", "StreamInfo", "VideoInfo", "VideoResult", "is_video", "parse_time", "probe", "transcode"]
 
 #: ``restore`` takes a batch of equally sized RGB frames (H x W x 3, uint8 or uint16) and returns as many
-#: arrays of the same shape and dtype
+#: arrays of the same shape and dtype. The frames are lent: it may overwrite them and return them, and
+#: once it returns their memory receives the results, so it must copy any it keeps for later.
 Restore = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 _FRAME, _PACKET, _WARN, _END = "frame", "packet", "warn", "end"
@@ -135,7 +136,11 @@ class _Channel:
 
 @dataclass
 class _Frame:
-    pixels: np.ndarray
+    """A decoded frame on its way: ``pixels`` is a view of ``carrier``'s RGB buffer, what ``restore``
+    gets; the restored pixels are written back into that buffer, so one frame costs one RGB image."""
+
+    pixels: np.ndarray | None
+    carrier: av.VideoFrame
     pts: int
     duration: int
 
@@ -352,16 +357,24 @@ class _Job:
             pending, frames = [], 0
 
     def _run_restore(self, batch: list[_Frame]) -> int:
+        """Call ``restore`` on a batch and put its results into the frames' own buffers (the arrays it
+        was lent). Results that overlap another lent array are copied first, so any permutation or
+        in-place answer is written correctly."""
         arrays = [f.pixels for f in batch]
-        out = self.restore(arrays)
+        out = self.restore(list(arrays))
         if not isinstance(out, (list, tuple)) or len(out) != len(arrays):
             got = len(out) if isinstance(out, (list, tuple)) else type(out).__name__
             raise ValueError(f"restore returned {got} results for {len(arrays)} frames")
-        for f, a in zip(batch, out, strict=True):
-            if not isinstance(a, np.ndarray) or a.shape != f.pixels.shape or a.dtype != f.pixels.dtype:
+        for a, lent in zip(out, arrays, strict=True):
+            if not isinstance(a, np.ndarray) or a.shape != lent.shape or a.dtype != lent.dtype:
                 got = f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else type(a).__name__
-                raise ValueError(f"restore returned {got} for a {f.pixels.shape} {f.pixels.dtype} frame")
-            f.pixels = a
+                raise ValueError(f"restore returned {got} for a {lent.shape} {lent.dtype} frame")
+        results = [a if a is lent or not any(np.may_share_memory(a, b) for b in arrays) else a.copy()
+                   for a, lent in zip(out, arrays, strict=True)]
+        for f, a in zip(batch, results, strict=True):
+            if a is not f.pixels:
+                np.copyto(f.pixels, a)
+            f.pixels = None
         return len(batch)
 
     # --- the two threads -----------------------------------------------------------------------------
@@ -400,15 +413,12 @@ class _Job:
                     state["fixed"] = True
                     self.decoded.put(_WARN, f"{self.src}: timestamps go backwards at frame {state['sent']}; "
                                             "moved forward to keep the order")
-            if (frame.width, frame.height) != (info.width, info.height):
-                if not state["resized"]:
-                    state["resized"] = True
-                    self.decoded.put(_WARN, f"{self.src}: the frame size changes at frame {state['sent']} "
-                                            f"({frame.width}x{frame.height}); scaled to {info.width}x"
-                                            f"{info.height}")
-                frame = frame.reformat(width=info.width, height=info.height)
-            pixels = frame.to_ndarray(format=self.rgb_format)
-            self.decoded.put(_FRAME, _Frame(pixels, pts - shift, frame.duration or 0), 1)
+            if (frame.width, frame.height) != (info.width, info.height) and not state["resized"]:
+                state["resized"] = True
+                self.decoded.put(_WARN, f"{self.src}: the frame size changes at frame {state['sent']} "
+                                        f"({frame.width}x{frame.height}); scaled to {info.width}x{info.height}")
+            carrier = to_rgb(frame, self.rgb_format, info.width, info.height)
+            self.decoded.put(_FRAME, _Frame(carrier.to_ndarray(), carrier, pts - shift, frame.duration or 0), 1)
             state["sent"] += 1
             state["last"] = pts
             state["last_end"] = pts + (frame.duration or step)
@@ -500,6 +510,17 @@ class _Job:
         assert self.out is not None
         out, tb = self.out, self.info.time_base
         container, video = out.container, out.video
+        # Encoders such as libx264 give their packets no duration, and the muxer then guesses the last
+        # frame's: give each packet the duration of the frame with its pts (held for the encoder's delay)
+        durations: dict[int, int] = {}
+
+        def mux(packets: list[av.Packet]) -> None:
+            for packet in packets:
+                length = durations.pop(packet.pts, 0) if packet.pts is not None else 0
+                if not packet.duration and length:
+                    packet.duration = length
+                container.mux(packet)
+
         try:
             while True:
                 kind, payload = self.restored.get()
@@ -508,16 +529,15 @@ class _Job:
                 if kind == _PACKET:
                     container.mux(payload)
                     continue
-                frame = to_video_frame(payload.pixels, self.rgb_format, out, payload.pts, payload.duration, tb)
-                payload.pixels = None
-                for packet in video.encode(frame):
-                    container.mux(packet)
+                frame = to_video_frame(payload.carrier, out, payload.pts, payload.duration, tb)
+                payload.carrier = None
+                durations[payload.pts] = payload.duration
+                mux(video.encode(frame))
                 if self.first_pts is None:
                     self.first_pts = payload.pts
                 self.last_end = payload.pts + (payload.duration or self.step)
                 self.frames_out += 1
-            for packet in video.encode(None):
-                container.mux(packet)
+            mux(video.encode(None))
             container.close()
         except (av.FFmpegError, OSError) as e:
             raise VideoWriteError(f"{self.dst}: cannot write the video ({_reason(e)})") from None

@@ -217,12 +217,14 @@ def open_input(path: str | os.PathLike[str]) -> tuple[InputContainer, VideoStrea
             head = f.read(_HEAD)
     except OSError as e:
         raise VideoReadError(f"{name}: cannot read ({e.strerror or e})") from None
-    if _sniff(head) is False:
+    looks = _sniff(head)
+    if looks is False:
         raise VideoReadError(f"{name}: not a video (an image or another kind of file)")
     try:
         container = av.open(name, "r", metadata_errors="replace")
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise VideoReadError(f"{name}: not a video, or corrupt ({_reason(e)})") from None
+        what = "corrupt or truncated video" if looks else "not a video, or corrupt"
+        raise VideoReadError(f"{name}: {what} ({_reason(e)})") from None
     try:
         fmt = container.format.name
         if fmt in _IMAGE_DEMUXERS or fmt.endswith("_pipe"):
