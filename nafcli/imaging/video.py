@@ -45,6 +45,7 @@ from nafcli.imaging.video_probe import (
     open_input,
     parse_time,
     probe,
+    reason,
 )
 
 __all__ = ["Restore", "StreamInfo", "VideoInfo", "VideoResult", "is_video", "parse_time", "probe", "transcode"]
@@ -112,10 +113,11 @@ class _Channel:
 
     def put(self, kind: str, payload: Any = None, frames: int = 0) -> None:
         with self._cond:
-            while self._frames + frames > self.max_frames or len(self._items) >= self.max_items:
-                self.full.set()
+            while self._stop.is_set() or self._frames + frames > self.max_frames \
+                    or len(self._items) >= self.max_items:
                 if self._stop.is_set():
                     raise _Stopped
+                self.full.set()
                 self._cond.wait(0.1)
             self._items.append((kind, payload, frames))
             self._frames += frames
@@ -124,7 +126,7 @@ class _Channel:
 
     def get(self) -> tuple[str, Any]:
         with self._cond:
-            while not self._items:
+            while not self._items or self._stop.is_set():
                 if self._stop.is_set():
                     raise _Stopped
                 self._cond.wait(0.1)
@@ -181,14 +183,26 @@ def transcode(
     return job.run(codec, crf, start, duration)
 
 
+def _umask() -> int:
+    """The process umask, read from /proc on Linux: setting it to read it back would race with other
+    threads creating files (POSIX has no getter); elsewhere that is the only way."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _mkstemp_beside(dst: Path) -> str:
     """An empty file beside ``dst`` whose name ends in ``dst``'s extension (FFmpeg picks the muxer by
     it), with the mode a plain ``open()`` gives (mkstemp's 0600 would hide the video from others)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=f".part{dst.suffix}", dir=dst.parent)
     try:
-        mask = os.umask(0o022)  # POSIX has no getter; put it straight back
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
+        os.fchmod(fd, 0o666 & ~_umask())
     finally:
         os.close(fd)
     return tmp
@@ -197,11 +211,6 @@ def _mkstemp_beside(dst: Path) -> str:
 def _seconds(packet: av.Packet) -> float:
     t = packet.pts if packet.pts is not None else packet.dts
     return float(t * packet.time_base) if t is not None and packet.time_base else 0.0
-
-
-def _reason(err: BaseException) -> str:
-    text = getattr(err, "strerror", None) or str(err) or type(err).__name__
-    return " ".join(str(text).split())
 
 
 class _Job:
@@ -439,9 +448,9 @@ class _Job:
                             frames = self.vstream.decode(packet)
                         except (av.FFmpegError, ValueError) as e:
                             bad += 1
-                            first_bad = first_bad or (state["sent"], _reason(e))
+                            first_bad = first_bad or (state["sent"], reason(e))
                             if bad > _MAX_BAD_PACKETS:
-                                stopped = _reason(e)
+                                stopped = reason(e)
                                 break
                             continue
                         bad = 0
@@ -452,7 +461,7 @@ class _Job:
                 if state["done"] and (len(ended) == len(copied) or _seconds(packet) > (self.t_end or 0) + 10):
                     break  # every stream is past the cut (or a sparse one, subtitles, never gets there)
         except (av.FFmpegError, ValueError) as e:
-            stopped = _reason(e)
+            stopped = reason(e)
         if stopped is not None:  # decode what the decoder still holds
             try:
                 for frame in self.vstream.decode(None):
@@ -540,4 +549,4 @@ class _Job:
             mux(video.encode(None))
             container.close()
         except (av.FFmpegError, OSError) as e:
-            raise VideoWriteError(f"{self.dst}: cannot write the video ({_reason(e)})") from None
+            raise VideoWriteError(f"{self.dst}: cannot write the video ({reason(e)})") from None

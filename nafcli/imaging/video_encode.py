@@ -19,7 +19,7 @@ from av.video.reformatter import Interpolation
 from av.video.stream import VideoStream
 
 from nafcli.errors import UnsupportedVideoError, VideoWriteError
-from nafcli.imaging.video_probe import VideoInfo, bit_depth
+from nafcli.imaging.video_probe import VideoInfo, bit_depth, reason
 
 #: the encoder for a decoded codec, where FFmpeg's own default encoder for that codec is not the one to
 #: use or does not exist under the codec's name; any other codec goes to FFmpeg's default encoder for it
@@ -172,11 +172,6 @@ def _clean(tags: dict[str, str], stale: set[str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k.lower() not in stale}
 
 
-def _reason(err: BaseException) -> str:
-    """FFmpeg's reason on one line (PyAV keeps FFmpeg's log quiet, so this is often all there is)."""
-    return " ".join(str(getattr(err, "strerror", None) or err or type(err).__name__).split())
-
-
 def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, info: VideoInfo,
                 codec: str | None, crf: int | None, warn: Callable[[str], None]) -> Output:
     """Create the output at ``tmp`` (its name ends in the real extension, which picks the muxer), with
@@ -197,7 +192,7 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
         try:
             out = av.open(tmp, "w", metadata_errors="replace")
         except (ValueError, av.FFmpegError, OSError) as e:
-            raise VideoWriteError(f"{dst}: cannot write this kind of file ({_reason(e)}); use .mp4, .mkv, "
+            raise VideoWriteError(f"{dst}: cannot write this kind of file ({reason(e)}); use .mp4, .mkv, "
                                   ".mov, .webm or .avi") from None
         try:
             if names is None:
@@ -215,7 +210,7 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
             except (av.FFmpegError, ValueError) as e:
                 why = (f"the {out.format.name} container cannot hold {plan.encoder} video"
                        if "not support" in str(e) else f"{plan.encoder} cannot encode this video "
-                                                       f"({_reason(e)})")
+                                                       f"({reason(e)})")
                 if codec is not None:
                     raise UnsupportedVideoError(f"{dst}: {why}") from None
                 tried.append(why)
@@ -227,15 +222,15 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
             try:
                 out.start_encoding()
             except (av.FFmpegError, ValueError, OSError) as e:
-                reason = _reason(e)
+                refusal = reason(e)
                 kinds = {s.type for s in stream_map.values()}
                 if drop == 0 and kinds - {"audio"}:
                     drop = 1
                 elif drop < 2 and kinds:
                     drop = 2
                 else:
-                    raise VideoWriteError(f"{dst}: cannot write ({reason})") from None
-                tried.append(f"the {out.format.name} muxer refused the copied streams ({reason})")
+                    raise VideoWriteError(f"{dst}: cannot write ({refusal})") from None
+                tried.append(f"the {out.format.name} muxer refused the copied streams ({refusal})")
                 out.close()
                 continue
         except BaseException:
@@ -295,7 +290,7 @@ def _copy_streams(out: OutputContainer, inp: InputContainer, vstream: VideoStrea
                 out.add_attachment(s.metadata.get("filename", f"attachment{s.index}"),
                                    s.metadata.get("mimetype", "application/octet-stream"), s.data)
             except (ValueError, av.FFmpegError) as e:
-                warn(f"{dst}: {label} left out ({_reason(e)})")
+                warn(f"{dst}: {label} left out ({reason(e)})")
             continue
         if s.type not in ("audio", "video", "subtitle", "data"):
             warn(f"{dst}: {label} left out (cannot copy {s.type} streams)")
@@ -303,7 +298,7 @@ def _copy_streams(out: OutputContainer, inp: InputContainer, vstream: VideoStrea
         try:
             copy = out.add_stream_from_template(s, opaque=True)
         except (ValueError, av.FFmpegError) as e:
-            warn(f"{dst}: {label} left out ({_reason(e)})")
+            warn(f"{dst}: {label} left out ({reason(e)})")
             continue
         if copy.codec_context is not None:
             copy.metadata.update(_clean(dict(s.metadata), _STALE_TAGS))

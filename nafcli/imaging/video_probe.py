@@ -188,8 +188,9 @@ def _video_streams(container: InputContainer) -> list[VideoStream]:
     return [s for s in container.streams.video if not s.disposition & Disposition.attached_pic]
 
 
-def _reason(err: BaseException) -> str:
-    """FFmpeg's reason in a few words, on one line (its ``str`` repeats the path and the log)."""
+def reason(err: BaseException) -> str:
+    """FFmpeg's reason in a few words, on one line (its ``str`` repeats the path; PyAV keeps FFmpeg's
+    log quiet, so this is often all there is)."""
     text = getattr(err, "strerror", None) or str(err) or type(err).__name__
     return " ".join(str(text).split())
 
@@ -224,7 +225,7 @@ def open_input(path: str | os.PathLike[str]) -> tuple[InputContainer, VideoStrea
         container = av.open(name, "r", metadata_errors="replace")
     except (av.FFmpegError, OSError, ValueError) as e:
         what = "corrupt or truncated video" if looks else "not a video, or corrupt"
-        raise VideoReadError(f"{name}: {what} ({_reason(e)})") from None
+        raise VideoReadError(f"{name}: {what} ({reason(e)})") from None
     try:
         fmt = container.format.name
         if fmt in _IMAGE_DEMUXERS or fmt.endswith("_pipe"):
@@ -263,7 +264,7 @@ def first_frame(container: InputContainer, stream: VideoStream, name: str) -> av
         for frame in container.decode(stream):
             return frame
     except (av.FFmpegError, ValueError) as e:
-        raise VideoReadError(f"{name}: corrupt video, no frame decodes ({_reason(e)})") from None
+        raise VideoReadError(f"{name}: corrupt video, no frame decodes ({reason(e)})") from None
     raise VideoReadError(f"{name}: corrupt video, no frame decodes")
 
 
