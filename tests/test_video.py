@@ -214,6 +214,31 @@ def test_h264_mp4_in_h264_mp4_out_with_rotation_colour_and_audio(tmp_path, capfd
     assert packets(src) == packets(tmp_path / "out.mp4")
 
 
+@pytest.mark.parametrize(("ext", "codec", "audio", "container", "canonical"), [
+    (".mov", "libx264", "aac", "mov,mp4,m4a,3gp,3g2,mj2", "h264"),
+    (".webm", "libvpx-vp9", "libopus", "matroska,webm", "vp9"),
+    (".avi", "mpeg4", "pcm_s16le", "avi", "mpeg4"),
+    (".ts", "libx264", "aac", "mpegts", "h264"),
+    (".mkv", "libsvtav1", "flac", "matroska,webm", "av1"),
+])
+def test_same_container_and_codec_by_default(tmp_path, capfd, monkeypatch, ext, codec, audio, container,
+                                             canonical):
+    monkeypatch.setenv("SVT_LOG", "1")  # quiet while making the clip; transcode must quieten it itself
+    src = make_clip(tmp_path / f"in{ext}", codec=codec, pix_fmt="yuv420p", audio=audio, frames=12,
+                    smooth=True)
+    monkeypatch.delenv("SVT_LOG")
+    capfd.readouterr()
+    result = transcode(src, tmp_path / f"out{ext}", lambda f: f)
+    assert capfd.readouterr() == ("", "")
+    pi, po = probe(src), probe(tmp_path / f"out{ext}")
+    assert (pi.container, pi.codec) == (container, canonical) == (po.container, po.codec)
+    assert result.warnings == [] and result.codec_in == canonical
+    a, b = decoded(src), decoded(tmp_path / f"out{ext}")
+    assert [p for p, _ in a] == [p for p, _ in b] and len(b) == 12
+    assert np.mean([np.abs(x.astype(int) - y).mean() for (_, x), (_, y) in zip(a, b, strict=True)]) < 3
+    assert packets(src) == packets(tmp_path / f"out{ext}")
+
+
 def test_colour_matrix_and_full_range_survive_the_rgb_round_trip(tmp_path):
     """YUV at PC range with the BT.601 matrix: tags kept, and the conversion back uses them (a wrong
     range or matrix would shift colours by several levels)."""

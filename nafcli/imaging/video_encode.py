@@ -8,6 +8,7 @@ place. Imports only numpy, PyAV, the standard library and :mod:`nafcli.errors`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -249,6 +250,10 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
 def _add_video(out: OutputContainer, vstream: VideoStream, info: VideoInfo,
                plan: EncoderPlan) -> tuple[VideoStream, tuple[int, int, int, int]]:
     rate = info.frame_rate or Fraction(25)
+    if plan.encoder == "libsvtav1":
+        # SVT-AV1 prints its banner and notes straight to stderr, past FFmpeg's log; SVT_LOG=1 keeps
+        # it to errors (read when the encoder starts; a value the user set is left alone)
+        os.environ.setdefault("SVT_LOG", "1")
     video = out.add_stream(plan.encoder, rate=rate, options=dict(plan.options))
     cc = video.codec_context
     cc.width, cc.height, cc.pix_fmt = info.width, info.height, plan.pix_fmt

@@ -232,8 +232,7 @@ def open_input(path: str | os.PathLike[str]) -> tuple[InputContainer, VideoStrea
             raise VideoReadError(f"{name}: an image ({fmt}), not a video")
         streams = _video_streams(container)
         if not streams:
-            others = ", ".join(f"{s.type} {s.codec_context.name if s.codec_context else '?'}"
-                               for s in container.streams) or "no streams"
+            others = ", ".join(f"{s.type} {_codec_name(s) or '?'}" for s in container.streams) or "no streams"
             raise VideoReadError(f"{name}: no video stream ({others})")
         stream = next((s for s in streams if s.disposition & Disposition.default), streams[0])
         if stream.codec_context is None or stream.codec_context.codec is None:
@@ -266,6 +265,12 @@ def first_frame(container: InputContainer, stream: VideoStream, name: str) -> av
     except (av.FFmpegError, ValueError) as e:
         raise VideoReadError(f"{name}: corrupt video, no frame decodes ({reason(e)})") from None
     raise VideoReadError(f"{name}: corrupt video, no frame decodes")
+
+
+def _codec_name(stream: Any) -> str | None:
+    """The codec's own name ("av1", "mp3"), not the decoder's ("libdav1d", "mp3float")."""
+    cc = stream.codec_context
+    return cc.codec.canonical_name if cc is not None and cc.codec is not None else None
 
 
 def bit_depth(pix_fmt: str) -> int:
@@ -307,12 +312,13 @@ def describe(container: InputContainer, stream: VideoStream, frame: av.VideoFram
         rotation = rotation - 360 if rotation > 180 else rotation
     pix_fmt = frame.format.name
     streams = tuple(
-        StreamInfo(index=s.index, type=s.type, codec=s.codec_context.name if s.codec_context else None,
+        StreamInfo(index=s.index, type=s.type, codec=_codec_name(s),
                    language=s.metadata.get("language"), title=s.metadata.get("title"))
         for s in container.streams
     )
     return VideoInfo(
-        path=name, container=container.format.name, codec=cc.name, width=frame.width, height=frame.height,
+        path=name, container=container.format.name, codec=_codec_name(stream), width=frame.width,
+        height=frame.height,
         pix_fmt=pix_fmt, bit_depth=bit_depth(pix_fmt), frame_rate=Fraction(rate) if rate else None,
         time_base=Fraction(tb), duration=duration, start_time=start, frames=frames, frames_exact=exact,
         rotation=rotation, display_matrix=matrix,
