@@ -42,6 +42,7 @@ def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames:
     deep = pix_fmt.endswith(("10le", "12le", "16le"))
     with av.open(str(path), "w", options=options or {}) as out:
         out.metadata["title"] = "nafcli test clip"
+        out.metadata["creation_time"] = "2024-05-01T12:34:56.000000Z"
         vs = out.add_stream(codec, rate=fps, options={"x265-params": "log-level=none"} if codec == "libx265" else {})
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         vs.time_base = vs.codec_context.time_base = TB
@@ -180,6 +181,7 @@ def test_lossless_frames_timestamps_audio_and_metadata(tmp_path):
     assert (po.codec, po.pix_fmt, po.frame_rate, po.time_base) == ("ffv1", "bgr0", pi.frame_rate, pi.time_base)
     assert po.duration == pytest.approx(pi.duration, abs=0.001)  # Matroska keeps milliseconds
     assert po.metadata["title"] == "nafcli test clip"
+    assert po.metadata["creation_time"] == pi.metadata["creation_time"] == "2024-05-01T12:34:56.000000Z"
     assert [s.language for s in po.streams] == [s.language for s in pi.streams]
     assert result.codec_in == result.codec_out == "ffv1" and result.warnings == []
     assert not leftovers(tmp_path)
@@ -212,6 +214,8 @@ def test_h264_mp4_in_h264_mp4_out_with_rotation_colour_and_audio(tmp_path, capfd
     # visually lossless: a few levels on average, on this smooth pattern after two lossy encodes
     assert np.mean([np.abs(x.astype(int) - y).mean() for (_, x), (_, y) in zip(a, b, strict=True)]) < 2.0
     assert packets(src) == packets(tmp_path / "out.mp4")
+    assert po.metadata["creation_time"] == pi.metadata["creation_time"]
+    assert [s.language for s in po.streams] == [s.language for s in pi.streams] == ["und", "fra"]
 
 
 @pytest.mark.parametrize(("ext", "codec", "audio", "container", "canonical"), [
