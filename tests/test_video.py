@@ -35,7 +35,7 @@ def pattern(i: int, w: int, h: int, *, smooth: bool = False, deep: bool = False)
 def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames: int = 24, size=(64, 48),
               fps: int = 25, vfr: bool = False, audio: str | None = "flac", rotation: int | None = None,
               colour: tuple[int, int, int, int] | None = None, smooth: bool = False,
-              options: dict | None = None) -> Path:
+              options: dict | None = None, chapters: bool = False) -> Path:
     """A clip with a video stream in time base 1/1000 (constant ``fps``, or frame lengths cycling 20,
     35, 50 ms) and, optionally, a mono 440 Hz tone as long as the video, with metadata to keep."""
     w, h = size
@@ -43,6 +43,11 @@ def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames:
     with av.open(str(path), "w", options=options or {}) as out:
         out.metadata["title"] = "nafcli test clip"
         out.metadata["creation_time"] = "2024-05-01T12:34:56.000000Z"
+        if chapters:  # two chapters splitting the clip at 0.8 s
+            length = frames * 1000 // fps
+            out.set_chapters([{"id": 1, "start": 0, "end": 800, "time_base": TB, "metadata": {"title": "one"}},
+                              {"id": 2, "start": 800, "end": length, "time_base": TB,
+                               "metadata": {"title": "two"}}])
         vs = out.add_stream(codec, rate=fps, options={"x265-params": "log-level=none"} if codec == "libx265" else {})
         vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
         vs.time_base = vs.codec_context.time_base = TB
@@ -166,7 +171,7 @@ def test_probe_reports_what_the_file_holds(tmp_path):
 def test_lossless_frames_timestamps_audio_and_metadata(tmp_path):
     """FFV1 in Matroska, RGB-exact pixel format: every output frame is restore(input frame) exactly, with
     the input's timestamps, rate and duration, its audio packets byte for byte and its tags."""
-    src = make_clip(tmp_path / "in.mkv", frames=30)
+    src = make_clip(tmp_path / "in.mkv", frames=30, chapters=True)
     seen: list[int] = []
     result = transcode(src, tmp_path / "out.mkv", blur, batch_size=4,
                        progress=lambda done, total: seen.append(done))
@@ -183,6 +188,8 @@ def test_lossless_frames_timestamps_audio_and_metadata(tmp_path):
     assert po.metadata["title"] == "nafcli test clip"
     assert po.metadata["creation_time"] == pi.metadata["creation_time"] == "2024-05-01T12:34:56.000000Z"
     assert [s.language for s in po.streams] == [s.language for s in pi.streams]
+    with av.open(str(src)) as c, av.open(str(tmp_path / "out.mkv")) as d:
+        assert d.chapters() == c.chapters() and len(c.chapters()) == 2
     assert result.codec_in == result.codec_out == "ffv1" and result.warnings == []
     assert not leftovers(tmp_path)
 
@@ -297,7 +304,7 @@ def test_ten_bit_stays_ten_bit_through_sixteen_bit_frames(tmp_path, capfd, codec
 
 
 def test_start_and_duration_cut_video_and_audio_together(tmp_path):
-    src = make_clip(tmp_path / "in.mkv", frames=50)  # 2 s at 25 fps, 40 ms a frame; audio packets 96 ms
+    src = make_clip(tmp_path / "in.mkv", frames=50, chapters=True)  # 2 s, 40 ms a frame; audio packets 96 ms
     result = transcode(src, tmp_path / "cut.mkv", invert, start=0.5, duration=1.0)
     a, b = decoded(src), decoded(tmp_path / "cut.mkv")
     kept = [(p - 500, x) for p, x in a if 500 <= p < 1500]  # frames 520 ... 1480 ms
@@ -308,6 +315,14 @@ def test_start_and_duration_cut_video_and_audio_together(tmp_path):
     assert audio_in[0][0] == 76  # the first packet starting in the span: 576 ms
     assert packets(tmp_path / "cut.mkv") == audio_in  # the same packets, shifted as the video
     assert probe(tmp_path / "cut.mkv").duration == pytest.approx(1.0, abs=0.05)
+    with av.open(str(src)) as c, av.open(str(tmp_path / "cut.mkv")) as d:
+        whole, cut = c.chapters(), d.chapters()
+    def spans(chapters):  # in seconds: Matroska keeps chapters in nanoseconds
+        return [(ch["start"] * ch["time_base"], ch["end"] * ch["time_base"], ch["metadata"]["title"])
+                for ch in chapters]
+
+    assert spans(whole) == [(0, Fraction(4, 5), "one"), (Fraction(4, 5), 2, "two")]
+    assert spans(cut) == [(0, Fraction(3, 10), "one"), (Fraction(3, 10), 1, "two")]
     again = transcode(src, tmp_path / "tail.mkv", invert, start=parse_time("0:01.6"))
     assert again.frames == len([p for p, _ in a if p >= 1600]) == 10
 

@@ -277,7 +277,8 @@ class _Job:
         threads: list[threading.Thread] = []
         try:
             self.inp, self.vstream = open_input(src)
-            self.out = open_output(tmp, str(dst), self.inp, self.vstream, info, codec, crf, self._warn)
+            self.out = open_output(tmp, str(dst), self.inp, self.vstream, info, codec, crf, self._warn,
+                                   (self.t_start, self.t_end) if self.trimming else None)
             self._seek()
             threads = [threading.Thread(target=self._stage, args=(self._decode,), daemon=True,
                                         name="nafcli-video-decode"),

@@ -174,10 +174,12 @@ def _clean(tags: dict[str, str], stale: set[str]) -> dict[str, str]:
 
 
 def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, info: VideoInfo,
-                codec: str | None, crf: int | None, warn: Callable[[str], None]) -> Output:
+                codec: str | None, crf: int | None, warn: Callable[[str], None],
+                window: tuple[float, float | None] | None = None) -> Output:
     """Create the output at ``tmp`` (its name ends in the real extension, which picks the muxer), with
     the video encoder open and the header written, so that every configuration error surfaces here, on
-    the caller's thread, before any thread starts.
+    the caller's thread, before any thread starts. ``window``: the absolute (start, end) seconds kept
+    when trimming, which chapters are cut and shifted to.
 
     Fallbacks when the encoder was not asked for, with a warning: the next of :func:`candidates` when
     the container cannot hold an encoder's codec or the encoder refuses to open (some need sizes or
@@ -220,6 +222,9 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
                 continue
             stream_map = _copy_streams(out, inp, vstream, dst, notes.append, drop, holds)
             out.metadata.update(_clean(dict(inp.metadata), _STALE_CONTAINER_TAGS))
+            chapters = _chapters(inp.chapters(), window)
+            if chapters:
+                out.set_chapters(chapters)
             try:
                 out.start_encoding()
             except (av.FFmpegError, ValueError, OSError) as e:
@@ -245,6 +250,23 @@ def open_output(tmp: str, dst: str, inp: InputContainer, vstream: VideoStream, i
         for note in notes:
             warn(note)
         return Output(container=out, video=video, plan=plan, stream_map=stream_map, tags=tags)
+
+
+def _chapters(chapters: list[dict], window: tuple[float, float | None] | None) -> list[dict]:
+    """The input's chapters; when trimming, those that overlap the kept span, cut to it and shifted
+    as the streams are (each keeps its own time base)."""
+    if window is None:
+        return chapters
+    start, end = window
+    kept = []
+    for ch in chapters:
+        tb = ch["time_base"]
+        a, b = float(ch["start"] * tb), float(ch["end"] * tb)
+        if b <= start or (end is not None and a >= end):
+            continue
+        a, b = max(a, start) - start, (min(b, end) if end is not None else b) - start
+        kept.append({**ch, "start": round(a / tb), "end": round(b / tb)})
+    return kept
 
 
 def _add_video(out: OutputContainer, vstream: VideoStream, info: VideoInfo,
