@@ -35,9 +35,10 @@ def pattern(i: int, w: int, h: int, *, smooth: bool = False, deep: bool = False)
 def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames: int = 24, size=(64, 48),
               fps: int = 25, vfr: bool = False, audio: str | None = "flac", rotation: int | None = None,
               colour: tuple[int, int, int, int] | None = None, smooth: bool = False,
-              options: dict | None = None, chapters: bool = False) -> Path:
+              options: dict | None = None, chapters: bool = False, subtitles: bool = False) -> Path:
     """A clip with a video stream in time base 1/1000 (constant ``fps``, or frame lengths cycling 20,
-    35, 50 ms) and, optionally, a mono 440 Hz tone as long as the video, with metadata to keep."""
+    35, 50 ms) and, optionally, a mono 440 Hz tone as long as the video, SubRip lines every 8 frames,
+    chapters; with metadata to keep."""
     w, h = size
     deep = pix_fmt.endswith(("10le", "12le", "16le"))
     with av.open(str(path), "w", options=options or {}) as out:
@@ -60,6 +61,10 @@ def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames:
             aus = out.add_stream(audio, rate=48000)
             aus.layout = "mono"
             aus.metadata["language"] = "fra"
+        if subtitles:
+            subs = out.add_mux_stream("subrip")
+            subs.time_base = TB
+            subs.metadata["language"] = "eng"
         t = 0
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(pattern(i, w, h, smooth=smooth, deep=deep),
@@ -71,8 +76,13 @@ def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames:
                 frame.color_range, frame.color_primaries, frame.color_trc, frame.colorspace = colour
             length = (20 + (i % 3) * 15) if vfr else 1000 // fps
             frame.pts, frame.time_base, frame.duration = t, TB, length
-            t += length
             out.mux(vs.encode(frame))
+            if subtitles and i % 8 == 0:
+                line = av.Packet(f"line {i}".encode())
+                line.pts = line.dts = t
+                line.duration, line.time_base, line.stream = 150, TB, subs
+                out.mux(line)
+            t += length
         out.mux(vs.encode(None))
         if audio:
             fmt = aus.codec_context.format.name
@@ -171,7 +181,7 @@ def test_probe_reports_what_the_file_holds(tmp_path):
 def test_lossless_frames_timestamps_audio_and_metadata(tmp_path):
     """FFV1 in Matroska, RGB-exact pixel format: every output frame is restore(input frame) exactly, with
     the input's timestamps, rate and duration, its audio packets byte for byte and its tags."""
-    src = make_clip(tmp_path / "in.mkv", frames=30, chapters=True)
+    src = make_clip(tmp_path / "in.mkv", frames=30, chapters=True, subtitles=True)
     seen: list[int] = []
     result = transcode(src, tmp_path / "out.mkv", blur, batch_size=4,
                        progress=lambda done, total: seen.append(done))
@@ -182,12 +192,14 @@ def test_lossless_frames_timestamps_audio_and_metadata(tmp_path):
         assert np.abs(blur([x])[0].astype(int) - y).max() <= 1
     assert seen == [4, 8, 12, 16, 20, 24, 28, 30]
     assert packets(src) == packets(tmp_path / "out.mkv")
+    assert packets(src, "subtitle") == packets(tmp_path / "out.mkv", "subtitle")
+    assert [data for _, data in packets(src, "subtitle")] == [b"line 0", b"line 8", b"line 16", b"line 24"]
     pi, po = probe(src), probe(tmp_path / "out.mkv")
     assert (po.codec, po.pix_fmt, po.frame_rate, po.time_base) == ("ffv1", "bgr0", pi.frame_rate, pi.time_base)
     assert po.duration == pytest.approx(pi.duration, abs=0.001)  # Matroska keeps milliseconds
     assert po.metadata["title"] == "nafcli test clip"
     assert po.metadata["creation_time"] == pi.metadata["creation_time"] == "2024-05-01T12:34:56.000000Z"
-    assert [s.language for s in po.streams] == [s.language for s in pi.streams]
+    assert [s.language for s in po.streams] == [s.language for s in pi.streams] == [None, "fra", "eng"]
     with av.open(str(src)) as c, av.open(str(tmp_path / "out.mkv")) as d:
         assert d.chapters() == c.chapters() and len(c.chapters()) == 2
     assert result.codec_in == result.codec_out == "ffv1" and result.warnings == []
