@@ -150,6 +150,20 @@ def test_is_video_by_content_not_name(tmp_path):
     assert not is_video(tmp_path / "missing.mkv")
 
 
+def test_layer_imports_no_torch_and_no_other_nafcli_module():
+    """The video layer sits below inference: numpy, PyAV, the standard library and nafcli.errors only."""
+    import ast
+    import subprocess
+    import sys
+
+    code = ("import sys, nafcli.imaging.video; "
+            "print(sorted(m for m in sys.modules if m.startswith(('nafcli', 'torch', 'PIL', 'cv2'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded = ast.literal_eval(out.stdout)
+    assert loaded == ["nafcli", "nafcli.errors", "nafcli.imaging", "nafcli.imaging.video",
+                      "nafcli.imaging.video_decode", "nafcli.imaging.video_encode", "nafcli.imaging.video_probe"]
+
+
 def test_parse_time_forms_and_errors():
     assert parse_time("12.5") == 12.5
     assert parse_time("1:02") == 62
@@ -451,14 +465,14 @@ def test_existing_output_replaced_and_input_never_overwritten(tmp_path):
 def test_decoded_frames_never_exceed_the_queue_bound(tmp_path, monkeypatch):
     """restore holds its first batch until the decoder has filled its queue and had to wait: the peak
     is then exactly the bound, never more, although the clip is far longer."""
-    channels: list[video._Channel] = []
+    channels: list[video.Channel] = []
 
-    class Recorded(video._Channel):
+    class Recorded(video.Channel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             channels.append(self)
 
-    monkeypatch.setattr(video, "_Channel", Recorded)
+    monkeypatch.setattr(video, "Channel", Recorded)
     src = make_clip(tmp_path / "in.mkv", frames=60, audio=None)
     held = []
 

@@ -15,8 +15,8 @@ trimming rules are described for users in docs/video.md. The output goes to a te
 
 This module sits below the inference layer: it imports only numpy, PyAV, the standard library and
 :mod:`nafcli.errors`, and never prints. Recognising and describing videos lives in
-:mod:`nafcli.imaging.video_probe` (re-exported here), the output side in
-:mod:`nafcli.imaging.video_encode`.
+:mod:`nafcli.imaging.video_probe` (re-exported here), the decode stage and the queues in
+:mod:`nafcli.imaging.video_decode`, the output side in :mod:`nafcli.imaging.video_encode`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,9 @@ from typing import Any
 import av
 import numpy as np
 
-from nafcli.errors import UsageError, VideoError, VideoReadError, VideoWriteError
-from nafcli.imaging.video_encode import Output, open_output, to_rgb, to_video_frame
+from nafcli.errors import UsageError, VideoError, VideoWriteError
+from nafcli.imaging.video_decode import END, FRAME, PACKET, WARN, Channel, Decoder, Frame, Stopped, Window
+from nafcli.imaging.video_encode import Output, open_output, to_video_frame
 from nafcli.imaging.video_probe import (
     StreamInfo,
     VideoInfo,
@@ -54,11 +54,6 @@ __all__ = ["Restore", "StreamInfo", "VideoInfo", "VideoResult", "is_video", "par
 #: arrays of the same shape and dtype. The frames are lent: it may overwrite them and return them, and
 #: once it returns their memory receives the results, so it must copy any it keeps for later.
 Restore = Callable[[list[np.ndarray]], list[np.ndarray]]
-
-_FRAME, _PACKET, _WARN, _END = "frame", "packet", "warn", "end"
-#: consecutive undecodable video packets after which the rest of the file is given up as corrupt
-_MAX_BAD_PACKETS = 50
-
 
 @dataclass
 class VideoResult:
@@ -90,61 +85,6 @@ class VideoResult:
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
                 for k, v in self.__dict__.items()}
-
-
-class _Stopped(Exception):
-    """Raised inside a stage when another stage failed or the caller was interrupted."""
-
-
-class _Channel:
-    """A FIFO between two stages, bounded in frames (the memory that matters) and in items (so a long
-    run of packets without frames cannot grow it either). Waits poll the shared stop event, so a stage
-    blocked here notices within 0.1 s that the pipeline is stopping."""
-
-    def __init__(self, max_frames: int, stop: threading.Event, max_items: int = 4096) -> None:
-        self.max_frames = max_frames
-        self.max_items = max_items
-        self.peak_frames = 0
-        self.full = threading.Event()  # set whenever a put has to wait for room
-        self._stop = stop
-        self._items: deque[tuple[str, Any, int]] = deque()
-        self._frames = 0
-        self._cond = threading.Condition()
-
-    def put(self, kind: str, payload: Any = None, frames: int = 0) -> None:
-        with self._cond:
-            while self._stop.is_set() or self._frames + frames > self.max_frames \
-                    or len(self._items) >= self.max_items:
-                if self._stop.is_set():
-                    raise _Stopped
-                self.full.set()
-                self._cond.wait(0.1)
-            self._items.append((kind, payload, frames))
-            self._frames += frames
-            self.peak_frames = max(self.peak_frames, self._frames)
-            self._cond.notify_all()
-
-    def get(self) -> tuple[str, Any]:
-        with self._cond:
-            while not self._items or self._stop.is_set():
-                if self._stop.is_set():
-                    raise _Stopped
-                self._cond.wait(0.1)
-            kind, payload, frames = self._items.popleft()
-            self._frames -= frames
-            self._cond.notify_all()
-            return kind, payload
-
-
-@dataclass
-class _Frame:
-    """A decoded frame on its way: ``pixels`` is a view of ``carrier``'s RGB buffer, what ``restore``
-    gets; the restored pixels are written back into that buffer, so one frame costs one RGB image."""
-
-    pixels: np.ndarray | None
-    carrier: av.VideoFrame
-    pts: int
-    duration: int
 
 
 def transcode(
@@ -208,11 +148,6 @@ def _mkstemp_beside(dst: Path) -> str:
     return tmp
 
 
-def _seconds(packet: av.Packet) -> float:
-    t = packet.pts if packet.pts is not None else packet.dts
-    return float(t * packet.time_base) if t is not None and packet.time_base else 0.0
-
-
 class _Job:
     """One :func:`transcode` call: the three stages and what they share."""
 
@@ -226,9 +161,9 @@ class _Job:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.error_lock = threading.Lock()
-        self.decoded = _Channel(queue_size, self.stop)
-        self.restored = _Channel(queue_size, self.stop)
-        self.truncated = False
+        self.decoded = Channel(queue_size, self.stop)
+        self.restored = Channel(queue_size, self.stop)
+        self.decoder: Decoder | None = None
         self.frames_out = 0
         self.first_pts: int | None = None
         self.last_end = 0
@@ -280,7 +215,10 @@ class _Job:
             self.out = open_output(tmp, str(dst), self.inp, self.vstream, info, codec, crf, self._warn,
                                    (self.t_start, self.t_end) if self.trimming else None)
             self._seek()
-            threads = [threading.Thread(target=self._stage, args=(self._decode,), daemon=True,
+            self.decoder = Decoder(src, self.inp, self.vstream, info, self.rgb_format, self.step,
+                                   Window(self.trimming, self.t_start, self.t_end), self.out.stream_map,
+                                   self.decoded, self.stop)
+            threads = [threading.Thread(target=self._stage, args=(self.decoder.run,), daemon=True,
                                         name="nafcli-video-decode"),
                        threading.Thread(target=self._stage, args=(self._encode,), daemon=True,
                                         name="nafcli-video-encode")]
@@ -312,7 +250,7 @@ class _Job:
             codec_in=info.codec, codec_out=self.out.plan.encoder, pix_fmt_in=info.pix_fmt,
             pix_fmt_out=self.out.plan.pix_fmt, bit_depth=16 if self.rgb_format == "rgb48le" else 8,
             container=self.out.container.format.name, streams_copied=len(self.out.stream_map),
-            seconds=time.perf_counter() - t0, truncated=self.truncated, warnings=list(self.warnings),
+            seconds=time.perf_counter() - t0, truncated=self.decoder.truncated, warnings=list(self.warnings),
             queue_peak={"decoded": self.decoded.peak_frames, "restored": self.restored.peak_frames},
         )
 
@@ -343,30 +281,30 @@ class _Job:
         while True:
             try:
                 kind, payload = self.decoded.get()
-            except _Stopped:
+            except Stopped:
                 self._reraise()
-            if kind == _WARN:
+            if kind == WARN:
                 self._warn(payload)
                 continue
-            if kind != _END:
+            if kind != END:
                 pending.append((kind, payload))
-                frames += kind == _FRAME
+                frames += kind == FRAME
                 if frames < self.batch_size:
                     continue
             if frames:
-                done += self._run_restore([p for k, p in pending if k == _FRAME])
+                done += self._run_restore([p for k, p in pending if k == FRAME])
                 if self.progress is not None:
                     self.progress(done, self.total)
-            for k, p in pending + ([(_END, None)] if kind == _END else []):
+            for k, p in pending + ([(END, None)] if kind == END else []):
                 try:
-                    self.restored.put(k, p, 1 if k == _FRAME else 0)
-                except _Stopped:
+                    self.restored.put(k, p, 1 if k == FRAME else 0)
+                except Stopped:
                     self._reraise()
-            if kind == _END:
+            if kind == END:
                 return
             pending, frames = [], 0
 
-    def _run_restore(self, batch: list[_Frame]) -> int:
+    def _run_restore(self, batch: list[Frame]) -> int:
         """Call ``restore`` on a batch and put its results into the frames' own buffers (the arrays it
         was lent). Results that overlap another lent array are copied first, so any permutation or
         in-place answer is written correctly."""
@@ -392,128 +330,10 @@ class _Job:
     def _stage(self, body: Callable[[], None]) -> None:
         try:
             body()
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as e:  # handed to the caller's thread, which raises it
             self._fail(e)
-
-    def _decode(self) -> None:
-        """Demux everything, decode the video, hand frames and copied packets on in file order."""
-        assert self.inp is not None and self.out is not None
-        info, tb, vindex = self.info, self.info.time_base, self.vstream.index
-        copied = self.out.stream_map
-        self.vstream.thread_type = "AUTO"
-        eps = 1e-6
-        shift = round(self.t_start / tb) if self.trimming else 0
-        state = {"sent": 0, "last": None, "last_end": None, "fixed": False, "resized": False, "done": False}
-        step = self.step
-
-        def emit(frame: av.VideoFrame) -> None:
-            pts = frame.pts if frame.pts is not None else (state["last"] + step if state["last"] is not None
-                                                           else 0)
-            t = float(pts * tb)
-            if self.trimming and t < self.t_start - eps:
-                return
-            if self.t_end is not None and t >= self.t_end - eps:
-                state["done"] = True
-                return
-            if state["last"] is not None and pts <= state["last"]:
-                pts = state["last"] + 1
-                if not state["fixed"]:
-                    state["fixed"] = True
-                    self.decoded.put(_WARN, f"{self.src}: timestamps go backwards at frame {state['sent']}; "
-                                            "moved forward to keep the order")
-            if (frame.width, frame.height) != (info.width, info.height) and not state["resized"]:
-                state["resized"] = True
-                self.decoded.put(_WARN, f"{self.src}: the frame size changes at frame {state['sent']} "
-                                        f"({frame.width}x{frame.height}); scaled to {info.width}x{info.height}")
-            carrier = to_rgb(frame, self.rgb_format, info.width, info.height)
-            self.decoded.put(_FRAME, _Frame(carrier.to_ndarray(), carrier, pts - shift, frame.duration or 0), 1)
-            state["sent"] += 1
-            state["last"] = pts
-            state["last_end"] = pts + (frame.duration or step)
-
-        bad, first_bad, stopped = 0, None, None
-        ended: set[int] = set()
-        streams = [self.vstream] + [self.inp.streams[i] for i in copied]
-        try:
-            for packet in self.inp.demux(streams):
-                if self.stop.is_set():
-                    raise _Stopped
-                index = packet.stream.index
-                if index == vindex:
-                    if state["done"]:
-                        pass
-                    else:
-                        try:
-                            frames = self.vstream.decode(packet)
-                        except (av.FFmpegError, ValueError) as e:
-                            bad += 1
-                            first_bad = first_bad or (state["sent"], reason(e))
-                            if bad > _MAX_BAD_PACKETS:
-                                stopped = reason(e)
-                                break
-                            continue
-                        bad = 0
-                        for frame in frames:
-                            emit(frame)
-                elif packet.size and index in copied:
-                    self._pass_packet(packet, copied[index], ended)
-                if state["done"] and (len(ended) == len(copied) or _seconds(packet) > (self.t_end or 0) + 10):
-                    break  # every stream is past the cut (or a sparse one, subtitles, never gets there)
-        except (av.FFmpegError, ValueError) as e:
-            stopped = reason(e)
-        if stopped is not None:  # decode what the decoder still holds
-            try:
-                for frame in self.vstream.decode(None):
-                    emit(frame)
-            except (av.FFmpegError, ValueError):
-                pass
-        self._report_end(state["sent"], state["last_end"], stopped, first_bad)
-        self.decoded.put(_END)
-
-    def _pass_packet(self, packet: av.Packet, target: Any, ended: set[int]) -> None:
-        """Hand a copied stream's packet on, unless trimming cuts it; shift its times as the video's."""
-        t = packet.pts if packet.pts is not None else packet.dts
-        if self.trimming and t is not None:
-            secs = float(t * packet.time_base)
-            if secs < self.t_start - 1e-6:
-                return
-            if self.t_end is not None and secs >= self.t_end - 1e-6:
-                ended.add(packet.stream.index)
-                return
-            shift = round(self.t_start / packet.time_base)
-            if packet.pts is not None:
-                packet.pts -= shift
-            if packet.dts is not None:
-                packet.dts -= shift
-        packet.stream = target
-        self.decoded.put(_PACKET, packet, 0)
-
-    def _report_end(self, sent: int, last_end: int | None, stopped: str | None,
-                    first_bad: tuple[int, str] | None) -> None:
-        """Warn about undecodable packets and a video that ends before its header says; fail when no
-        frame at all came out."""
-        info = self.info
-        if sent == 0:
-            if self.trimming:
-                raise VideoReadError(f"{self.src}: no video frames from {self.t_start - info.start_time:.3f} s "
-                                     f"on (the video lasts {info.duration or 0:.3f} s)")
-            raise VideoReadError(f"{self.src}: corrupt video, no frame decodes ({stopped or 'no data'})")
-        if first_bad is not None:
-            self.decoded.put(_WARN, f"{self.src}: video packets that do not decode were skipped (the first "
-                                    f"after frame {first_bad[0]}: {first_bad[1]})")
-        end_s = float((last_end or 0) * info.time_base)
-        expected = info.start_time + info.duration if info.duration is not None else None
-        if self.t_end is not None and expected is not None:
-            expected = min(expected, self.t_end)
-        slack = max(2.5 / info.fps, 0.1) if info.fps else 0.1
-        if stopped is not None or (expected is not None and expected - end_s > slack):
-            self.truncated = True
-            why = f": {stopped}" if stopped else f", before the {expected - info.start_time:.2f} s the file announces"
-            self.decoded.put(_WARN, f"{self.src}: truncated or corrupt: decoding stopped after frame {sent} "
-                                    f"({end_s - info.start_time:.2f} s){why}; the output holds the {sent} "
-                                    "frames decoded")
 
     def _encode(self) -> None:
         """Encode restored frames and mux them beside the copied packets; close the file at the end."""
@@ -534,9 +354,9 @@ class _Job:
         try:
             while True:
                 kind, payload = self.restored.get()
-                if kind == _END:
+                if kind == END:
                     break
-                if kind == _PACKET:
+                if kind == PACKET:
                     container.mux(payload)
                     continue
                 frame = to_video_frame(payload.carrier, out, payload.pts, payload.duration, tb)
