@@ -35,7 +35,8 @@ def pattern(i: int, w: int, h: int, *, smooth: bool = False, deep: bool = False)
 def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames: int = 24, size=(64, 48),
               fps: int = 25, vfr: bool = False, audio: str | None = "flac", rotation: int | None = None,
               colour: tuple[int, int, int, int] | None = None, smooth: bool = False,
-              options: dict | None = None, chapters: bool = False, subtitles: bool = False) -> Path:
+              options: dict | None = None, chapters: bool = False, subtitles: bool = False,
+              sar: Fraction | None = None) -> Path:
     """A clip with a video stream in time base 1/1000 (constant ``fps``, or frame lengths cycling 20,
     35, 50 ms) and, optionally, a mono 440 Hz tone as long as the video, SubRip lines every 8 frames,
     chapters; with metadata to keep."""
@@ -54,6 +55,8 @@ def make_clip(path: Path, *, codec: str = "ffv1", pix_fmt: str = "bgr0", frames:
         vs.time_base = vs.codec_context.time_base = TB
         if rotation is not None:
             vs.set_display_rotation(rotation)
+        if sar is not None:
+            vs.codec_context.sample_aspect_ratio = sar
         if colour is not None:
             cc = vs.codec_context
             cc.color_range, cc.color_primaries, cc.color_trc, cc.colorspace = colour
@@ -233,12 +236,13 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path):
 
 def test_h264_mp4_in_h264_mp4_out_with_rotation_colour_and_audio(tmp_path, capfd):
     src = make_clip(tmp_path / "phone.mp4", codec="libx264", pix_fmt="yuv420p", frames=25, audio="aac",
-                    rotation=-90, colour=(1, 1, 1, 1), smooth=True, vfr=True)
+                    rotation=-90, colour=(1, 1, 1, 1), smooth=True, vfr=True, sar=Fraction(8, 9))
     result = transcode(src, tmp_path / "out.mp4", lambda f: f)
     assert capfd.readouterr() == ("", "")  # nothing below the CLI prints, FFmpeg included
     pi, po = probe(src), probe(tmp_path / "out.mp4")
     assert (po.codec, po.container, result.codec_out) == ("h264", pi.container, "libx264")
     assert (po.rotation, po.display_matrix) == (-90, pi.display_matrix)
+    assert po.sample_aspect_ratio == pi.sample_aspect_ratio == Fraction(8, 9)
     assert (po.color_range, po.color_primaries, po.color_trc, po.colorspace) == (1, 1, 1, 1)
     assert (po.pix_fmt, po.frames, po.time_base) == ("yuv420p", 25, pi.time_base)
     assert po.duration == pytest.approx(pi.duration, abs=float(pi.time_base))

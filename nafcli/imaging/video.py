@@ -229,7 +229,10 @@ class _Job:
                 threads[1].join(0.1)
             if self.error is not None:
                 raise self.error
-            os.replace(tmp, dst)
+            try:
+                os.replace(tmp, dst)
+            except OSError as e:
+                raise VideoWriteError(f"{dst}: cannot write ({e.strerror or e})") from None
         except BaseException:
             self.stop.set()
             for t in threads:
