@@ -295,6 +295,24 @@ def test_svt_av1_prints_nothing_in_a_fresh_process(tmp_path):
     assert (run.returncode, run.stdout, run.stderr) == (0, "libsvtav1\n", "")
 
 
+def test_old_rotate_tag_becomes_a_display_matrix(tmp_path):
+    """Files from older tools carry a clockwise ``rotate`` tag instead of a display matrix."""
+    src = make_clip(tmp_path / "in.mkv", frames=3, audio=None)
+    with av.open(str(src)) as i, av.open(str(tmp_path / "tagged.mkv"), "w") as o:
+        stream = o.add_stream_from_template(i.streams.video[0], opaque=True)
+        stream.metadata["rotate"] = "90"
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = stream
+                o.mux(p)
+    assert probe(tmp_path / "tagged.mkv").rotation == -90
+    transcode(tmp_path / "tagged.mkv", tmp_path / "out.mkv", invert)
+    out = probe(tmp_path / "out.mkv")
+    assert out.rotation == -90 and out.display_matrix is not None
+    with av.open(str(tmp_path / "out.mkv")) as c:  # the tag is not repeated beside the matrix
+        assert not {k.lower() for k in c.streams.video[0].metadata} & {"rotate"}
+
+
 def test_colour_matrix_and_full_range_survive_the_rgb_round_trip(tmp_path):
     """YUV at PC range with the BT.601 matrix: tags kept, and the conversion back uses them (a wrong
     range or matrix would shift colours by several levels)."""

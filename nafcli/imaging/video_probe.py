@@ -307,8 +307,9 @@ def describe(container: InputContainer, stream: VideoStream, frame: av.VideoFram
         frames = round(duration * rate)
     matrix = _display_matrix(frame)
     rotation = frame.rotation  # read straight from the frame, whichever side data PyAV can name
-    if not matrix and not rotation and stream.metadata.get("rotate", "").lstrip("-").isdigit():
-        rotation = -int(stream.metadata["rotate"]) % 360  # the old tag is clockwise, the matrix's angle not
+    tag = next((v for k, v in stream.metadata.items() if k.lower() == "rotate"), "")  # Matroska: ROTATE
+    if not matrix and not rotation and tag.strip().lstrip("-").isdigit():
+        rotation = -int(tag) % 360  # the old tag turns clockwise, the matrix's angle counter-clockwise
         rotation = rotation - 360 if rotation > 180 else rotation
     pix_fmt = frame.format.name
     streams = tuple(
