@@ -115,6 +115,7 @@ class Decoder:
         self.last_end: int | None = None
         self.done = False  # the video is past the end of the cut
         self.warned: set[str] = set()
+        self.damaged: list[int] = []  # frames the decoder flagged corrupt (it concealed the errors)
 
     def run(self) -> None:
         bad, first_bad, stopped = 0, None, None
@@ -179,6 +180,8 @@ class Decoder:
         if (frame.width, frame.height) != (info.width, info.height):
             self._warn_once("size", f"{self.src}: the frame size changes at frame {self.sent} ({frame.width}x"
                                     f"{frame.height}); scaled to {info.width}x{info.height}")
+        if frame.is_corrupt:
+            self.damaged.append(self.sent)
         carrier = to_rgb(frame, self.rgb_format, info.width, info.height)
         shift = round(w.start / info.time_base) if w.trimming else 0
         self.channel.put(FRAME, Frame(carrier.to_ndarray(), carrier, pts - shift, frame.duration or 0), 1)
@@ -218,6 +221,9 @@ class Decoder:
         if first_bad is not None:
             self.channel.put(WARN, f"{self.src}: video packets that do not decode were skipped (the first "
                                    f"after frame {first_bad[0]}: {first_bad[1]})")
+        if self.damaged:
+            self.channel.put(WARN, f"{self.src}: {len(self.damaged)} frame(s) decoded with errors, hidden as "
+                                   f"well as the decoder could (the first: frame {self.damaged[0]})")
         end_s = float((self.last_end or 0) * info.time_base)
         expected = info.start_time + info.duration if info.duration is not None else None
         if w.end is not None and expected is not None:
