@@ -106,3 +106,23 @@ class UsageError(NafcliError):
     """Options that cannot work together. Exit code 2, like click's usage errors."""
 
     exit_code = 2
+
+
+# --- video -----------------------------------------------------------------------------------------
+
+
+class VideoError(NafcliError):
+    """A video could not be read, restored or written."""
+
+
+class VideoReadError(VideoError):
+    """An input video is missing, empty, corrupt or not a video at all (an image, an audio-only file)."""
+
+
+class UnsupportedVideoError(VideoError):
+    """The video is readable, but its codec cannot be decoded, or the requested one cannot be encoded
+    or stored in the output container, by the FFmpeg build PyAV bundles."""
+
+
+class VideoWriteError(VideoError):
+    """An output video could not be written (folder, disk, or a container that cannot be written)."""
