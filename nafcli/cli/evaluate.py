@@ -12,7 +12,7 @@ import typer
 
 from ..errors import UsageError
 from ..imaging.files import atomic_write_bytes
-from .options import DeviceOpt, WeightsOpt
+from .options import DeviceOpt, HelpCommand, WeightsOpt
 from .render import download_progress
 
 
@@ -37,20 +37,21 @@ DirOpt = Annotated[Path | None, typer.Option(show_default=False, file_okay=False
 def register(app: typer.Typer) -> None:
     @app.command(
         name="eval",
+        cls=HelpCommand,
         help="Score a model on a test set (PSNR / SSIM as the authors' benchmarks compute them), or score "
         "existing outputs with --restored. Files are paired by name; stereo pairs as NAME_L/NAME_R or a "
         "folder per scene.",
     )
     def eval_(
-        target: Annotated[Path, typer.Option("--target", "-t", help="Folder of ground-truth images.",
+        target: Annotated[Path, typer.Option("--target", metavar="DIR", help="Folder of ground-truth images.",
                                              file_okay=False, show_default=False)],
-        input_dir: Annotated[Path | None, typer.Option("--input", "-i", help="Folder of degraded inputs.",
+        input_dir: Annotated[Path | None, typer.Option("--input", "-i", metavar="DIR", help="Folder of degraded inputs.",
                                                        file_okay=False, show_default=False)] = None,
-        model: Annotated[str | None, typer.Option("--model", "-m", help="A registry model id.",
+        model: Annotated[str | None, typer.Option("--model", "-m", metavar="ID", help="A pretrained model id ('nafcli models list').",
                                                   show_default=False)] = None,
         weights: WeightsOpt = None,
         restored: Annotated[Path | None, typer.Option(
-            "--restored", help="Score the images in this folder instead of running a model.",
+            "--restored", metavar="DIR", help="Score the images in this folder instead of running a model.",
             file_okay=False, show_default=False)] = None,
         task: Annotated[EvalTask | None, typer.Option(
             "--task", help="What the weights do: deblur turns TLC on; sr pairs stereo views.",
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             "--float", help="Score the network's float output instead of the 8-bit image (the authors' "
             "SIDD benchmark does this).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-        csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write per-image scores to FILE.",
+        csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write per-image scores to FILE.",
                                                       dir_okay=False, show_default=False)] = None,
         device: DeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,

@@ -18,12 +18,14 @@ from ..weights.catalog import catalog
 from ..weights.hub import fetch, present_file, reverify
 from ..weights.hub import remove as remove_files
 from ..weights.registry import load_registry
+from .options import HelpCommand, HelpGroup
 from .render import download_progress, error
 
-app = typer.Typer(help="List, download, verify, import and remove pretrained weights.", no_args_is_help=True)
+app = typer.Typer(cls=HelpGroup, help="List, download, verify, import and remove pretrained weights.",
+                  no_args_is_help=True)
 
 IdsArg = Annotated[
-    list[str] | None, typer.Argument(help="Model ids (see 'nafcli models list').", show_default=False)
+    list[str] | None, typer.Argument(metavar="ID...", help="Model ids (see 'nafcli models list').", show_default=False)
 ]
 
 
@@ -39,7 +41,7 @@ def _params(n: int | None) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-@app.command("list")
+@app.command("list", cls=HelpCommand)
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout.")] = False,
 ) -> None:
@@ -70,7 +72,7 @@ def list_models(
     console.print(table)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def download(
     ids: IdsArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Every model that is on the hub.")] = False,
@@ -95,7 +97,7 @@ def download(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def verify(ids: IdsArg = None) -> None:
     """Re-hash cached files against the registry (all cached models without ids)."""
     reg = load_registry()
@@ -117,7 +119,7 @@ def verify(ids: IdsArg = None) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
     """Print where the model's file is in the cache (exit 1 when it is not downloaded)."""
     e = load_registry().get(model_id)
@@ -127,7 +129,7 @@ def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.
     print(p)
 
 
-@app.command("import")
+@app.command("import", cls=HelpCommand)
 def import_(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="A weights file you downloaded yourself.")],
     as_id: Annotated[
@@ -143,7 +145,7 @@ def import_(
     print(dest)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def remove(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
     """Delete the model's cached file and its safetensors copy."""
     e = load_registry().get(model_id)

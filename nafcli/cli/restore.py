@@ -16,6 +16,7 @@ from .options import (
     DeviceOpt,
     FailFastOpt,
     FormatOpt,
+    HelpCommand,
     InputsArg,
     JsonOpt,
     MaxPixelsOpt,
@@ -77,6 +78,7 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
 
 
 def register(app: typer.Typer) -> None:
-    app.command("denoise", help="Remove noise from photos (NAFNet trained on SIDD).")(_command("denoise"))
-    app.command("deblur", help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")(
-        _command("deblur"))
+    app.command("denoise", cls=HelpCommand, help="Remove noise from photos (NAFNet trained on SIDD).")(
+        _command("denoise"))
+    app.command("deblur", cls=HelpCommand,
+                help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")(_command("deblur"))
