@@ -233,7 +233,8 @@ NameOpt = Annotated[
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", "-f", callback=_format, show_default=False, metavar="|".join(OUTPUT_FORMATS),
-                 help="Output format. Default: the input's own, or PNG when it cannot hold the result."),
+                 help="Output format. Default: the input's own (its extension kept as spelled: IMG.JPG -> "
+                 "IMG{task_suffix}.JPG), or PNG when it cannot hold the result."),
 ]
 QualityOpt = Annotated[
     int | None,

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         output: OutputDirOpt = None, model: opt.ModelOpt = None, weights: opt.WeightsOpt = None, scale: ScaleOpt = None,
         offline: opt.OfflineOpt = False, device: opt.DeviceOpt = "auto", tlc: opt.TlcOpt = None, tile: opt.TileOpt = None,
         overlap: opt.OverlapOpt = None, batch_size: opt.BatchSizeOpt = None, suffix: opt.SuffixOpt = None,
+        name: opt.NameOpt = None,
         fmt: opt.FormatOpt = None, quality: opt.QualityOpt = None, overwrite: opt.OverwriteOpt = False,
         fail_fast: opt.FailFastOpt = False, quiet: opt.QuietOpt = False, as_json: opt.JsonOpt = False,
         max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = False,

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .names import is_hidden_or_system, is_output, is_system_dir, looks_like_image
+from .names import OutputNames, is_hidden_or_system, is_output, is_system_dir, looks_like_image
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,15 @@ def discover(
     inputs: Iterable[str | os.PathLike[str]],
     *,
     recursive: bool = False,
-    exclude_suffix: str | None = None,
+    exclude_suffix: str | OutputNames | None = None,
     exclude_dirs: Sequence[Path] = (),
 ) -> list[Source]:
     """Expand files, directories and glob patterns into sources, in a stable (sorted) order.
 
     Files named explicitly are always tried, whatever they hold (a bad one then fails with a reason).
     In directories, a file is taken when its content is an image or its extension says it should be
-    one; hidden and system files are skipped, and so are earlier outputs (stems ending in
-    ``exclude_suffix``) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
+    one; hidden and system files are skipped, and so are earlier outputs (names that ``exclude_suffix``
+    makes: a suffix, or an :class:`~.names.OutputNames` rule) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
     over the same folder does not restore its own results.
     """
     sources: list[Source] = []
@@ -83,7 +83,7 @@ def _glob_base(pattern: str) -> Path:
 
 
 def _walk(
-    root: Path, recursive: bool, exclude_suffix: str | None, excluded: list[Path],
+    root: Path, recursive: bool, exclude_suffix: str | OutputNames | None, excluded: list[Path],
     visited: set[Path] | None = None,
 ) -> list[Path]:
     found: list[Path] = []
