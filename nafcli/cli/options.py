@@ -216,7 +216,10 @@ OutputOpt = Annotated[
                  help="Output file (one input) or folder (many inputs; the input tree is mirrored under it). "
                  "Default: beside each input, NAME{task_suffix}.EXT."),
 ]
-RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Descend into sub-folders (without it, a folder's sub-folders "
+                       "are left out, and the images in them counted in the summary).")
+]
 SuffixOpt = Annotated[
     str | None,
     typer.Option("--suffix", metavar="TEXT", show_default=False,
@@ -246,7 +249,8 @@ OverwriteOpt = Annotated[
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")]
 QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress bar and no warnings; errors still shown.")
+    bool, typer.Option("--quiet", "-q", help="Errors only: no progress bar, warnings, output paths or summary "
+                       "(--json records are still printed).")
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="One JSON object per {task_unit} on stdout (input, output, status, ...).")
@@ -257,7 +261,8 @@ MaxPixelsOpt = Annotated[
                  help="Refuse images with more pixels than this (e.g. 200M, 5e7; 0 for no limit)."),
 ]
 VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Print the tile grid, device and time on stderr.")
+    bool, typer.Option("--verbose", "-v", help="Print the tile grid, device and time of each image, and each "
+                       "skipped input with the reason, on stderr.")
 ]
 
 # --- how the model runs (see nafcli/inference/settings.py) ----------------------------------------

@@ -57,7 +57,7 @@ def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> 
     with CliEvents(quiet=o["quiet"], as_json=o["as_json"], verbose=o["verbose"]) as events:
         report = getattr(workflows, workflow)(inputs, model=model, run=run, output=output, fail_fast=o["fail_fast"],
                                               events=events, **extra)
-    code = finish_batch(report)
+    code = finish_batch(report, quiet=o["quiet"])
     if code:
         raise typer.Exit(code)
 

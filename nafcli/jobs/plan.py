@@ -24,6 +24,9 @@ from .names import (
 )
 from .pairing import Pair, Pairing, pair_folder, pair_folders
 
+#: the skip kinds: a job whose outputs all exist (resumed runs) is skipped unless ``--overwrite``
+SKIP_EXISTS = "output exists"
+
 
 @dataclass
 class Job:
@@ -34,6 +37,8 @@ class Job:
     outputs: tuple[Path, ...]
     #: set at planning time: the job is not run and reported as skipped with this reason
     skip: str | None = None
+    #: why it is skipped, in a few words the summary counts by (:data:`SKIP_EXISTS`, ...)
+    skip_kind: str | None = None
     #: set at planning time: the job is not run and reported as failed with this reason
     problem: str | None = None
 
@@ -124,9 +129,10 @@ def _claim(inputs: tuple[Path, ...], outputs: tuple[Path, ...], claims: OutputCl
         claims.claim(src, dst)
     if not overwrite and all(d.exists() for d in outputs):
         if len(outputs) == 1:
-            return Job(inputs, outputs, skip=f"{outputs[0]} exists (use --overwrite to replace it)")
+            return Job(inputs, outputs, skip=f"{outputs[0]} exists (use --overwrite to replace it)",
+                       skip_kind=SKIP_EXISTS)
         names = " and ".join(str(d) for d in outputs)
-        return Job(inputs, outputs, skip=f"{names} exist (use --overwrite to replace them)")
+        return Job(inputs, outputs, skip=f"{names} exist (use --overwrite to replace them)", skip_kind=SKIP_EXISTS)
     return Job(inputs, outputs)
 
 

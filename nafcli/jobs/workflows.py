@@ -92,7 +92,9 @@ def restore_paths(
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    return _run(jobs, task, model, run, output, fail_fast, events or Events())
+    report = _run(jobs, task, model, run, output, fail_fast, events or Events())
+    report.in_subfolders = sources.in_subfolders
+    return report
 
 
 def super_resolve(
