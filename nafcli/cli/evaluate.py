@@ -85,7 +85,9 @@ def register(app: typer.Typer) -> None:
 
         def progress(done: int, total: int, item: ItemResult) -> None:
             if not quiet:
-                print(f"[{done}/{total}] {item.name}: {item.psnr:.4f} dB, SSIM {item.ssim:.4f}",
+                base = "" if item.baseline is None else (
+                    f" (input: {_fmt(item.baseline.psnr, 4)} dB, SSIM {_fmt(item.baseline.ssim, 4)})")
+                print(f"[{done}/{total}] {item.name}: {_fmt(item.psnr, 4)} dB, SSIM {_fmt(item.ssim, 4)}{base}",
                       file=sys.stderr, flush=True)
 
         mode = ssim_mode.value
@@ -124,12 +126,28 @@ def _fmt(x: float, digits: int) -> str:
 
 
 def _print_table(result) -> None:
+    """Per-image scores and their mean; after a model run, the inputs' own scores beside them (the
+    baseline: what the model added is the difference)."""
     width = max([len("image")] + [len(it.name) for it in result.items] + [len(f"mean ({len(result.items)})")])
-    print(f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}")
+    base = result.baseline_method if result.baseline is not None else None
+    head = f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}"
+    if base:
+        head += f"  {base + ' PSNR':>12}  {base + ' SSIM':>12}"
+    print(head)
+
+    def row(label: str, scores, baseline) -> str:  # noqa: ANN001 - Scores, Scores | None
+        text = f"{label:<{width}}  {_fmt(scores.psnr, 4):>10}  {_fmt(scores.ssim, 4):>7}"
+        if base and baseline is not None:
+            text += f"  {_fmt(baseline.psnr, 4):>12}  {_fmt(baseline.ssim, 4):>12}"
+        return text
+
     for it in result.items:
-        print(f"{it.name:<{width}}  {_fmt(it.psnr, 4):>10}  {_fmt(it.ssim, 4):>7}")
-    label = f"mean ({len(result.items)})"
-    print(f"{label:<{width}}  {_fmt(result.mean.psnr, 4):>10}  {_fmt(result.mean.ssim, 4):>7}")
+        print(row(it.name, it, it.baseline))
+    print(row(f"mean ({len(result.items)})", result.mean, result.baseline))
+    if base:
+        gain = result.mean.psnr - result.baseline.psnr
+        how = "the input as it is" if base == "input" else "the input upscaled bicubic"
+        print(f"{base}: {how} against the target; the model adds {_fmt(gain, 2)} dB")
 
 
 def _write_csv(path: Path, result) -> None:
@@ -139,9 +157,14 @@ def _write_csv(path: Path, result) -> None:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "source", "target", "psnr", "ssim"])
+    base = result.baseline is not None
+    w.writerow(["name", "source", "target", "psnr", "ssim"] + (["input_psnr", "input_ssim"] if base else []))
+
+    def extra(b) -> list[str]:  # noqa: ANN001 - Scores | None
+        return ([_fmt(b.psnr, 6), _fmt(b.ssim, 6)] if b is not None else ["", ""]) if base else []
+
     for it in result.items:
         w.writerow([it.name, ";".join(map(str, it.source)), ";".join(map(str, it.target)),
-                    _fmt(it.psnr, 6), _fmt(it.ssim, 6)])
-    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6)])
+                    _fmt(it.psnr, 6), _fmt(it.ssim, 6), *extra(it.baseline)])
+    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6), *extra(result.baseline)])
     atomic_write_bytes(path, buf.getvalue().encode())
