@@ -29,9 +29,9 @@ IdsArg = Annotated[
 ]
 
 
-def _size(n: int | None) -> str:
+def _size(n: int | None, download: str = "hub") -> str:
     if n is None:
-        return "?"
+        return "manual" if download == "manual" else "?"
     return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
@@ -63,13 +63,17 @@ def list_models(
         if r["benchmark"]:
             score += f" {r['benchmark']}"
         table.add_row(
-            r["id"], r["task"], _params(r["params"]), _size(r["size"]), score,
+            r["id"], r["task"], _params(r["params"]), _size(r["size"], r["download"]), score,
             "yes" if r["default"] else "", "yes" if r["downloaded"] else "no",
         )  # fmt: skip
     console = Console()
     if not console.is_terminal:  # a pipe: never cut ids to fit an imaginary 80 columns
         console = Console(width=200)
     console.print(table)
+    pages = sorted({r["source"] for r in rows if r["download"] == "manual"})
+    if pages:
+        console.print(f"manual: published only on the authors' page ({', '.join(pages)}); download the .pth "
+                      "there, then 'nafcli models import FILE'", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command(cls=HelpCommand)
@@ -77,23 +81,33 @@ def download(
     ids: IdsArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Every model that is on the hub.")] = False,
 ) -> None:
-    """Download (and verify) models into the Hugging Face cache; prints each file's path."""
+    """Download (and verify) models into the Hugging Face cache; prints each file's path, and with several
+    models a summary."""
     reg = load_registry()
     if all_ and ids:
         raise UsageError("give model ids or --all, not both")
     if not all_ and not ids:
         raise UsageError("give one or more model ids, or --all")
     entries = [e for e in reg if e.on_hub] if all_ else [reg.get(i) for i in ids or []]
-    failed = 0
+    counts = {"downloaded": 0, "already in the cache": 0, "failed": 0}
     for e in entries:
         try:
+            cached = present_file(e) is not None
             with download_progress(e.id) as progress:
                 path = fetch(e, progress=progress)
             print(path)
+            counts["already in the cache" if cached else "downloaded"] += 1
         except NafcliError as err:
             error(str(err))
-            failed += 1
-    if failed:
+            counts["failed"] += 1
+    if all_ or len(entries) > 1:
+        line = ", ".join(f"{n} {what}" for what, n in counts.items())
+        manual = [e.id for e in reg if not e.on_hub] if all_ else []
+        if manual:
+            line += (f"; {len(manual)} manual-download models not included ('nafcli models list'; "
+                     "'nafcli models download ID' says where each is)")
+        print(line, file=sys.stderr)
+    if counts["failed"]:
         raise typer.Exit(1)
 
 
