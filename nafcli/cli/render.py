@@ -174,7 +174,8 @@ class CliEvents:
 
 
 def result_json(result: JobResult, model: str) -> dict[str, Any]:
-    """The ``--json`` object for one job (a stereo pair lists both inputs and outputs)."""
+    """The ``--json`` object for one job (schema: ``docs/json.md``): ``input`` and ``output`` are a path for
+    a single image, a list for a stereo pair; sizes are ``[width, height]`` of one input and one output."""
     job = result.job
     d = result.details
     one = len(job.inputs) == 1
@@ -188,8 +189,9 @@ def result_json(result: JobResult, model: str) -> dict[str, Any]:
         "precision": d.get("precision"),
         "tile_grid": d.get("tile_grid"),
         "tiles": d.get("tiles"),
-        "size": d.get("size"),
-        "megapixels": round(result.megapixels, 4),
+        "input_size": d.get("input_size"),
+        "output_size": d.get("output_size"),
+        "input_megapixels": round(result.megapixels, 4),
         "seconds": round(result.seconds, 4),
         "warnings": result.warnings,
     }
