@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.models import PIPELINE, SHARED
+from helpers.schemas import validate
 from typer.testing import CliRunner
 
 from nafcli.quality.check import PASS_DB, run_check, samples_dir
@@ -163,6 +164,10 @@ def test_check_command_reports_every_outcome_and_fails_on_wrong_weights(test_reg
     assert by_id["wrong-denoise"]["status"] == "fail" and by_id["wrong-denoise"]["psnr"] < PASS_DB
     assert by_id["absent"]["status"] == "not-downloaded" and by_id["absent"]["psnr"] is None
     assert as_json["ok"] is False
+    validate("check", as_json)  # docs/json.md
+    every = json.loads(CliRunner().invoke(app, ["check", "-d", "cpu", "-q", "--json"]).stdout)
+    assert {m["status"] for m in every["models"]} == {"pass", "fail", "not-checkable", "not-downloaded"}
+    validate("check", every)
 
 
 def test_check_default_is_every_registry_model(test_registry, monkeypatch):

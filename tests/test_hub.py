@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -186,7 +187,8 @@ def test_404(hub: Hub) -> None:
     r = hub.cli("models", "download", "tiny-missing")
     assert r.returncode == 1
     msg = r.stderr.strip()
-    assert "tiny-missing" in msg and "HTTP 404" in msg and "models import" in msg and "--weights" in msg
+    assert "tiny-missing" in msg and "HTTP 404" in msg and "models import" in msg
+    assert "--weights" not in msg  # 'models download' has no such option: the message does not offer it
     assert msg.count("\n") == 0
 
 
@@ -197,7 +199,21 @@ def test_no_network_names_model_url_and_ways_out(hub: Hub) -> None:
     msg = r.stderr.strip()
     assert msg.count("\n") == 0
     assert f"{hub.server.url}/test/nafnet-models/resolve/{REV_M}/tiny-denoise.pth" in msg
-    assert "tiny-denoise" in msg and "--weights" in msg and "models import" in msg
+    assert "tiny-denoise" in msg and "models import" in msg and "--weights" not in msg and "--offline" not in msg
+
+
+def test_a_command_that_takes_weights_offers_them(hub: Hub, tmp_path: Path) -> None:
+    """The same failure in denoise, which has --weights, offers it as a way out too."""
+    import numpy as np
+    from PIL import Image
+
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    hub.server.stop()
+    r = hub.cli("denoise", str(img), "--device", "cpu")
+    assert r.returncode == 1
+    msg = r.stderr.strip().splitlines()[0]
+    assert "tiny-denoise" in msg and "models import" in msg and msg.endswith(", or pass --weights FILE")
 
 
 def test_connection_dropped_mid_file(hub: Hub) -> None:
@@ -330,6 +346,15 @@ def test_download_all_reports_each_failure_and_honours_hf_hub_cache(hub: Hub, tm
     assert r.returncode == 1
     assert sorted(Path(p).name for p in r.stdout.split()) == ["tiny-denoise.pth", "tiny-sr.pth"]
     assert all(Path(p).is_relative_to(cache) for p in r.stdout.split())
-    errors = r.stderr.strip().splitlines()
+    lines = r.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 2 and "tiny-bad" in errors[0] and "tiny-missing" in errors[1]
+    manual = "1 manual-download models not included"
+    assert lines[-1].startswith(f"2 downloaded, 0 already in the cache, 2 failed; {manual}")
     assert not (hub.home / "hub").exists()
+    again = hub.cli("models", "download", "--all", HF_HUB_CACHE=str(cache))
+    # (tiny-bad is served tiny-denoise's bytes: deleting the bad download can take the shared blob along)
+    got = re.fullmatch(r"(\d) downloaded, (\d) already in the cache, 2 failed; (.*)", again.stderr.strip().splitlines()[-1])
+    assert got is not None and int(got[1]) + int(got[2]) == 2 and int(got[2]) >= 1 and got[3].startswith(manual)
+    one = hub.cli("models", "download", "tiny-denoise", HF_HUB_CACHE=str(cache))
+    assert one.returncode == 0 and one.stderr == ""  # one model: its path, no summary

@@ -115,10 +115,53 @@ def test_import_checks_the_known_hash(env: Path) -> None:
     assert "as man-b" in r.stderr
 
 
-def test_import_needs_as_when_unknown(env: Path) -> None:
+def test_import_finds_the_model_by_architecture_whatever_the_name(env: Path) -> None:
+    src = _save(LOCAL, env / "mystery.pth", seed=3)  # man-a's architecture; man-a has no known hash
+    r = runner.invoke(app, ["models", "import", str(src)])
+    assert r.exit_code == 0, r.output
+    assert f"imported {src} as man-a" in r.stderr and Path(r.stdout.strip()).name == "MAN-A.pth"
+
+
+def test_import_of_an_architecture_no_model_has(env: Path) -> None:
+    src = _save(NAFNetSpec(8, (1, 1), 1, (1, 1)), env / "other.pth")
+    r = runner.invoke(app, ["models", "import", str(src)])
+    assert r.exit_code == 2
+    assert "holds NAFNet" in r.stderr and "which is no registry model" in r.stderr and "--weights" in r.stderr
+
+
+def test_import_of_an_architecture_several_models_have(env: Path) -> None:
+    text = (env / "w.toml").read_text()
+    (env / "w.toml").write_text(text + text.split("[models.man-b]")[0].replace("man-a", "man-c")
+                                .replace("MAN-A", "MAN-C").replace("default = true\n", ""))
     src = _save(LOCAL, env / "mystery.pth", seed=3)
     r = runner.invoke(app, ["models", "import", str(src)])
-    assert r.exit_code == 2 and "--as ID" in r.stderr
+    assert r.exit_code == 2 and "man-a, man-c" in r.stderr and "--as ID" in r.stderr
+
+
+def test_import_of_an_official_file_under_another_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """NAFSSR-T x4 is published on Google Drive only (no hash in the registry): saved as nafssr-t-x4.pth it
+    is still recognised, by the architecture its tensors describe."""
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "NAFCLI_CACHE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    src = _save(NAFSSRSpec(up_scale=4, width=48, num_blks=16), tmp_path / "nafssr-t-x4.pth")
+    r = runner.invoke(app, ["models", "import", str(src)])
+    assert r.exit_code == 0, r.output
+    assert "as nafssr-t-x4" in r.stderr
+    rows = {d["id"]: d for d in json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)}
+    assert rows["nafssr-t-x4"]["downloaded"] and not rows["nafssr-t-x2"]["downloaded"]
+
+
+def test_list_marks_manual_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    rows = {d["id"]: d for d in json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)}
+    assert rows["nafssr-t-x2"]["download"] == "manual" and rows["nafssr-l-x4"]["download"] == "hub"
+    table = runner.invoke(app, ["models", "list"]).stdout
+    line = next(row for row in table.splitlines() if row.startswith("nafssr-t-x2 "))
+    assert "manual" in line.split() and "?" not in line.split()
+    assert "manual: published only on the authors' page" in table and "nafcli models import FILE" in table
 
 
 def test_drive_only_model_names_the_authors_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .options import DeviceOpt
+from .options import DeviceOpt, HelpCommand
 
 _LABELS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "not-downloaded": "not downloaded",
            "not-checkable": "not checkable"}
@@ -16,13 +16,14 @@ _LABELS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "not-downloaded": "
 
 def register(app: typer.Typer) -> None:
     @app.command(
+        cls=HelpCommand,
         help="Prove an install: run each downloaded model on the authors' demo image and compare with the "
         "output their own code published (pass: PSNR >= 40 dB). Exit code 1 if any check fails."
     )
     def check(
         ids: Annotated[
             list[str] | None,
-            typer.Argument(help="Model ids to check (default: every model in the registry).", show_default=False),
+            typer.Argument(metavar="ID...", help="Model ids to check (default: every model in the registry).", show_default=False),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
         device: DeviceOpt = "auto",

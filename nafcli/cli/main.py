@@ -16,12 +16,12 @@ import traceback
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from .._version import __version__
 from ..errors import NafcliError
 from . import bench, check, evaluate, models, restore, sr
+from .options import HelpGroup
 from .render import error
 
 _state = {"debug": False}
@@ -31,7 +31,7 @@ def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get("NAFCLI_DEBUG", "") not in ("", "0", "false", "no")
 
 
-class NafcliGroup(TyperGroup):
+class NafcliGroup(HelpGroup):
     """The one place where exceptions become one-line messages and exit codes, for every command."""
 
     def invoke(self, ctx: typer.Context) -> Any:

@@ -49,10 +49,29 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         raise ImageReadError(f"{name}: not an image, or a damaged one ({fmt})")
+    if meta.get("unassociated_alpha") and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
+        arr = _straight_rgba(data, arr)
     image = from_cv2(arr, source=name)
     if max_pixels is not None:
         check_pixels(name, image.width, image.height, max_pixels)
     return _apply_metadata(image, meta, fmt)
+
+
+def _straight_rgba(data: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """An 8-bit RGBA TIFF with straight alpha (what nafcli, Pillow and most editors write) as BGRA: OpenCV
+    decodes it premultiplied (colour x alpha), so the colours come from Pillow, which keeps them."""
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data.tobytes())) as im:
+            rgba = np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im)
+    except Exception:  # noqa: BLE001 - Pillow cannot: OpenCV's pixels are better than none
+        return decoded
+    if rgba.shape != decoded.shape:
+        return decoded
+    return np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
 
 
 def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:

@@ -13,8 +13,19 @@ from pathlib import Path
 from ..errors import ImageReadError, UsageError
 from ..imaging.formats import WRITABLE
 from .discover import Source
-from .names import SUFFIXES, OutputClaims, mirrored, output_name
+from .names import (
+    DEFAULT_NAME,
+    SUFFIXES,
+    OutputClaims,
+    OutputNames,
+    mirrored,
+    output_name,
+    parse_name_template,
+)
 from .pairing import Pair, Pairing, pair_folder, pair_folders
+
+#: the skip kinds: a job whose outputs all exist (resumed runs) is skipped unless ``--overwrite``
+SKIP_EXISTS = "output exists"
 
 
 @dataclass
@@ -26,6 +37,8 @@ class Job:
     outputs: tuple[Path, ...]
     #: set at planning time: the job is not run and reported as skipped with this reason
     skip: str | None = None
+    #: why it is skipped, in a few words the summary counts by (:data:`SKIP_EXISTS`, ...)
+    skip_kind: str | None = None
     #: set at planning time: the job is not run and reported as failed with this reason
     problem: str | None = None
 
@@ -40,17 +53,32 @@ class Job:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """How outputs are named: ``-o``, ``--suffix``, ``--format``, ``--overwrite``."""
+    """How outputs are named: ``-o``, ``--suffix``, ``--name``, ``--format``, ``--overwrite``.
+
+    ``name`` is a template of the output's name without its extension (:data:`~.names.NAME_FIELDS`;
+    default ``{stem}{suffix}``), checked here so that a bad one fails before any work; ``model`` is what
+    ``{model}`` stands for (the model id, or the weights file's stem)."""
 
     task: str
     output: Path | None = None
     suffix: str | None = None
     fmt: str | None = None
     overwrite: bool = False
+    name: str | None = None
+    model: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            parse_name_template(self.name)  # a bad template fails here, before any input is looked at
 
     @property
     def effective_suffix(self) -> str:
         return SUFFIXES[self.task] if self.suffix is None else self.suffix
+
+    @property
+    def names(self) -> OutputNames:
+        """The naming rule: it makes outputs' names and recognises earlier outputs among inputs."""
+        return OutputNames(self.name or DEFAULT_NAME, suffix=self.effective_suffix, model=self.model)
 
 
 def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: bool = True) -> list[Job]:
@@ -86,7 +114,7 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
 def output_path(src: Source, spec: OutputSpec) -> Path:
     """Where ``src``'s result goes when ``-o`` is a folder or absent: the input tree mirrored under
     ``-o`` (and its sub-folder), or beside the input, ``NAME<suffix>.<format>``."""
-    name = output_name(src.path, spec.effective_suffix, spec.fmt)
+    name = output_name(src.path, spec.effective_suffix, spec.fmt, names=spec.names)
     if spec.output is None:
         return src.path.with_name(name)
     return mirrored(src.path, src.root, spec.output / src.subfolder, name)
@@ -101,9 +129,10 @@ def _claim(inputs: tuple[Path, ...], outputs: tuple[Path, ...], claims: OutputCl
         claims.claim(src, dst)
     if not overwrite and all(d.exists() for d in outputs):
         if len(outputs) == 1:
-            return Job(inputs, outputs, skip=f"{outputs[0]} exists (use --overwrite to replace it)")
+            return Job(inputs, outputs, skip=f"{outputs[0]} exists (use --overwrite to replace it)",
+                       skip_kind=SKIP_EXISTS)
         names = " and ".join(str(d) for d in outputs)
-        return Job(inputs, outputs, skip=f"{names} exist (use --overwrite to replace them)")
+        return Job(inputs, outputs, skip=f"{names} exist (use --overwrite to replace them)", skip_kind=SKIP_EXISTS)
     return Job(inputs, outputs)
 
 
@@ -123,7 +152,7 @@ def pair_groups(pairing: Pairing, *, roots: tuple[Path, Path] | None = None,
 
 
 def stereo_groups(inputs: Sequence[Path], left: Path | None, right: Path | None, *,
-                  exclude: str | None) -> list[list[Source]]:
+                  exclude: str | OutputNames | None) -> list[list[Source]]:
     """What ``nafcli sr`` was given -> job groups: ``LEFT RIGHT`` (a pair), ``DIR`` (its pairs), one
     ``IMAGE`` (fed as both views), or ``--left DIR --right DIR`` (outputs in ``left/`` and ``right/``)."""
     if (left is None) != (right is None):

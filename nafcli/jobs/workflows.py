@@ -64,6 +64,9 @@ class OutputOptions:
 
     output: Path | None = None
     suffix: str | None = None
+    #: the output's name without its extension, from ``{stem}``, ``{ext}``, ``{suffix}``, ``{model}``
+    #: (default ``{stem}{suffix}``; see :mod:`nafcli.jobs.names`)
+    name: str | None = None
     fmt: str | None = None
     quality: int | None = None
     overwrite: bool = False
@@ -83,15 +86,15 @@ def restore_paths(
     events: Events | None = None,
 ) -> BatchReport:
     """Restore every image among ``inputs`` (files, folders, glob patterns) with a ``task`` model."""
-    spec = OutputSpec(task=task, output=output.output, suffix=output.suffix, fmt=output.fmt,
-                      overwrite=output.overwrite)
+    spec = _output_spec(task, output, model)
     exclude = [output.output] if output.output is not None and output.output.is_dir() else []
-    sources = discover(inputs, recursive=recursive, exclude_suffix=spec.effective_suffix or None,
-                       exclude_dirs=exclude)
+    sources = discover(inputs, recursive=recursive, exclude_suffix=spec.names, exclude_dirs=exclude)
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    return _run(jobs, task, model, run, output, fail_fast, events or Events())
+    report = _run(jobs, task, model, run, output, fail_fast, events or Events())
+    report.in_subfolders = sources.in_subfolders
+    return report
 
 
 def super_resolve(
@@ -107,14 +110,25 @@ def super_resolve(
 ) -> BatchReport:
     """Stereo super-resolution of ``LEFT RIGHT``, a folder of pairs, one image (as both views), or two
     folders paired by name (``left``/``right``)."""
-    spec = OutputSpec(task="stereo-sr", output=output.output, suffix=output.suffix, fmt=output.fmt,
-                      overwrite=output.overwrite)
+    spec = _output_spec("stereo-sr", output, model)
     groups = stereo_groups([Path(p) for p in inputs], None if left is None else Path(left),
-                           None if right is None else Path(right), exclude=spec.effective_suffix or None)
+                           None if right is None else Path(right), exclude=spec.names)
     if not groups:
         raise UsageError("no images found to super-resolve")
     jobs = plan(groups, spec, file_output=False)
     return _run(jobs, "stereo-sr", model, run, output, fail_fast, events or Events())
+
+
+def _output_spec(task: str, output: OutputOptions, choice: ModelChoice) -> OutputSpec:
+    """The naming of a run's outputs; ``{model}`` in ``--name`` is the model id, or the weights file's
+    stem (resolved without loading: an unknown id fails here, as it would before any work)."""
+    model = ""
+    if output.name is not None and "{model}" in output.name:
+        model = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
+        if choice.weights is not None:
+            model = Path(model).stem
+    return OutputSpec(task=task, output=output.output, suffix=output.suffix, fmt=output.fmt,
+                      overwrite=output.overwrite, name=output.name, model=model)
 
 
 def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions,

@@ -208,9 +208,9 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
         )
     if offline_mode(offline):
         raise WeightsNotAvailableError(
-            f"{entry.id} is not in the cache and offline mode is on (--offline / HF_HUB_OFFLINE): run "
-            f"'nafcli models download {entry.id}' when online, fetch {entry.hub_url} by hand and run "
-            f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+            f"{entry.id} is not in the cache and offline mode is on (HF_HUB_OFFLINE or --offline): run "
+            f"'nafcli models download {entry.id}' when online, or fetch {entry.hub_url} by hand and run "
+            f"'nafcli models import FILE --as {entry.id}'"
         )
     cache = hf_hub_cache()
     _check_writable(cache, entry)
@@ -231,7 +231,7 @@ def _check_writable(cache: Path, entry: ModelEntry) -> None:
     if not os.access(cache, os.W_OK | os.X_OK):
         raise CacheError(
             f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
-            f"folder, or pass --weights FILE"
+            f"folder"
         )
     if entry.size is not None:
         free = shutil.disk_usage(cache).free
@@ -251,7 +251,7 @@ def _cache_error(cache: Path, entry: ModelEntry, e: OSError) -> CacheError:
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return CacheError(
             f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
-            f"folder, or pass --weights FILE"
+            f"folder"
         )
     return CacheError(f"{cache}: cannot write the cache ({e.strerror or e})")
 
@@ -275,7 +275,7 @@ def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path
     no_net = (
         f"{entry.id}: cannot download {entry.hub_url}"
         " ({why}); check the network, or fetch the file by hand and run "
-        f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+        f"'nafcli models import FILE --as {entry.id}'"
     )
     try:
         with _quiet_hub_logs():
@@ -304,8 +304,7 @@ def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path
         status = getattr(getattr(e, "response", None), "status_code", None)
         raise WeightsNotAvailableError(
             f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be "
-            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}', or pass "
-            "--weights FILE"
+            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}'"
         ) from None
     except HfHubHTTPError as e:
         raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None

@@ -17,7 +17,14 @@ from typing import Any
 
 from .. import archs
 from ..archs import ArchSpec, LoadedModel, detect
-from ..errors import CheckpointError, HashMismatchError, InconsistentShapesError, UsageError
+from ..errors import (
+    CacheError,
+    CheckpointError,
+    HashMismatchError,
+    InconsistentShapesError,
+    UsageError,
+    WeightsNotAvailableError,
+)
 from . import hub
 from .checkpoint import build_model, read_state_dict, save_safetensors, unwrap_state_dict
 from .hub import Progress
@@ -154,7 +161,11 @@ def load_entry(
                 return _from_file(copy, entry, use_tlc)
             except CheckpointError:
                 copy.unlink(missing_ok=True)  # a damaged copy: fall back to the original
-    path = hub.fetch(entry, offline=offline, progress=progress)
+    try:
+        path = hub.fetch(entry, offline=offline, progress=progress)
+    except (WeightsNotAvailableError, CacheError) as e:
+        # the hub's ways out hold for every command; this one for those that take a weights file
+        raise type(e)(f"{e}, or pass --weights FILE") from None
     model = _from_file(path, entry, use_tlc)
     sha = hub.verified_sha(entry)
     if sha is not None:
@@ -178,24 +189,48 @@ def looks_like_path(text: str | os.PathLike[str]) -> bool:
     return p.exists() or os.sep in str(text) or p.suffix in (".pth", ".safetensors", ".pt")
 
 
+def _by_architecture(src: Path, spec: ArchSpec, reg: Any) -> list[ModelEntry]:
+    """The entries a file of architecture ``spec`` can be: those of that architecture whose hash is not
+    known (a file with a known hash was matched by it). :class:`UsageError` saying what the file holds
+    when none or several are, with the ids to choose from."""
+    same = [e for e in reg if e.spec == spec]
+    candidates = [e for e in same if e.sha256 is None]
+    if len(candidates) == 1:
+        return candidates
+    what = f"{src}: holds {spec.describe()}"
+    if len(candidates) > 1:
+        ids = ", ".join(e.id for e in candidates)
+        raise UsageError(f"{what}, the architecture of {ids}; name it with --as ID")
+    use = "pass the file itself with --weights to denoise, deblur or sr"
+    if same:
+        ids = ", ".join(e.id for e in same)
+        raise UsageError(f"{what}, the architecture of {ids}, but its SHA-256 is that of none of their files; "
+                         f"not imported ({use})")
+    raise UsageError(f"{what}, which is no registry model ('nafcli models list'); not imported ({use})")
+
+
 def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) -> tuple[ModelEntry, Path]:
     """Copy a local file (e.g. from the authors' Google Drive) into the cache as a registry model.
 
-    The entry is ``as_id``, else the one whose SHA-256 or file name matches. The file must have the
-    entry's SHA-256 when the registry knows it; otherwise its tensors must describe the entry's
-    architecture and hyperparameters. Returns the entry and the cached copy.
+    The entry is ``as_id``, else the one the file is, whatever its name: the entry with its SHA-256, else
+    the entry of its file name, else the one entry without a known hash whose architecture and
+    hyperparameters its tensors describe (``nafssr-t-x4.pth`` as much as ``NAFSSR-T_4x.pth``). The file
+    must have the entry's SHA-256 when the registry knows it; otherwise its tensors must describe the
+    entry's architecture. Returns the entry and the cached copy.
     """
     src = Path(source)
     if not src.is_file():
         raise CheckpointError(f"{src}: no such file")
     reg = load_registry()
     sha = hub.sha256_file(src)
+    spec = None
     if as_id is not None:
         entry = reg.get(as_id)
     else:
-        by_hash = [e for e in reg if e.sha256 == sha]
-        by_name = [e for e in reg if e.file.lower() == src.name.lower()]
-        matches = by_hash or by_name
+        matches = [e for e in reg if e.sha256 == sha] or [e for e in reg if e.file.lower() == src.name.lower()]
+        if not matches:
+            spec = detect(read_state_dict(src), source=str(src))
+            matches = _by_architecture(src, spec, reg)
         if len(matches) != 1:
             raise UsageError(f"{src}: cannot tell which model this is; name it with --as ID")
         entry = matches[0]
@@ -205,7 +240,7 @@ def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) 
                 f"{src}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; not imported"
             )
     else:
-        spec = detect(read_state_dict(src), source=str(src))
+        spec = spec or detect(read_state_dict(src), source=str(src))
         if spec != entry.spec:
             raise InconsistentShapesError(
                 f"{src}: holds {spec.describe()}, but {entry.id} is {entry.spec.describe()}; not imported"
