@@ -94,3 +94,14 @@ class UsageError(NafcliError):
     """Options that cannot work together. Exit code 2, like click's usage errors."""
 
     exit_code = 2
+
+
+# --- optional extras and clusters ------------------------------------------------------------------
+
+
+class MissingExtraError(NafcliError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
+class ClusterError(NafcliError):
+    """The Ray cluster could not be started or reached, or its workers could not run the jobs."""
