@@ -8,8 +8,8 @@ started once) and through a plain local loop in this process, and reports:
 * wall time and items/s of both paths; the local loop runs with ``W x --threads`` torch threads, as a
   local nafcli run uses every core it is given, and with ``--threads`` threads (a single worker's
   speed, from which the ideal W-worker time ``ceil(N / W) x t_item`` comes);
-* the per-item scheduling overhead: per worker process, the time between two consecutive results
-  minus the work the second one did (measured inside the worker), median and 90th percentile.
+* the per-item overhead once the pool is up: ``(W x (wall - pool start) - total work) / N``, the work
+  measured inside the workers (scheduling, the round trip to the driver, pickling, the attempt count).
 
 Workloads (``--workload``):
 
@@ -40,6 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: generated inputs and weights (nafnet workload), removed when the benchmark ends
+_SCRATCH = tempfile.TemporaryDirectory(prefix="ray_overhead_")
+#: the spin workload's calibration
+_SPIN: dict[str, int] = {}
+
 
 @dataclass
 class Workload:
@@ -56,14 +61,18 @@ def spin_workload(args: argparse.Namespace, threads: int) -> Workload:
     """Fixed CPU work per item: 256x256 float32 matrix products, calibrated to ``--cost-ms`` here."""
     import torch
 
+    if "reps" not in _SPIN:  # calibrated once, on one thread, so every path does the same work
+        torch.set_num_threads(1)
+        a = torch.randn(256, 256)
+        reps = 0
+        if args.cost_ms > 0:
+            t0, n = time.perf_counter(), 50
+            for _ in range(n):
+                a @ a
+            reps = max(1, round(args.cost_ms / 1000 / ((time.perf_counter() - t0) / n)))
+        _SPIN["reps"] = reps
+    reps = _SPIN["reps"]
     torch.set_num_threads(threads)
-    a = torch.randn(256, 256)
-    reps = 0
-    if args.cost_ms > 0:
-        t0, n = time.perf_counter(), 50
-        for _ in range(n):
-            a @ a
-        reps = max(1, round(args.cost_ms / 1000 / ((time.perf_counter() - t0) / n)))
 
     def make() -> Any:
         import torch
@@ -77,7 +86,7 @@ def spin_workload(args: argparse.Namespace, threads: int) -> Workload:
         return item
 
     return Workload(list(range(args.items)), make, work,
-                    f"spin: {reps} products of 256^2 per item (~{args.cost_ms} ms on {threads} threads here)")
+                    f"spin: {reps} products of 256^2 per item (~{args.cost_ms} ms on 1 thread here)")
 
 
 def nafnet_workload(args: argparse.Namespace, threads: int) -> Workload:
@@ -90,21 +99,22 @@ def nafnet_workload(args: argparse.Namespace, threads: int) -> Workload:
     from nafcli.model import spec_from_config
 
     w, h = map(int, args.size.lower().split("x"))
-    tmp = Path(tempfile.mkdtemp(prefix="ray_overhead_"))
-    weights = tmp / "NAFNet-SIDD-width32-random.pth"
-    torch.manual_seed(0)
-    config = {"width": 32, "enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12, "dec_blk_nums": [2, 2, 2, 2]}
-    module = spec_from_config("nafnet", config).build(tlc=False)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.02)
-    torch.save({"params": module.state_dict()}, weights)
-    src = tmp / "in"
-    src.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(args.items):
-        PILImage.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"img{i:04d}.png")
-    runs = [0]
+    tmp = Path(_SCRATCH.name)
+    weights, src = tmp / "NAFNet-SIDD-width32-random.pth", tmp / "in"
+    if not weights.exists():  # built once per benchmark run, for every worker count and path
+        torch.manual_seed(0)
+        config = {"width": 32, "enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12,
+                  "dec_blk_nums": [2, 2, 2, 2]}
+        module = spec_from_config("nafnet", config).build(tlc=False)
+        with torch.no_grad():
+            for p in module.parameters():
+                p.copy_(torch.randn_like(p) * 0.02)
+        torch.save({"params": module.state_dict()}, weights)
+        src.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(args.items):
+            PILImage.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"img{i:04d}.png")
+    runs = [len(list(tmp.glob("out*")))]
 
     def jobs() -> list[Any]:
         """A fresh output folder per run, so no run skips what an earlier one wrote."""
@@ -117,23 +127,14 @@ def nafnet_workload(args: argparse.Namespace, threads: int) -> Workload:
         from nafcli import Restorer
 
         torch.set_num_threads(threads)
-        return restore_job(Restorer.from_file(weights, device="cpu"))
+        return restore_job(Restorer.from_file(weights, device=args.device))
 
     def work(job_fn: Any, job: Any) -> Any:
         return job_fn(job, Events())
 
-    class FreshJobs(Sequence):  # each len()/iteration of a run plans again into a new folder
-        def __init__(self) -> None:
-            self._jobs = jobs()
-
-        def __len__(self) -> int:
-            return len(self._jobs)
-
-        def __getitem__(self, i: Any) -> Any:
-            return self._jobs[i]
-
-    return Workload(FreshJobs(), make, work,
-                    f"nafnet: NAFNet-SIDD-width32 (random weights) on {args.items} PNGs of {w}x{h}, in {tmp}")
+    return Workload(jobs(), make, work,
+                    f"nafnet: NAFNet-SIDD-width32 (random weights) on {args.items} PNGs of {w}x{h} "
+                    f"on {args.device}, in {tmp}")
 
 
 def load_workload(args: argparse.Namespace, threads: int) -> Workload:
@@ -169,7 +170,8 @@ def local_run(load: Callable[[int], Workload], threads: int) -> dict[str, float]
     return {"make": t_make, "wall": wall, "per_item": wall / len(items), "n": len(items)}
 
 
-def ray_run(load: Callable[[int], Workload], workers: int, threads: int) -> dict[str, Any]:
+def ray_run(load: Callable[[int], Workload], workers: int, threads: int, in_flight: int,
+            gpus: float) -> dict[str, Any]:
     from nafcli.jobs.ray_backend import run_on_ray
 
     wl = load(threads)
@@ -181,19 +183,14 @@ def ray_run(load: Callable[[int], Workload], workers: int, threads: int) -> dict
 
     t0 = time.perf_counter()
     run_on_ray(items, wl.make_worker, timed(wl.work), workers=workers, cpus_per_worker=threads,
-               on_result=on_result)
+               on_result=on_result, in_flight_per_worker=in_flight, num_gpus_per_worker=gpus)
     wall = time.perf_counter() - t0
-    gaps: list[float] = []
-    for pid in {a[2] for a in arrivals}:
-        mine = sorted(a for a in arrivals if a[2] == pid)
-        gaps += [b[0] - a[0] - b[1] for a, b in zip(mine, mine[1:], strict=False)]
-    work_mean = statistics.fmean(a[1] for a in arrivals)
-    return {"wall": wall, "n": len(items), "first": arrivals[0][0] - t0 - arrivals[0][1],
-            "work_mean": work_mean, "gaps": sorted(gaps), "pids": len({a[2] for a in arrivals})}
-
-
-def pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+    first = min(a[0] for a in arrivals) - t0 - arrivals[0][1]  # the pool's start, less one item's work
+    pids = {a[2] for a in arrivals}
+    # what the workers spent on anything but the work once the pool was up, per item
+    overhead = (len(pids) * (wall - first) - sum(a[1] for a in arrivals)) / len(items)
+    return {"wall": wall, "n": len(items), "first": first, "overhead": overhead,
+            "work_mean": statistics.fmean(a[1] for a in arrivals), "pids": len(pids)}
 
 
 def main() -> None:
@@ -204,6 +201,9 @@ def main() -> None:
     ap.add_argument("--size", default="816x612", help="nafnet: WxH of the generated photos")
     ap.add_argument("--workers", default="1,2", help="worker counts to try, e.g. 1,2")
     ap.add_argument("--threads", type=int, default=1, help="CPUs (torch threads) per worker")
+    ap.add_argument("--device", default="cpu", help="nafnet: cpu, cuda, ...")
+    ap.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray worker (1: one per GPU)")
+    ap.add_argument("--in-flight", default="1", help="in_flight_per_worker values to try, e.g. 1,2")
     args = ap.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
 
@@ -224,8 +224,7 @@ def main() -> None:
             threads_all = w * args.threads
             one = local_run(load, args.threads)
             allc = one if threads_all == args.threads else local_run(load, threads_all)
-            r = ray_run(load, w, args.threads)
-            n = r["n"]
+            n = one["n"]
             ideal = math.ceil(n / w) * one["per_item"]
             print(f"\n{w} worker(s) x {args.threads} thread(s), {n} items")
             print(f"  local, {args.threads} thread(s):   {one['wall']:8.2f} s  {n / one['wall']:7.2f} items/s  "
@@ -233,13 +232,17 @@ def main() -> None:
             if allc is not one:
                 print(f"  local, {threads_all} threads:      {allc['wall']:8.2f} s  {n / allc['wall']:7.2f} items/s  "
                       f"({allc['per_item'] * 1000:.1f} ms/item)")
-            print(f"  ray:                   {r['wall']:8.2f} s  {n / r['wall']:7.2f} items/s  "
-                  f"({r['pids']} worker processes, work {r['work_mean'] * 1000:.1f} ms/item inside them)")
-            print(f"  ray vs local ({threads_all} threads): {100 * (r['wall'] / allc['wall'] - 1):+.1f} % wall; "
-                  f"vs ideal ceil(N/W) x t_item = {ideal:.2f} s: {100 * (r['wall'] / ideal - 1):+.1f} %")
-            print(f"  pool start (first result less its work): {r['first']:.2f} s")
-            print(f"  per-item overhead (gap between a worker's results less its work): "
-                  f"median {pct(r['gaps'], 0.5) * 1000:.1f} ms, p90 {pct(r['gaps'], 0.9) * 1000:.1f} ms")
+            for in_flight in (int(f) for f in args.in_flight.split(",")):
+                r = ray_run(load, w, args.threads, in_flight, args.gpus_per_worker)
+                steady = r["wall"] - r["first"]
+                print(f"  ray, {in_flight} in flight/worker: {r['wall']:6.2f} s  {n / r['wall']:7.2f} items/s  "
+                      f"({r['pids']} worker processes, work {r['work_mean'] * 1000:.1f} ms/item inside them)")
+                print(f"    vs local ({threads_all} threads): {100 * (r['wall'] / allc['wall'] - 1):+.1f} % wall; "
+                      f"vs ideal ceil(N/W) x t_item = {ideal:.2f} s: {100 * (r['wall'] / ideal - 1):+.1f} %")
+                print(f"    pool start (first result less its work): {r['first']:.2f} s; after it: "
+                      f"{steady:.2f} s, {100 * (steady / ideal - 1):+.1f} % vs ideal")
+                print(f"    per-item overhead (worker time after the pool start less the work, per item): "
+                      f"{r['overhead'] * 1000:.1f} ms")
     finally:
         t1 = time.perf_counter()
         session.__exit__(None, None, None)

@@ -155,7 +155,9 @@ def test_an_item_that_always_kills_its_worker_is_given_up(ray_instance, tmp_path
     make = make_writer(out, kill_on=3, marker=marker, kill_always=True)
     calls: list[int] = []
 
-    results = run_on_ray(list(range(6)), make, write_item, workers=2, max_retries=1,
+    # two items in flight per worker: the one queued behind item 3 dies with its worker without
+    # having started, is retried, and must not count as an attempt
+    results = run_on_ray(list(range(6)), make, write_item, workers=2, max_retries=1, in_flight_per_worker=2,
                          on_result=lambda i, r: calls.append(i),
                          on_failure=lambda item, reason: {"item": item, "failed": reason})
 

@@ -202,6 +202,7 @@ def run_on_ray(
     on_result: Callable[[int, R], None] | None = None,
     on_failure: Callable[[T, str], R] | None = None,
     max_retries: int = 3,
+    in_flight_per_worker: int = 1,
 ) -> list[R]:
     """Run ``work(state, item)`` for every item on a pool of Ray actors; the results in item order.
 
@@ -228,11 +229,19 @@ def run_on_ray(
     :class:`ClusterError` otherwise. ``work`` runs at least once per item and more than once for a
     retried one, so it must be safe to repeat (write outputs atomically).
 
+    ``in_flight_per_worker``: items handed to each worker at a time. 1 (the default) keeps a slow
+    item from holding up one queued behind it while another worker idles, and a dying worker takes
+    only its current item along; 2 hides the round trip to the driver between two items, which
+    matters only when an item takes little more than that (tens of milliseconds; see
+    ``benchmarks/ray_overhead.py``).
+
     ``KeyboardInterrupt`` (Ctrl-C) stops the cluster's work on these items (the pool's actors are
     killed, a local instance is shut down) and is re-raised, for the caller's exit code 130.
     """
     if max_retries < 0:
         raise UsageError(f"max_retries must be >= 0, not {max_retries}")
+    if in_flight_per_worker < 1:
+        raise UsageError(f"in_flight_per_worker must be at least 1, not {in_flight_per_worker}")
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be at least 1, not {workers}")
     items = list(items)
@@ -242,13 +251,13 @@ def run_on_ray(
     with ray_session(address), _ray_errors_to_log():
         return _run(ray, items, make_worker, work, num_gpus_per_worker=num_gpus_per_worker,
                     cpus_per_worker=cpus_per_worker, workers=workers, on_result=on_result,
-                    on_failure=on_failure, max_retries=max_retries)
+                    on_failure=on_failure, max_retries=max_retries, in_flight=in_flight_per_worker)
 
 
 def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[[W, T], R], *,
          num_gpus_per_worker: float, cpus_per_worker: float | None, workers: int | None,
          on_result: Callable[[int, R], None] | None, on_failure: Callable[[T, str], R] | None,
-         max_retries: int) -> list[R]:
+         max_retries: int, in_flight: int) -> list[R]:
     from ray import cloudpickle
 
     size = _pool_size(ray, workers, len(items), num_gpus_per_worker, cpus_per_worker)
@@ -269,16 +278,15 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
                                "max_attempts": max_retries + 1},
         batch_size=1,
         batch_format="pyarrow",
-        # One item in flight per actor: nothing queues behind a slow photo while another worker idles,
-        # and a dying worker takes only the item it is running with it.
-        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight),
         **resources,
     )
     _quiet(ds.context)
     try:
         return _collect(ds, items, on_result, on_failure)
     finally:
-        ray.kill(counter, no_restart=True)
+        with contextlib.suppress(Exception):  # never mask the run's own outcome (or Ctrl-C)
+            ray.kill(counter, no_restart=True)
 
 
 def _collect(ds: Any, items: list[T], on_result: Callable[[int, R], None] | None,
@@ -429,8 +437,12 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         except NafcliError:
             raise
         except Exception as e:  # noqa: BLE001 - connection refused, version mismatch, ...
+            ray.shutdown()  # whatever half of a local instance was started
             where = "start a local Ray instance" if address is None else f"connect to Ray at {address}"
             raise ClusterError(f"could not {where}: {_describe(e)}") from None
+        except BaseException:  # Ctrl-C while Ray starts
+            ray.shutdown()
+            raise
         try:
             yield
         finally:
