@@ -206,6 +206,32 @@ def test_a_worker_that_cannot_start_ends_the_run_with_its_error(ray_instance) ->
     assert str(err.value) == "a Ray worker could not start: RuntimeError: weights half-read"
 
 
+def times_ten(state: None, item: int) -> int:
+    return item * 10
+
+
+def dying_factory(marker: Path, always: bool):
+    """A make_worker whose process dies (SIGKILL, as the kernel's OOM killer does) the first time,
+    or every time."""
+
+    def make() -> None:
+        if always or not marker.exists():
+            marker.write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return make
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_while_starting_is_restarted_but_not_forever(ray_instance, tmp_path: Path) -> None:
+    once = dying_factory(tmp_path / "once", always=False)
+    assert run_on_ray([1, 2, 3], once, times_ten, workers=1) == [10, 20, 30]
+    assert (tmp_path / "once").exists()  # it did die once
+    always = dying_factory(tmp_path / "always", always=True)
+    with pytest.raises(ClusterError, match=r"^Ray workers died 2 times while starting \(in make_worker"):
+        run_on_ray([1, 2, 3], always, times_ten, workers=1, max_retries=1)
+
+
 def slow_item(state: None, item: int) -> int:
     time.sleep(0.2)
     return item
@@ -230,6 +256,11 @@ def test_an_interrupt_stops_the_pool_and_is_reraised(ray_instance) -> None:
         time.sleep(0.2)
     assert ray_instance.available_resources().get("CPU", 0) == 2
     assert run_on_ray([5, 6], no_state, slow_item) == [5, 6]  # and the instance still works
+
+
+def test_asking_for_gpus_the_cluster_lacks_is_a_one_line_error(ray_instance) -> None:
+    with pytest.raises(ClusterError, match=r"^the Ray cluster has 0 GPUs; a worker needs 1$"):
+        run_on_ray([1], no_state, slow_item, num_gpus_per_worker=1)
 
 
 def _listening_sockets(pids: set[int]) -> list[str]:

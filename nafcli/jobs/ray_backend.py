@@ -90,30 +90,39 @@ def shard(items: Sequence[T], k: int, n: int) -> list[T]:
     """
     if not 0 <= k < n:
         raise UsageError(f"--shard {k}/{n}: expected K/N with 0 <= K < N")
-    return list(items[k::n])
+    return [items[i] for i in range(k, len(items), n)]
 
 
 # --- the workers (these run in Ray's actor processes) ----------------------------------------------
 
 
 class _Attempts:
-    """Counts the attempts at each item, across worker restarts: the bound on retries.
+    """Counts attempts, across worker restarts: the bound on retries.
 
     A worker asks for a number before it runs an item; a retried item (its previous worker died
     in the middle of it) gets the next one. Ray does not expose a task's attempt number to the task,
-    and a dead process cannot write anything down, hence this one tiny actor (no CPU reserved).
+    and a dead process cannot write anything down, hence this one tiny actor (no CPU reserved). It
+    also counts worker start-ups that never finished: Ray restarts a worker that dies inside
+    ``make_worker`` (out of memory loading a model, a crashing driver) forever, which would hang
+    the run.
     """
 
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
+        self._starting = 0
+        self._started = 0
 
     def begin(self, index: int) -> int:
         self._counts[index] = self._counts.get(index, 0) + 1
         return self._counts[index]
 
-    def retried(self) -> dict[int, int]:
-        """Items attempted more than once -> their attempts."""
-        return {i: c for i, c in self._counts.items() if c > 1}
+    def worker_starting(self) -> int:
+        """Start-ups begun and not (yet) finished, this one included."""
+        self._starting += 1
+        return self._starting - self._started
+
+    def worker_started(self) -> None:
+        self._started += 1
 
 
 class _PoolWorker:
@@ -128,22 +137,30 @@ class _PoolWorker:
     """
 
     def __init__(self, make_worker: Callable[[], Any], work: Callable[[Any, Any], Any],
-                 attempts: tuple[str, str], max_attempts: int) -> None:
+                 attempts: tuple[str, str], max_attempts: int, pool_size: int) -> None:
         import ray
 
         self._work = work
-        # The counter is looked up by name, not passed as a handle: an actor handle among the
-        # constructor arguments of a restartable actor makes Ray log a scary error line on stderr
-        # (ray-project/ray#57733) about restarts that may fail if the handle's owner goes away.
+        # The counter is looked up by name rather than passed as a handle: Ray cannot promise to
+        # restart an actor whose constructor arguments hold references (ray-project/ray#53727), and
+        # these actors must restart.
         name, namespace = attempts
         self._attempts = ray.get_actor(name, namespace=namespace)
         self._max_attempts = max_attempts
         self._state: Any = None
         self._init_error: BaseException | None = None
+        unfinished = ray.get(self._attempts.worker_starting.remote())
+        # up to pool_size start-ups run at once; beyond that, the extra ones are workers that died
+        died = unfinished - pool_size
+        if died >= max_attempts:
+            self._init_error = ClusterError(
+                f"Ray workers died {died} times while starting (in make_worker: out of memory?)")
+            return
         try:
             self._state = make_worker()
         except Exception as e:  # noqa: BLE001 - reported with the first item, see the class docstring
             self._init_error = e
+        ray.get(self._attempts.worker_started.remote())
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         indices = [int(i) for i in batch.column("index").to_pylist()]
@@ -222,7 +239,8 @@ def run_on_ray(
     uses that many threads). Never more workers than items.
 
     Failures: a worker process that dies is restarted by Ray and its item retried, up to
-    ``max_retries`` times per item. An item that gets no result (its retries spent, or ``work``
+    ``max_retries`` times per item; worker processes that die while in ``make_worker`` more than
+    ``max_retries`` times in all end the run with :class:`ClusterError`. An item that gets no result (its retries spent, or ``work``
     raised) is turned into one by ``on_failure(item, reason)`` when given (nafcli: a ``failed`` job
     result), and otherwise ends the run with :class:`ClusterError`. ``make_worker`` raising ends the
     run with its own exception if that is a :class:`NafcliError` (a missing weights file says so), a
@@ -275,7 +293,7 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         _PoolWorker,
         fn_constructor_kwargs={"make_worker": make_worker, "work": work, "attempts": attempts,
-                               "max_attempts": max_retries + 1},
+                               "max_attempts": max_retries + 1, "pool_size": size},
         batch_size=1,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight),
