@@ -193,6 +193,10 @@ def ray_run(load: Callable[[int], Workload], workers: int, threads: int, in_flig
             "work_mean": statistics.fmean(a[1] for a in arrivals), "pids": len(pids)}
 
 
+def vs(t: float, ideal: float) -> str:
+    return f"{100 * (t / ideal - 1):+.1f} %" if ideal > 1e-3 else "n/a"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", default="spin", help="spin, nafnet or MODULE:FUNCTION")
@@ -238,9 +242,9 @@ def main() -> None:
                 print(f"  ray, {in_flight} in flight/worker: {r['wall']:6.2f} s  {n / r['wall']:7.2f} items/s  "
                       f"({r['pids']} worker processes, work {r['work_mean'] * 1000:.1f} ms/item inside them)")
                 print(f"    vs local ({threads_all} threads): {100 * (r['wall'] / allc['wall'] - 1):+.1f} % wall; "
-                      f"vs ideal ceil(N/W) x t_item = {ideal:.2f} s: {100 * (r['wall'] / ideal - 1):+.1f} %")
+                      f"vs ideal ceil(N/W) x t_item = {ideal:.2f} s: {vs(r['wall'], ideal)}")
                 print(f"    pool start (first result less its work): {r['first']:.2f} s; after it: "
-                      f"{steady:.2f} s, {100 * (steady / ideal - 1):+.1f} % vs ideal")
+                      f"{steady:.2f} s, {vs(steady, ideal)} vs ideal")
                 print(f"    per-item overhead (worker time after the pool start less the work, per item): "
                       f"{r['overhead'] * 1000:.1f} ms")
     finally:
