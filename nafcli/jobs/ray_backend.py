@@ -109,20 +109,23 @@ class _Attempts:
 
     def __init__(self) -> None:
         self._counts: dict[int, int] = {}
-        self._starting = 0
-        self._started = 0
+        self._starting: set[str] = set()
+        self._died_starting = 0
 
     def begin(self, index: int) -> int:
         self._counts[index] = self._counts.get(index, 0) + 1
         return self._counts[index]
 
-    def worker_starting(self) -> int:
-        """Start-ups begun and not (yet) finished, this one included."""
-        self._starting += 1
-        return self._starting - self._started
+    def worker_starting(self, actor_id: str) -> int:
+        """Note a start-up; how many start-ups died so far. An actor keeps its id across restarts,
+        so one still noted as starting has died in its previous start."""
+        if actor_id in self._starting:
+            self._died_starting += 1
+        self._starting.add(actor_id)
+        return self._died_starting
 
-    def worker_started(self) -> None:
-        self._started += 1
+    def worker_started(self, actor_id: str) -> None:
+        self._starting.discard(actor_id)
 
 
 class _PoolWorker:
@@ -137,7 +140,7 @@ class _PoolWorker:
     """
 
     def __init__(self, make_worker: Callable[[], Any], work: Callable[[Any, Any], Any],
-                 attempts: tuple[str, str], max_attempts: int, pool_size: int) -> None:
+                 attempts: tuple[str, str], max_attempts: int) -> None:
         import ray
 
         self._work = work
@@ -149,9 +152,8 @@ class _PoolWorker:
         self._max_attempts = max_attempts
         self._state: Any = None
         self._init_error: BaseException | None = None
-        unfinished = ray.get(self._attempts.worker_starting.remote())
-        # up to pool_size start-ups run at once; beyond that, the extra ones are workers that died
-        died = unfinished - pool_size
+        actor_id = ray.get_runtime_context().get_actor_id()
+        died = ray.get(self._attempts.worker_starting.remote(actor_id))
         if died >= max_attempts:
             self._init_error = ClusterError(
                 f"Ray workers died {died} times while starting (in make_worker: out of memory?)")
@@ -160,7 +162,7 @@ class _PoolWorker:
             self._state = make_worker()
         except Exception as e:  # noqa: BLE001 - reported with the first item, see the class docstring
             self._init_error = e
-        ray.get(self._attempts.worker_started.remote())
+        ray.get(self._attempts.worker_started.remote(actor_id))
 
     def __call__(self, batch: Any) -> dict[str, list[Any]]:
         indices = [int(i) for i in batch.column("index").to_pylist()]
@@ -293,7 +295,7 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         _PoolWorker,
         fn_constructor_kwargs={"make_worker": make_worker, "work": work, "attempts": attempts,
-                               "max_attempts": max_retries + 1, "pool_size": size},
+                               "max_attempts": max_retries + 1},
         batch_size=1,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight),
