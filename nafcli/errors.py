@@ -126,3 +126,14 @@ class UnsupportedVideoError(VideoError):
 
 class VideoWriteError(VideoError):
     """An output video could not be written (folder, disk, or a container that cannot be written)."""
+
+
+# --- optional extras and clusters ------------------------------------------------------------------
+
+
+class MissingExtraError(NafcliError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
+class ClusterError(NafcliError):
+    """The Ray cluster could not be started or reached, or its workers could not run the jobs."""
