@@ -183,7 +183,7 @@ def test_check_unknown_id_is_one_line(test_registry):
     from nafcli.cli.main import app
 
     result = CliRunner().invoke(app, ["check", "small-denoize"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown model 'small-denoize'" in result.stderr and "small-denoise" in result.stderr
 
 

@@ -118,14 +118,14 @@ def test_import_checks_the_known_hash(env: Path) -> None:
 def test_import_needs_as_when_unknown(env: Path) -> None:
     src = _save(LOCAL, env / "mystery.pth", seed=3)
     r = runner.invoke(app, ["models", "import", str(src)])
-    assert r.exit_code == 2 and "--as ID" in r.stderr
+    assert r.exit_code == 1 and "--as ID" in r.stderr  # the file was refused, like a hash mismatch
 
 
 def test_drive_only_model_names_the_authors_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     r = runner.invoke(app, ["models", "download", "nafssr-t-x2"])
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # not obtainable here: the environment cannot work
     assert "https://github.com/megvii-research/NAFNet/blob/main/docs/StereoSR.md" in r.stderr
     assert "nafcli models import NAFSSR-T_2x.pth --as nafssr-t-x2" in r.stderr
 
@@ -133,7 +133,7 @@ def test_drive_only_model_names_the_authors_page(monkeypatch: pytest.MonkeyPatch
 def test_unknown_id(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NAFCLI_WEIGHTS_TOML", raising=False)
     r = runner.invoke(app, ["models", "path", "nafnet-gopro-width6"])
-    assert r.exit_code == 1 and "did you mean nafnet-gopro-width64" in r.stderr
+    assert r.exit_code == 2 and "did you mean nafnet-gopro-width64" in r.stderr
 
 
 def test_download_needs_ids_or_all(env: Path) -> None:
@@ -150,7 +150,7 @@ def _photo(path: Path) -> Path:
 
 def test_restore_with_a_drive_only_default_says_how_to_import(env: Path) -> None:
     r = runner.invoke(app, ["deblur", str(_photo(env / "p.png")), "--offline", "-o", str(env / "o.png")])
-    assert r.exit_code == 1
+    assert r.exit_code == 2
     assert "https://example.org/a" in r.stderr and "nafcli models import MAN-A.pth --as man-a" in r.stderr
 
 
