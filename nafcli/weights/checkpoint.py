@@ -48,6 +48,19 @@ _PICKLE_PROTO = 0x80
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """Read a ``.pth`` or ``.safetensors`` file and return a plain ``{key: tensor}`` state dict."""
     p = Path(path)
+    kind, size, head = _sniff(p)
+    raw = _read_torch(p, head) if kind == "torch" else _read_safetensors(p, size)
+    return unwrap_state_dict(raw, source=str(p))
+
+
+def check_weights_file(path: str | os.PathLike[str]) -> None:
+    """Refuse at once, from its first bytes only, a weights file that is missing, empty or not a checkpoint:
+    the workflows check ``--weights`` before any input is skipped, without loading it."""
+    _sniff(Path(path))
+
+
+def _sniff(p: Path) -> tuple[str, int, bytes]:
+    """``("torch" | "safetensors", size, first bytes)``; :class:`CheckpointError` for anything else."""
     name = str(p)
     try:
         size = p.stat().st_size
@@ -58,12 +71,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     if size == 0:
         raise NotACheckpointError(f"{name}: empty file, not a checkpoint")
     if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO:
-        raw = _read_torch(p, head)
-    elif _looks_like_safetensors(head, size):
-        raw = _read_safetensors(p, size)
-    else:
-        raise NotACheckpointError(f"{name}: not a PyTorch or safetensors checkpoint")
-    return unwrap_state_dict(raw, source=name)
+        return "torch", size, head
+    if _looks_like_safetensors(head, size):
+        return "safetensors", size, head
+    raise NotACheckpointError(f"{name}: not a PyTorch or safetensors checkpoint")
 
 
 def _read_torch(p: Path, head: bytes) -> Any:
