@@ -24,8 +24,7 @@ from ..inference.allocator import tune_for_tiles
 from ..inference.restorer import Restorer
 from ..inference.settings import check_precision, configure_threads, resolve_devices
 from ..inference.sizing import check_cut, parse_size
-from ..weights.loader import check_choice, load, resolve_entry, resolve_tlc
-from ..weights.registry import ModelEntry
+from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
 from .discover import discover
 from .plan import Job, OutputSpec, plan, stereo_groups
 from .runner import BatchReport, Events, WholeJob, run_jobs
@@ -138,10 +137,9 @@ def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOpt
     batch whose outputs all exist still fails on a bad option (exit code 2), and loads nothing.
 
     The device and precision; the counts; the output options; the model (id, task, scale, and that its
-    weights can be had: cached or downloadable, a weights file that exists); the tile against its overlap,
-    by the rules of the model's tiling (a registry model's own; for a weights file, that of the task's
-    default model, whose kind of cut every model of the task shares: the file itself is read only when
-    there is work, and :class:`~nafcli.inference.restorer.Restorer` checks the real one again).
+    weights can be had: cached or downloadable; a weights file that exists and, from its key names and
+    shapes alone, holds an architecture of this task and scale); the tile against its overlap, by the
+    rules of the model's tiling (:func:`_tiling`). The weights themselves are read only when there is work.
     """
     devices = resolve_devices(run.device)
     for device in devices:
@@ -154,7 +152,7 @@ def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOpt
     _check_output(output)
     picked = check_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale,
                           offline=choice.offline)
-    mode = _tiling(task, picked.entry, choice)
+    mode = _tiling(task, picked, choice)
     if mode is not None:
         check_cut(mode, tile, overlap)
     return Checked(devices, tile, picked.label)
@@ -172,15 +170,20 @@ def _check_output(output: OutputOptions) -> None:
         raise UsageError(f"--suffix {output.suffix!r}: a name suffix cannot hold a folder separator")
 
 
-def _tiling(task: str, entry: ModelEntry | None, choice: ModelChoice) -> TilingMode | None:
-    """How the chosen model cuts images (None when not even the task's default model is known)."""
-    if entry is None:
+def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None:
+    """How the chosen model cuts images: its own spec's rule, or, for a weights file whose architecture
+    could not be seen without loading it, the task's default model's (every model of a task cuts alike);
+    None when neither is known."""
+    if picked.entry is not None:
+        spec = picked.entry.spec
+        return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, entry=picked.entry))
+    spec = picked.spec
+    if spec is None:
         try:
-            entry = resolve_entry(task=task)
+            spec = resolve_entry(task=task).spec
         except NafcliError:
             return None
-        return entry.spec.tiling(tlc=resolve_tlc(choice.tlc, spec=entry.spec, task=task))
-    return entry.spec.tiling(tlc=resolve_tlc(choice.tlc, spec=entry.spec, entry=entry))
+    return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, task=task))
 
 
 def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,

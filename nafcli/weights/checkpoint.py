@@ -59,6 +59,30 @@ def check_weights_file(path: str | os.PathLike[str]) -> None:
     _sniff(Path(path))
 
 
+def peek_state_dict(path: str | os.PathLike[str]) -> StateDict | None:
+    """The file's keys and tensor shapes without reading its tensors, for checks before any work (which
+    architecture, which task): a zip ``.pth`` is memory-mapped (only its small pickle is read), a
+    safetensors file gives shapes in its header (as tensors on the meta device). None when that cannot be
+    done cheaply (a legacy pickle) or the file is damaged: the full read reports the real problem."""
+    p = Path(path)
+    try:
+        kind, _size, head = _sniff(p)
+        if kind == "safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                raw: Any = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        elif head.startswith(_ZIP_MAGIC):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                raw = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            return None
+        return unwrap_state_dict(raw, source=str(p))
+    except Exception:  # noqa: BLE001 - a cheap look only: whatever fails here fails again, reported, on load
+        return None
+
+
 def _sniff(p: Path) -> tuple[str, int, bytes]:
     """``("torch" | "safetensors", size, first bytes)``; :class:`CheckpointError` for anything else."""
     name = str(p)

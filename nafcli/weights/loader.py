@@ -27,7 +27,14 @@ from ..errors import (
     UsageError,
 )
 from . import hub
-from .checkpoint import build_model, check_weights_file, read_state_dict, save_safetensors, unwrap_state_dict
+from .checkpoint import (
+    build_model,
+    check_weights_file,
+    peek_state_dict,
+    read_state_dict,
+    save_safetensors,
+    unwrap_state_dict,
+)
 from .hub import Progress
 from .registry import TASK_TLC, ModelEntry, load_registry
 
@@ -129,11 +136,12 @@ def describe_choice(*, task: str | None = None, model: str | None = None,
 
 @dataclass(frozen=True)
 class Choice:
-    """What :func:`check_choice` found: the model's name, and its registry entry (None for a weights file
-    or a state dict, whose architecture is known only once it is read)."""
+    """What :func:`check_choice` found: the model's name, its registry entry (None for a weights file or a
+    state dict) and its architecture (None when it could not be seen without loading the file)."""
 
     label: str
     entry: ModelEntry | None = None
+    spec: ArchSpec | None = None
 
 
 def check_choice(*, task: str | None = None, model: str | None = None,
@@ -141,16 +149,26 @@ def check_choice(*, task: str | None = None, model: str | None = None,
                  offline: bool = False) -> Choice:
     """Everything about the model that can be known without loading it, checked before any work: one
     source, the registry id, its task and scale (:func:`describe_choice`), and that the weights can be had:
-    a weights file exists and starts like a checkpoint; a registry model is cached, or can be downloaded
-    (on the hub, and not offline). Nothing is read beyond a file's first bytes and nothing is hashed."""
+    a registry model is cached, or can be downloaded (on the hub, and not offline); a weights file exists
+    and starts like a checkpoint, and the architecture its key names and shapes describe
+    (:func:`~nafcli.weights.checkpoint.peek_state_dict`: no tensor is read) serves the task at that scale.
+    Nothing is hashed and no tensor is loaded."""
     label = describe_choice(task=task, model=model, weights=weights, scale=scale)
     if weights is not None:
-        if not isinstance(weights, Mapping):
+        if isinstance(weights, Mapping):
+            state_dict: Mapping[str, Any] | None = unwrap_state_dict(weights, source="state dict")
+        else:
             check_weights_file(weights)
-        return Choice(label)
+            state_dict = peek_state_dict(weights)
+        if state_dict is None:
+            return Choice(label)
+        spec = detect(state_dict, source=label)
+        _check_task(spec, task, label)
+        _check_scale(spec.scale, scale, label)
+        return Choice(label, spec=spec)
     entry = resolve_entry(task=task, model=model, scale=scale)
     hub.check_obtainable(entry, offline=offline)
-    return Choice(label, entry)
+    return Choice(label, entry, entry.spec)
 
 
 def _layout(spec: ArchSpec) -> dict[str, Any]:
