@@ -98,6 +98,24 @@ def test_import_by_architecture_then_verify_path_remove(env: Path) -> None:
     assert p.exit_code == 1 and "not downloaded" in p.stderr
 
 
+def test_importing_the_same_file_twice_says_so_and_rewrites_nothing(env: Path) -> None:
+    import os
+
+    src = _save(LOCAL, env / "download.pth", seed=5)
+    first = runner.invoke(app, ["models", "import", str(src), "--as", "man-a"])
+    assert first.exit_code == 0 and "imported" in first.stderr, first.output
+    dest = Path(first.stdout.strip())
+    os.utime(dest, ns=(1, 1))  # so that any rewrite shows
+    again = runner.invoke(app, ["models", "import", str(src), "--as", "man-a"])
+    assert again.exit_code == 0, again.output
+    assert "already imported as man-a" in again.stderr and "nothing rewritten" in again.stderr
+    assert again.stdout.strip() == str(dest) and dest.stat().st_mtime_ns == 1
+    other = _save(LOCAL, env / "newer.pth", seed=6)
+    replaced = runner.invoke(app, ["models", "import", str(other), "--as", "man-a"])
+    assert replaced.exit_code == 0 and "replacing the file imported before" in replaced.stderr
+    assert dest.read_bytes() == other.read_bytes()
+
+
 def test_import_refuses_another_architecture(env: Path) -> None:
     src = _save(NAFSSRSpec(up_scale=2, width=16, num_blks=2), env / "sr.pth")
     r = runner.invoke(app, ["models", "import", str(src), "--as", "man-a"])
