@@ -81,6 +81,7 @@ CASES: dict[str, Case] = {
     "sr ok": Case("sr {left} {right} -w {sr_w} -d cpu -o {tmp}/sr", 0),
     "sr the same file twice": Case("sr {left} {left} -w {sr_w}", 2, "are the same file"),
     "sr the same file through a link": Case("sr {left} {link} -w {sr_w}", 2, "are the same file"),
+    "sr the same folder as both views": Case("sr --left {pics} --right {pics} -w {sr_w}", 2, "the same folder"),
     "sr views of different sizes": Case("sr {left} {img} -w {sr_w} -d cpu -o {tmp}/sr2", 1, "must match"),
     "sr scale neither 2 nor 4": Case("sr {left} {right} --scale 3", 2, "--scale", one_line=False),
     "sr a mono model": Case("sr {left} {right} -w {w}", 2, "not for stereo-sr"),
