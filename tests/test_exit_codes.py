@@ -219,3 +219,22 @@ def test_exit_code(name: str, paths: dict[str, str], clean_env: None, monkeypatc
         assert len(errors) == 1, (name, result.stderr)
     if case.code == 0:
         assert not errors, (name, result.stderr)
+
+
+def test_a_finished_batch_validates_but_loads_nothing(paths: dict[str, str], clean_env: None,
+                                                     monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
+    """Validation reads no weights: with every output present, a good command line exits 0 without
+    load() or a full read of the weights file being called (its first bytes and key names only)."""
+    from nafcli.jobs import workflows
+    from nafcli.weights import checkpoint, loader
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("weights loaded for a batch with nothing to do")
+
+    monkeypatch.setattr(workflows, "load", refuse)
+    monkeypatch.setattr(loader, "read_state_dict", refuse)
+    monkeypatch.setattr(checkpoint, "read_state_dict", refuse)
+    for args in (f"denoise {paths['done']} -w {paths['w']} -d cpu --tile 64",
+                 f"denoise {paths['done']} -m nafnet-sidd-width32 -d cpu"):
+        r = CliRunner().invoke(app, args.split())
+        assert r.exit_code == 0 and "1 skipped" in r.stderr, r.output
