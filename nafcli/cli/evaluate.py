@@ -96,6 +96,9 @@ def register(app: typer.Typer) -> None:
                                        progress=progress)
         else:
             restorer, name = _load(model, weights, task, tlc, device)
+            if not quiet:
+                for message in restorer.model.warnings:
+                    print(f"warning: {message}", file=sys.stderr)
             assert input_dir is not None
             result = evaluate_model(restorer, input_dir, target, ssim_mode=mode, quantize=not unquantized,
                                     model_name=name, progress=progress)
@@ -111,14 +114,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: bool | None, device: str):
-    """The Restorer for --model / --weights, whole-image (no tiling) as the authors' benchmark runs."""
-    from ..inference.restorer import Restorer
-    from ..weights import load
+    """The Restorer for --model / --weights (see :func:`~nafcli.quality.evaluate.model_for_eval`)."""
+    from ..quality.evaluate import model_for_eval
 
     with download_progress(model or "weights") as progress:
-        loaded = load(task=None if task is None else TASKS[task], model=model, weights=weights, tlc=tlc,
-                      progress=progress)
-    return Restorer(loaded, device=device, tile=0), loaded.label
+        restorer = model_for_eval(model=model, weights=weights, task=None if task is None else TASKS[task],
+                                  tlc=tlc, device=device, progress=progress)
+    return restorer, restorer.model.label
 
 
 def _fmt(x: float, digits: int) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import HashMismatchError, NafcliError, UsageError, WeightsNotAvailableError
+from ..errors import HashMismatchError, NafcliError, NotDownloadedError, UsageError
 from ..weights.catalog import catalog
 from ..weights.hub import fetch, present_file, reverify
 from ..weights.hub import remove as remove_files
@@ -90,16 +90,20 @@ def download(
         raise UsageError("give one or more model ids, or --all")
     entries = [e for e in reg if e.on_hub] if all_ else [reg.get(i) for i in ids or []]
     counts = {"downloaded": 0, "already in the cache": 0, "failed": 0}
+    code = 0
     for e in entries:
         try:
             cached = present_file(e) is not None
             with download_progress(e.id) as progress:
                 path = fetch(e, progress=progress)
-            print(path)
+            print(path, flush=True)
             counts["already in the cache" if cached else "downloaded"] += 1
         except NafcliError as err:
             error(str(err))
             counts["failed"] += 1
+            # the one rule, per model: 2 when the environment cannot work (offline, no network, not on
+            # the hub, cache not writable), 1 when a download failed its check
+            code = max(code, err.exit_code)
     if all_ or len(entries) > 1:
         line = ", ".join(f"{n} {what}" for what, n in counts.items())
         manual = [e.id for e in reg if not e.on_hub] if all_ else []
@@ -107,8 +111,8 @@ def download(
             line += (f"; {len(manual)} manual-download models not included ('nafcli models list'; "
                      "'nafcli models download ID' says where each is)")
         print(line, file=sys.stderr)
-    if counts["failed"]:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(cls=HelpCommand)
@@ -139,7 +143,7 @@ def path(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.
     e = load_registry().get(model_id)
     p = present_file(e)
     if p is None:
-        raise WeightsNotAvailableError(f"{e.id} is not downloaded (nafcli models download {e.id})")
+        raise NotDownloadedError(f"{e.id} is not downloaded (nafcli models download {e.id})")
     print(p)
 
 
@@ -154,19 +158,22 @@ def import_(
     """Put a local file into the cache as a registry model (checked by SHA-256, or by architecture)."""
     from ..weights.loader import import_weights  # needs torch: imported when used
 
-    entry, dest = import_weights(file, as_id=as_id)
-    print(f"imported {file} as {entry.id}", file=sys.stderr)
-    print(dest)
+    done = import_weights(file, as_id=as_id)
+    print(done.describe(file), file=sys.stderr)
+    print(done.path)
 
 
 @app.command(cls=HelpCommand)
 def remove(model_id: Annotated[str, typer.Argument(metavar="ID", help="A model id.")]) -> None:
     """Delete the model's cached file and its safetensors copy."""
     e = load_registry().get(model_id)
-    removed = remove_files(e)
-    if not removed:
+    result = remove_files(e)
+    for p, users in result.kept:
+        print(f"{e.id}: kept {p}: it is also the file of {', '.join(users)} (remove that too to delete it)",
+              file=sys.stderr)
+    if not result.removed and not result.kept:
         print(f"{e.id}: nothing cached", file=sys.stderr)
-    for p in removed:
+    for p in result.removed:
         print(p)
 
 

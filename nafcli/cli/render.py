@@ -147,7 +147,7 @@ class CliEvents:
             self._tiles = self._progress.add_task("  tiles", total=total)
         self._progress.update(self._tiles, completed=done, total=total)
 
-    def warning(self, job: Job, message: str) -> None:
+    def warning(self, job: Job | None, message: str) -> None:
         if not self.quiet:
             self._line(f"warning: {message}")
 

@@ -77,10 +77,22 @@ def _straight_rgba(data: np.ndarray, decoded: np.ndarray) -> np.ndarray:
 def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     """Refuse images above the pixel limit before spending memory on them."""
     if max_pixels > 0 and width * height > max_pixels:
+        size, limit = megapixels_apart(width * height, max_pixels)
         raise ImageTooLargeError(
-            f"{name}: {width}x{height} is {width * height / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:.1f} MP (raise it with --max-pixels)"
+            f"{name}: {width}x{height} is {size}, above the limit of {limit} (raise it with --max-pixels)"
         )
+
+
+def megapixels_apart(pixels: int, limit: int) -> tuple[str, str]:
+    """``pixels`` and ``limit`` (pixels < limit is false) in megapixels with the fewest decimals (at least
+    one) that keep the statement true: the limit not shown as 0 and the image shown above it ("0.1 MP,
+    above the limit of 0.0 MP" was both false and useless for ``--max-pixels 1000``). Exact pixel counts
+    when even six decimals cannot tell them apart."""
+    for digits in range(1, 7):
+        a, b = f"{pixels / 1e6:.{digits}f}", f"{limit / 1e6:.{digits}f}"
+        if float(a) > float(b) > 0:
+            return f"{a} MP", f"{b} MP"
+    return f"{pixels} pixels", f"{limit} pixels"
 
 
 def _check_complete(name: str, fmt: str, data: np.ndarray) -> None:

@@ -21,6 +21,7 @@ from .names import (
     mirrored,
     output_name,
     parse_name_template,
+    same_file,
 )
 from .pairing import Pair, Pairing, pair_folder, pair_folders
 
@@ -92,10 +93,7 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
     out = spec.output
     single_file = False
     if out is not None and file_output:
-        looks_like_file = not out.is_dir() and out.suffix.lower() in WRITABLE
-        if looks_like_file and len(groups) > 1:
-            raise UsageError(f"-o {out}: {len(groups)} inputs need an output folder, not a file name")
-        single_file = looks_like_file and len(groups) == 1
+        single_file = _output_is_file(out, spec, len(groups))
     if out is not None and not single_file and out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: exists and is not a folder")
     claims = OutputClaims({s.path.resolve() for g in groups for s in g if s.problem is None})
@@ -109,6 +107,28 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
         outputs = tuple(out if single_file and out is not None else output_path(s, spec) for s in group)
         jobs.append(_claim(inputs, outputs, claims, spec.overwrite))
     return jobs
+
+
+def _output_is_file(out: Path, spec: OutputSpec, inputs: int) -> bool:
+    """Whether ``-o`` names the output file of a single input (else it is a folder), refusing what cannot
+    be meant: a file name for several inputs, a new name with an extension nafcli cannot write for one
+    input (``out.xyz`` would silently become a folder), a ``--format`` that contradicts the file's
+    extension (the extension would win)."""
+    ext = out.suffix.lower()
+    if out.is_dir() or not ext:
+        return False
+    if ext not in WRITABLE:
+        if inputs == 1 and not out.exists():
+            raise UsageError(
+                f"-o {out}: nafcli cannot write '{out.suffix}' files (use {', '.join(sorted(set(WRITABLE)))}); "
+                f"to write into a folder of that name, create it first"
+            )
+        return False
+    if inputs > 1:
+        raise UsageError(f"-o {out}: {inputs} inputs need an output folder, not a file name")
+    if spec.fmt is not None and WRITABLE[ext] != spec.fmt:
+        raise UsageError(f"--format {spec.fmt} contradicts -o {out} (a {WRITABLE[ext]} file name): give one of them")
+    return True
 
 
 def output_path(src: Source, spec: OutputSpec) -> Path:
@@ -160,6 +180,8 @@ def stereo_groups(inputs: Sequence[Path], left: Path | None, right: Path | None,
     if left is not None and right is not None:
         if inputs:
             raise UsageError("give input paths or --left/--right folders, not both")
+        if same_file(left, right):
+            raise UsageError(f"--left {left} and --right {right} are the same folder: give the folder of each view")
         return pair_groups(pair_folders(left, right, exclude=exclude), roots=(left, right),
                            subfolders=("left", "right"))
     if not inputs:
@@ -175,5 +197,8 @@ def stereo_groups(inputs: Sequence[Path], left: Path | None, right: Path | None,
             raise ImageReadError(f"{p}: no such file")
     if len(inputs) == 1:
         return [[Source(inputs[0], inputs[0].parent)]]
+    if same_file(inputs[0], inputs[1]):
+        raise UsageError(f"{inputs[0]} and {inputs[1]} are the same file: give the left and the right view, or "
+                         "one image alone for single-image SR")
     pairing = Pairing(pairs=[Pair(inputs[0].stem, inputs[0], inputs[1])])
     return pair_groups(pairing)

@@ -50,8 +50,9 @@ class Events:
     def tiles(self, done: int, total: int) -> None:
         """Tiles done within the current image."""
 
-    def warning(self, job: Job, message: str) -> None:
-        """Something the user should know that did not stop the job."""
+    def warning(self, job: Job | None, message: str) -> None:
+        """Something the user should know that did not stop the job (``job`` None: about the whole run,
+        such as weights trained for another task)."""
 
     def job_finished(self, result: JobResult) -> None:
         """Called for every job, skipped and failed included."""
@@ -177,6 +178,7 @@ class _Run:
         self.report = BatchReport()
         self.next = 0  # the next job to report
         self.writes_ended = False
+        self._writer_thread: threading.Thread | None = None
 
     def _cancelled(self, index: int) -> bool:
         """Whether a job is not to be started: after Ctrl-C, or after a ``fail_fast`` failure."""
@@ -279,7 +281,7 @@ class _Run:
     def run(self) -> BatchReport:
         start = self.clock()
         reader = threading.Thread(target=self._reader, name="nafcli-read", daemon=True)
-        writer = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
+        writer = self._writer_thread = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
         computes = [] if len(self.workers) == 1 else [
             threading.Thread(target=self._compute, args=(w, False), name=f"nafcli-compute-{i}", daemon=True)
             for i, w in enumerate(self.workers)
@@ -298,14 +300,24 @@ class _Run:
             self._drain(block=True)
         except KeyboardInterrupt:
             self.report.interrupted = True
-            self.stop.set()
-            self._end_writes()
-            writer.join()  # what was computed is written (or its temporary file removed), then it stops
+            self._stop_writing()
             self._drain(block=False)
+        except BaseException:
+            # a failure outside the jobs (an Events callback: stdout closed under --json) ends the batch
+            # as Ctrl-C does, then propagates: what was computed is written, nothing is left half-written
+            self._stop_writing()
+            raise
         finally:
             self.stop.set()
         self.report.seconds = self.clock() - start
         return self.report
+
+    def _stop_writing(self) -> None:
+        """Start nothing more; let the writer finish what was computed (or remove its temporary file)."""
+        self.stop.set()
+        self._end_writes()
+        if self._writer_thread is not None:
+            self._writer_thread.join()
 
     def _drain(self, block: bool) -> None:
         """Report the jobs whose turn has come, in order: skipped and refused ones at once, runnable ones

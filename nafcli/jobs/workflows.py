@@ -1,4 +1,4 @@
-"""The workflows: discover -> plan -> validate -> load (only when there is work) -> run -> results.
+"""The workflows: validate -> discover -> plan -> load (only when there is work) -> run -> results.
 
 One function per command family, called by the CLI and from Python with the same options:
 :func:`restore_paths` (denoise, deblur: any files, folders and patterns) and :func:`super_resolve` (stereo
@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+import torch
+
+from ..archs import TilingMode
+from ..errors import NafcliError, UsageError
+from ..imaging.formats import OUTPUT_FORMATS, normalise_format
 from ..inference.allocator import tune_for_tiles
 from ..inference.restorer import Restorer
 from ..inference.settings import check_precision, configure_threads, resolve_devices
-from ..inference.sizing import parse_size
-from ..weights.loader import describe_choice, load
+from ..inference.sizing import check_cut, parse_size
+from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
 from .discover import discover
 from .plan import Job, OutputSpec, plan, stereo_groups
 from .runner import BatchReport, Events, WholeJob, run_jobs
@@ -86,13 +90,14 @@ def restore_paths(
     events: Events | None = None,
 ) -> BatchReport:
     """Restore every image among ``inputs`` (files, folders, glob patterns) with a ``task`` model."""
-    spec = _output_spec(task, output, model)
+    checked = validate(task, model, run, output)
+    spec = _output_spec(task, output, model, checked)
     exclude = [output.output] if output.output is not None and output.output.is_dir() else []
     sources = discover(inputs, recursive=recursive, exclude_suffix=spec.names, exclude_dirs=exclude)
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    report = _run(jobs, task, model, run, output, fail_fast, events or Events())
+    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events())
     report.in_subfolders = sources.in_subfolders
     return report
 
@@ -110,39 +115,96 @@ def super_resolve(
 ) -> BatchReport:
     """Stereo super-resolution of ``LEFT RIGHT``, a folder of pairs, one image (as both views), or two
     folders paired by name (``left``/``right``)."""
-    spec = _output_spec("stereo-sr", output, model)
+    checked = validate("stereo-sr", model, run, output)
+    spec = _output_spec("stereo-sr", output, model, checked)
     groups = stereo_groups([Path(p) for p in inputs], None if left is None else Path(left),
                            None if right is None else Path(right), exclude=spec.names)
     if not groups:
         raise UsageError("no images found to super-resolve")
     jobs = plan(groups, spec, file_output=False)
-    return _run(jobs, "stereo-sr", model, run, output, fail_fast, events or Events())
+    return _run(jobs, "stereo-sr", checked, model, run, output, fail_fast, events or Events())
 
 
-def _output_spec(task: str, output: OutputOptions, choice: ModelChoice) -> OutputSpec:
+def _output_spec(task: str, output: OutputOptions, choice: ModelChoice, checked: Checked) -> OutputSpec:
     """The naming of a run's outputs; ``{model}`` in ``--name`` is the model id, or the weights file's
-    stem (resolved without loading: an unknown id fails here, as it would before any work)."""
-    model = ""
-    if output.name is not None and "{model}" in output.name:
-        model = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
-        if choice.weights is not None:
-            model = Path(model).stem
+    stem (as :func:`validate` resolved it, without loading)."""
+    model = Path(checked.label).stem if choice.weights is not None else checked.label
     return OutputSpec(task=task, output=output.output, suffix=output.suffix, fmt=output.fmt,
                       overwrite=output.overwrite, name=output.name, model=model)
 
 
-def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions,
-         fail_fast: bool, events: Events) -> BatchReport:
-    # Everything the command line can get wrong is checked before any input is skipped or run.
+@dataclass(frozen=True)
+class Checked:
+    """What :func:`validate` resolved on the way: the devices, the tile (None: auto) and the model's name."""
+
+    devices: list[torch.device]
+    tile: int | None
+    label: str
+
+
+def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions) -> Checked:
+    """Everything a command line can get wrong, checked before any input is found, skipped or run, so a
+    batch whose outputs all exist still fails on a bad option (exit code 2), and loads nothing.
+
+    The device and precision; the counts; the output options; the model (id, task, scale, and that its
+    weights can be had: cached or downloadable; a weights file that exists and, from its key names and
+    shapes alone, holds an architecture of this task and scale); the tile against its overlap, by the
+    rules of the model's tiling (:func:`_tiling`). The weights themselves are read only when there is work.
+    """
     devices = resolve_devices(run.device)
     for device in devices:
         check_precision(run.precision, device)
+    if run.threads is not None and run.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: the usable cores), not {run.threads}")
     tile = parse_size(run.tile, "--tile")
-    label = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
+    overlap = parse_size(run.overlap, "--overlap")
+    parse_size(run.batch_size, "--batch-size", minimum=1)
+    _check_output(output)
+    picked = check_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale,
+                          offline=choice.offline)
+    mode = _tiling(task, picked, choice)
+    if mode is not None:
+        check_cut(mode, tile, overlap)
+    return Checked(devices, tile, picked.label)
+
+
+def _check_output(output: OutputOptions) -> None:
+    """The output options the command line parser checks too, for callers of the Python API."""
+    if output.quality is not None and not 1 <= output.quality <= 100:
+        raise UsageError(f"--quality must be 1 to 100, not {output.quality}")
+    if output.fmt is not None and normalise_format(output.fmt) is None:
+        raise UsageError(f"--format {output.fmt!r}: use {', '.join(OUTPUT_FORMATS)}")
+    if output.max_pixels is not None and output.max_pixels < 0:
+        raise UsageError(f"--max-pixels must be >= 0 (0: no limit), not {output.max_pixels}")
+    if output.suffix is not None and ("/" in output.suffix or os.sep in output.suffix):
+        raise UsageError(f"--suffix {output.suffix!r}: a name suffix cannot hold a folder separator")
+
+
+def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None:
+    """How the chosen model cuts images: its own spec's rule, or, for a weights file whose architecture
+    could not be seen without loading it, the task's default model's (every model of a task cuts alike);
+    None when neither is known."""
+    if picked.entry is not None:
+        spec = picked.entry.spec
+        return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, entry=picked.entry))
+    spec = picked.spec
+    if spec is None:
+        try:
+            spec = resolve_entry(task=task).spec
+        except NafcliError:
+            return None
+    return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, task=task))
+
+
+def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
+         output: OutputOptions, fail_fast: bool, events: Events) -> BatchReport:
+    devices, tile, label = checked.devices, checked.tile, checked.label
     workers: list[ImageWork] = []
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
                       offline=choice.offline, progress=events.download)
+        for message in loaded.warnings:
+            events.warning(None, message)
         configure_threads(run.threads, devices[0], workers=len(devices))
         tune_for_tiles("auto" if tile is None else tile)
         for i, device in enumerate(devices):

@@ -22,6 +22,7 @@ missing target is an error. Extra targets are reported, not fatal (test sets are
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,12 @@ from ..errors import UsageError
 from ..imaging.image import Image
 from ..imaging.read import read_image
 from ..inference.restorer import Restorer
+from ..inference.settings import resolve_device
 from ..inference.tensors import split_views, tensor_to_floats, views_to_tensor
 from ..jobs.names import TOOL_SUFFIXES
 from ..jobs.pairing import list_images, pair_folder
+from ..weights.hub import Progress
+from ..weights.loader import load
 from .metrics import Scores, SSIMMode, mean_scores, score, score_stereo
 
 
@@ -227,6 +231,17 @@ def evaluate_restored(
                       ssim_mode=ssim_mode, quantized=True, unused_targets=unused)
 
 
+def model_for_eval(*, model: str | None = None, weights: str | os.PathLike[str] | None = None,
+                   task: str | None = None, tlc: bool | None = None, device: str = "auto",
+                   progress: Progress | None = None) -> Restorer:
+    """The :class:`Restorer` for ``--model`` / ``--weights``, whole-image (no tiling) as the authors'
+    benchmark runs. The device is checked before anything is read or downloaded; what the user should
+    know about the weights (trained for another task) is in ``restorer.model.warnings``."""
+    resolve_device(device)
+    loaded = load(task=task, model=model, weights=weights, tlc=tlc, progress=progress)
+    return Restorer(loaded, device=device, tile=0)
+
+
 def restore_for_eval(restorer: Restorer, images: list[Image], *, quantize: bool) -> list[np.ndarray]:
     """Run the model on one image or one stereo pair; the outputs on the [0, 255] scale.
 
@@ -304,6 +319,6 @@ def result_dict(result: EvalResult) -> dict:
 
 
 __all__ = [
-    "EvalResult", "ItemResult", "Sample", "evaluate_model", "evaluate_restored", "pair_samples",
+    "EvalResult", "ItemResult", "Sample", "evaluate_model", "evaluate_restored", "model_for_eval", "pair_samples",
     "restore_for_eval", "result_dict", "samples",
 ]

@@ -7,6 +7,11 @@
   mtime, hash) in nafcli's own cache folder, so later runs do not re-hash hundreds of MB; a file whose
   size or mtime changed is hashed again. A mismatch raises :class:`HashMismatchError` naming both hashes and
   the file is not used (a downloaded one is deleted, so the next run fetches it afresh).
+* The cache is shared: several registry entries may name one hub file (a mirror's registry, an entry with a
+  stale hash), and the hub stores a content once for every revision and name that has it (one blob, many
+  snapshot links). A refused file is therefore deleted only when it is nobody's: not when another entry on
+  the same file has its hash (the refusing entry is the wrong one), and its blob not while another
+  snapshot link still points to it. ``models remove`` keeps a file another entry uses, for the same reason.
 * nafcli's own folder (``NAFCLI_CACHE``, default ``$HF_HOME/nafcli``) holds the markers, imported files
   (``imported/<id>/<file>``) and the safetensors copies written after the first verified load
   (``safetensors/<id>-<sha>.safetensors``), so later loads read no pickle.
@@ -24,11 +29,12 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import CacheError, HashMismatchError, WeightsNotAvailableError
-from .registry import ModelEntry
+from ..errors import CacheError, HashMismatchError, NafcliError, WeightsNotAvailableError
+from .registry import ModelEntry, load_registry
 
 #: download progress: (bytes done, bytes total or None)
 Progress = Callable[[int, "int | None"], None]
@@ -153,7 +159,7 @@ def verify_file(
     sha = sha256_file(path, progress)
     if entry.sha256 is not None and sha != entry.sha256:
         raise HashMismatchError(
-            f"{path}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; the file was not used"
+            f"{path}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; the file was not used", actual=sha
         )
     _write_marker(entry, path, sha)
     return sha
@@ -171,8 +177,7 @@ def cached_file(entry: ModelEntry, *, progress: Progress | None = None) -> Path 
     try:
         verify_file(entry, path, progress=progress)
     except HashMismatchError as e:
-        _discard(path)
-        raise HashMismatchError(f"{e} (deleted it; run again to download it afresh)") from None
+        raise HashMismatchError(f"{e} ({_refuse(entry, path, e.actual)})", actual=e.actual) from None
     return path
 
 
@@ -182,15 +187,55 @@ def verified_sha(entry: ModelEntry) -> str | None:
     return None if path is None else _read_marker(entry, path)
 
 
+def sharing_entries(entry: ModelEntry) -> list[ModelEntry]:
+    """The other registry entries whose file is the same cached file (same repo, revision and file name)."""
+    here = hub_cache_path(entry)
+    if here is None:
+        return []
+    try:
+        entries = list(load_registry())
+    except NafcliError:
+        return []
+    return [e for e in entries if e.id != entry.id and hub_cache_path(e) == here]
+
+
+def _refuse(entry: ModelEntry, path: Path, sha: str | None) -> str:
+    """A file that failed ``entry``'s check: delete it unless another entry on the same file has exactly
+    its hash (then that entry's verified file stays, and this entry is the wrong one). Returns what was
+    done, for the message."""
+    owners = [e.id for e in sharing_entries(entry) if sha is not None and e.sha256 == sha]
+    if owners:
+        return (f"kept it: it is the verified file of {', '.join(owners)}; the registry's SHA-256 for {entry.id} "
+                "is wrong or stale")
+    _discard(path)
+    return "deleted it; run again to download it afresh"
+
+
 def _discard(path: Path) -> None:
-    """Remove a cached file: the snapshot link and the blob it points to."""
+    """Remove a cached file: the snapshot link, and the blob it points to unless another snapshot link
+    (another revision or file name with the same content) still needs it."""
     try:
         target = path.resolve()
         path.unlink(missing_ok=True)
-        if target != path and target.is_file():
+        if target != path and target.is_file() and not _linked_elsewhere(target):
             target.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def _linked_elsewhere(blob: Path) -> bool:
+    """Whether a snapshot link of the blob's repository folder (``<repo>/blobs/<etag>`` is linked from
+    ``<repo>/snapshots/<revision>/...``) resolves to ``blob``."""
+    snapshots = blob.parent.parent / "snapshots"
+    for folder, _dirs, files in os.walk(snapshots):
+        for name in files:
+            link = Path(folder, name)
+            try:
+                if link.is_symlink() and link.resolve() == blob:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 # --- download --------------------------------------------------------------------------------------
@@ -201,6 +246,24 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
     path = cached_file(entry)
     if path is not None:
         return path
+    check_obtainable(entry, offline=offline)
+    cache = hf_hub_cache()
+    _check_writable(cache, entry)
+    downloaded = _download(entry, cache, progress)
+    try:
+        verify_file(entry, downloaded)
+    except HashMismatchError as e:
+        raise HashMismatchError(f"{entry.id}: downloaded {e}; {_refuse(entry, downloaded, e.actual)}",
+                                actual=e.actual) from None
+    return downloaded
+
+
+def check_obtainable(entry: ModelEntry, *, offline: bool = False) -> None:
+    """Raise :class:`WeightsNotAvailableError` at once when the entry's file is not in the cache and
+    cannot be downloaded (not on the hub, or offline), without hashing or downloading anything: the
+    workflows call it before any input is skipped or run, so a finished batch still checks it."""
+    if present_file(entry) is not None:
+        return
     if not entry.on_hub:
         raise WeightsNotAvailableError(
             f"{entry.id}: {entry.file} is not on the Hugging Face hub; download it from the authors' page "
@@ -212,15 +275,6 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
             f"'nafcli models download {entry.id}' when online, or fetch {entry.hub_url} by hand and run "
             f"'nafcli models import FILE --as {entry.id}'"
         )
-    cache = hf_hub_cache()
-    _check_writable(cache, entry)
-    downloaded = _download(entry, cache, progress)
-    try:
-        verify_file(entry, downloaded)
-    except HashMismatchError as e:
-        _discard(downloaded)
-        raise HashMismatchError(f"{entry.id}: downloaded {e}; deleted it") from None
-    return downloaded
 
 
 def _check_writable(cache: Path, entry: ModelEntry) -> None:
@@ -394,11 +448,37 @@ def import_file(entry: ModelEntry, source: Path, *, sha256: str | None = None) -
     return dest
 
 
-def remove(entry: ModelEntry) -> list[Path]:
-    """Delete the entry's cached file(s), its marker and its safetensors copies; returns what was removed."""
-    removed: list[Path] = []
+def already_imported(entry: ModelEntry, sha256: str) -> Path | None:
+    """The entry's imported copy when it already has exactly this hash (an import of the same file again),
+    else None."""
+    dest = imported_path(entry)
+    if not dest.is_file():
+        return None
+    known = _read_marker(entry, dest) or sha256_file(dest)
+    return dest if known == sha256 else None
+
+
+@dataclass
+class Removal:
+    """What ``remove`` deleted, and the files it kept because another registry entry uses them."""
+
+    removed: list[Path] = field(default_factory=list)
+    #: (path, the ids of the entries that still use it)
+    kept: list[tuple[Path, list[str]]] = field(default_factory=list)
+
+
+def remove(entry: ModelEntry) -> Removal:
+    """Delete the entry's cached file(s), its marker and its safetensors copies. A hub file that another
+    registry entry names too (same repo, revision and file) is kept: removing one model must not break
+    another."""
+    result = Removal()
+    removed = result.removed
     for p in (hub_cache_path(entry), imported_path(entry)):
         if p is not None and (p.is_file() or p.is_symlink()):
+            users = [e.id for e in sharing_entries(entry)] if p == hub_cache_path(entry) else []
+            if users:
+                result.kept.append((p, users))
+                continue
             _discard(p)
             removed.append(p)
     _marker_path(entry).unlink(missing_ok=True)
@@ -407,7 +487,7 @@ def remove(entry: ModelEntry) -> list[Path]:
         for p in folder.glob(f"{entry.id}-*.safetensors"):
             p.unlink(missing_ok=True)
             removed.append(p)
-    return removed
+    return result
 
 
 def reverify(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, str] | None:
