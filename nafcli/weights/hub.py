@@ -1,4 +1,5 @@
-"""The only module that talks to the Hugging Face hub: download, verify, cache, import, remove.
+"""The weights cache: find, download (through :mod:`.hub_client`, the only importer of huggingface_hub),
+verify, import and remove.
 
 * Downloads go through ``hf_hub_download`` with the entry's repo type and pinned revision and our library
   name/version, into the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE`` honoured), so files are
@@ -16,8 +17,6 @@
   (``imported/<id>/<file>``) and the safetensors copies written after the first verified load
   (``safetensors/<id>-<sha>.safetensors``), so later loads read no pickle.
 * Offline (``offline=True`` or ``HF_HUB_OFFLINE=1``): cache only, with an error that says what to do.
-
-huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``… when it is imported; it is imported lazily here.
 """
 
 from __future__ import annotations
@@ -27,13 +26,12 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._version import __version__
 from ..errors import CacheError, HashMismatchError, NafcliError, WeightsNotAvailableError
+from .hub_client import download
 from .registry import ModelEntry, load_registry
 
 #: download progress: (bytes done, bytes total or None)
@@ -249,7 +247,10 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
     check_obtainable(entry, offline=offline)
     cache = hf_hub_cache()
     _check_writable(cache, entry)
-    downloaded = _download(entry, cache, progress)
+    try:
+        downloaded = download(entry, cache, progress)
+    except OSError as e:  # the cache's own trouble (disk full, read-only): the client leaves it to us
+        raise _cache_error(cache, entry, e) from None
     try:
         verify_file(entry, downloaded)
     except HashMismatchError as e:
@@ -312,114 +313,6 @@ def _cache_error(cache: Path, entry: ModelEntry, e: OSError) -> CacheError:
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
-
-
-def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        FileMetadataError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    no_net = (
-        f"{entry.id}: cannot download {entry.hub_url}"
-        " ({why}); check the network, or fetch the file by hand and run "
-        f"'nafcli models import FILE --as {entry.id}'"
-    )
-    try:
-        with _quiet_hub_logs():
-            # One quick metadata request first: without a network, hf_hub_download would retry with
-            # back-off for ~25 s before failing; this fails at once with the same errors.
-            get_hf_file_metadata(
-                hf_hub_url(entry.repo_id, entry.file, repo_type=entry.repo_type, revision=entry.revision),  # type: ignore[arg-type]
-                library_name="nafcli",
-                library_version=__version__,
-            )
-            path = hf_hub_download(
-                entry.repo_id,  # type: ignore[arg-type]
-                entry.file,
-                repo_type=entry.repo_type,
-                revision=entry.revision,
-                library_name="nafcli",
-                library_version=__version__,
-                cache_dir=cache,
-                tqdm_class=_tqdm_class(progress) if progress is not None else None,
-            )
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, FileMetadataError) as e:
-        cause = e.__cause__ or e.__context__
-        why = "no connection" if cause is None else _short(cause)
-        raise WeightsNotAvailableError(no_net.format(why=why)) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        raise WeightsNotAvailableError(
-            f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be "
-            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}'"
-        ) from None
-    except HfHubHTTPError as e:
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    except (*_network_errors(), ConnectionError, TimeoutError) as e:
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM):
-            raise _cache_error(cache, entry, e) from None
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    return Path(path)
-
-
-@contextmanager
-def _quiet_hub_logs() -> Iterator[None]:
-    """huggingface_hub logs each retry as a warning on stderr; our one-line error says it all."""
-    import logging
-
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR + 10)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP client's base error: httpx2 (huggingface_hub 2.x), httpx (1.x) or requests (older)."""
-    import importlib
-
-    for name, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            return (getattr(importlib.import_module(name), attr),)
-        except (ImportError, AttributeError):
-            continue
-    return ()
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
-
-
-def _tqdm_class(progress: Progress) -> type:
-    """A silent tqdm that forwards byte counts to ``progress`` (the library never prints)."""
-    from huggingface_hub.utils import tqdm as hf_tqdm
-
-    class _Forward(hf_tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003 - tqdm's signature
-            kwargs["disable"] = True
-            kwargs.pop("name", None)
-            self._done = int(kwargs.get("initial", 0) or 0)
-            self._total = kwargs.get("total")
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):  # noqa: ANN001
-            self._done += int(n or 0)
-            progress(self._done, self._total)
-
-    return _Forward
 
 
 # --- import and remove -----------------------------------------------------------------------------
