@@ -27,8 +27,8 @@ from ..imaging.read import read_image
 from ..inference.restorer import Restorer
 from ..inference.settings import resolve_device
 from ..weights import hub
-from ..weights.checkpoint import build_model, read_state_dict
-from ..weights.loader import load_entry
+from ..weights.checkpoint import read_state_dict
+from ..weights.loader import load, load_entry
 from ..weights.registry import ModelEntry, Registry, data_dir, load_registry
 from .metrics import psnr
 
@@ -226,8 +226,7 @@ def check_file(
         progress(f"{entry.id} ({src})")
     t0 = time.perf_counter()
     try:
-        loaded = build_model(state_dict, source=str(src), tlc=entry.tlc, expected=entry.spec, model_id=entry.id,
-                             task=entry.task)
+        loaded = load(weights=state_dict, tlc=entry.tlc, task=entry.task)  # the architecture was checked above
         result = run_check(Restorer(loaded, device=device, tile=0), inputs, outputs, model_id=entry.id,
                            threshold=threshold)
     except NafcliError as e:
