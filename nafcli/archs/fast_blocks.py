@@ -173,8 +173,57 @@ def scale_out(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
     return conv_like(conv, conv.weight.double() * s.view(-1, 1, 1, 1), b)
 
 
+def _pointwise_op() -> object | None:
+    """oneDNN's convolution with a fused binary post-op (``mkldnn::_convolution_pointwise.binary``, the
+    kernel inductor's CPU fusions call), or None in a build without it."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.binary
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_POINTWISE = _pointwise_op()
+#: dtype -> whether the fused CPU convolutions run and agree with the plain ones here (checked once)
+_FUSED_OK: dict[torch.dtype, bool] = {}
+
+
+def conv_then(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+              groups: int, op: str) -> torch.Tensor:
+    """``conv2d(x, weight, bias) <op> other`` (``op``: ``add`` or ``mul``, ``other`` the output's shape) in
+    one oneDNN call on the CPU: the product is applied to each output block while it is in cache, so the
+    separate pass over the map (read two maps, write one) disappears."""
+    return _POINTWISE(x, other, weight, bias, [padding, padding], [1, 1], [1, 1], groups, op,  # type: ignore[operator]
+                      None, None, [], None)
+
+
+def fused_cpu_ok(dtype: torch.dtype) -> bool:
+    """Whether :func:`conv_then` is available for ``dtype`` on this CPU and matches the unfused
+    computation on a small case (checked once per dtype; a build or CPU without it runs unfused)."""
+    if dtype not in _FUSED_OK:
+        ok = False
+        if _POINTWISE is not None and torch.backends.mkldnn.is_available():
+            try:
+                gen = torch.Generator().manual_seed(0)
+                x = torch.rand((1, 8, 6, 5), generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+                other = torch.rand((1, 8, 6, 5), generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+                w, b = torch.rand((8, 1, 3, 3), generator=gen).to(dtype), torch.rand(8, generator=gen).to(dtype)
+                with torch.inference_mode():
+                    got = conv_then(x, other, w, b, 1, 8, "mul").float()
+                    want = (F.conv2d(x, w, b, padding=1, groups=8).float() * other.float())
+                ok = bool((got - want).abs().max().item() <= 0.05 * want.abs().max().item() + 1e-6)
+            except (RuntimeError, NotImplementedError, TypeError):
+                ok = False
+        _FUSED_OK[dtype] = ok
+    return _FUSED_OK[dtype]
+
+
 class FastNAFBlock(nn.Module):
-    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out."""
+    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out.
+
+    On the CPU (where :func:`fused_cpu_ok`), the elementwise passes between the convolutions are fused
+    into them (:meth:`_forward_fused`); elsewhere (CUDA, a build without oneDNN) each step is its own
+    kernel (:meth:`_forward_plain`). Both compute the same function.
+    """
 
     def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
         super().__init__()
@@ -187,11 +236,22 @@ class FastNAFBlock(nn.Module):
         self.conv5 = scale_out(ref.conv5, ref.gamma)
         self.window = window
         self.fold_sca = fold_sca
+        #: fuse on the CPU when the kernels allow it (False: always the plain path, e.g. for a compiler
+        #: that fuses by itself)
+        self.fuse_cpu = True
+
+    def _global(self, h: int, w: int) -> bool:
+        return self.window is None or (self.window[0] >= h and self.window[1] >= w)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        if self.fuse_cpu and inp.device.type == "cpu" and fused_cpu_ok(inp.dtype):
+            return self._forward_fused(inp)
+        return self._forward_plain(inp)
+
+    def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))
         h, w = x.shape[-2:]
-        if self.window is None or (self.window[0] >= h and self.window[1] >= w):
+        if self._global(h, w):
             # Global mean: a per-image channel vector, in float32.
             pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
             s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
@@ -206,6 +266,37 @@ class FastNAFBlock(nn.Module):
             x = self.conv3(mul_replicated(x, self.sca(box.to(x.dtype)), padding))
         y = inp + x
         return y + self.conv5(gate(self.conv4(layer_norm_cl(y, self.eps2))))
+
+    def _forward_fused(self, inp: torch.Tensor) -> torch.Tensor:
+        """The same function with five fewer passes over the feature maps: each gate becomes a product
+        fused into the convolution that makes its second half (the halves of conv1/conv2 and conv4 run
+        as two convolutions each), the SCA scale is folded into conv3's weights, and both residual sums
+        are fused into conv3 and conv5. Left: the two LayerNorms and the SCA mean (a read)."""
+        c = inp.shape[1]
+        t = layer_norm_cl(inp, self.eps1)
+        w1, b1, w2, b2 = self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias
+        a = F.conv2d(F.conv2d(t, w1[:c], b1[:c]), w2[:c], b2[:c], padding=1, groups=c)
+        x = conv_then(F.conv2d(t, w1[c:], b1[c:]), a, w2[c:], b2[c:], 1, c, "mul")  # the gate
+        del t, a
+        w3, b3 = self.conv3.weight, self.conv3.bias
+        h, w = x.shape[-2:]
+        if self._global(h, w):
+            pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
+            if x.shape[0] == 1:  # the scale goes into conv3's weights: W3 (x * s) = (W3 diag(s)) x
+                w3 = (w3.float() * s.view(1, -1, 1, 1)).to(w3.dtype)
+            else:
+                x = x * s.to(x.dtype)
+        else:
+            box, padding = valid_box_mean(x, self.window)
+            x = mul_replicated(x, self.sca(box.to(x.dtype)), padding)
+        y = conv_then(x, inp, w3, b3, 0, 1, "add")
+        del x
+        t = layer_norm_cl(y, self.eps2)
+        w4, b4 = self.conv4.weight, self.conv4.bias
+        x = conv_then(t, F.conv2d(t, w4[:c], b4[:c]), w4[c:], b4[c:], 0, 1, "mul")  # the gate
+        del t
+        return conv_then(x, y, self.conv5.weight, self.conv5.bias, 0, 1, "add")
 
 
 def build_fast(fast_type: type[nn.Module], ref_type: type[nn.Module], ref: nn.Module, *, dtype: torch.dtype,
