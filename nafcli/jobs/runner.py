@@ -95,6 +95,10 @@ class Events:
     def warning(self, job: Job, message: str) -> None:
         """Something the user should know that did not stop the job."""
 
+    def run_warning(self, message: str) -> None:
+        """Something the user should know about the whole run (said once, before the first job), e.g. a
+        precision this device only emulates."""
+
     def job_finished(self, result: JobResult) -> None:
         """Called for every job, skipped and failed included."""
 
