@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..imaging.read import image_size
 from ..inference.allocator import tune_for_tiles
+from ..inference.compiled import parse_mode
 from ..inference.restorer import Restorer
-from ..inference.settings import check_precision, configure_threads, resolve_devices
+from ..inference.settings import choose_precision, configure_threads, resolve_devices
 from ..inference.sizing import parse_size
 from ..weights.loader import describe_choice, load
 from .discover import discover
@@ -53,7 +55,8 @@ class RunSettings:
     tile: int | str | None = "auto"
     overlap: int | str | None = None
     batch_size: int | str | None = "auto"
-    compile: bool = False
+    #: ``auto`` (compile when the planned work repays the warm-up), ``on``/True, ``off``/False
+    compile: bool | str = "auto"
     #: the authors' computation instead of the fast path (debugging)
     reference: bool = False
 
@@ -121,8 +124,8 @@ def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, outp
          fail_fast: bool, events: Events) -> BatchReport:
     # Everything the command line can get wrong is checked before any input is skipped or run.
     devices = resolve_devices(run.device)
-    for device in devices:
-        check_precision(run.precision, device)
+    choices = [choose_precision(run.precision, device) for device in devices]
+    compile_mode = parse_mode(run.compile)
     tile = parse_size(run.tile, "--tile")
     label = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
     workers: list[ImageWork] = []
@@ -131,11 +134,18 @@ def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, outp
                       offline=choice.offline, progress=events.download)
         configure_threads(run.threads, devices[0], workers=len(devices))
         tune_for_tiles("auto" if tile is None else tile)
+        for warning in dict.fromkeys(c.warning for c in choices if c.warning):
+            events.run_warning(warning)
+        runnable = [j for j in jobs if j.runnable]
         for i, device in enumerate(devices):
             # one copy of the weights per device (the first worker takes the loaded one)
             model = loaded if i == 0 else copy.deepcopy(loaded)
-            restorer = Restorer(model, device=device, precision=run.precision, compile=run.compile,
+            restorer = Restorer(model, device=device, precision=run.precision, compile=compile_mode,
                                 fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
+            if compile_mode == "auto":
+                # each worker gets about its share of the batch
+                share = runnable[i :: len(devices)]
+                restorer.plan_inputs(size for job in share if (size := image_size(job.inputs[0])) is not None)
             workers.append(restore_job(restorer, max_pixels=output.max_pixels or None, quality=output.quality))
         label = loaded.label
     events.batch_started(len(jobs), label)
