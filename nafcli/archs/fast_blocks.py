@@ -221,8 +221,8 @@ class FastNAFBlock(nn.Module):
     """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out.
 
     On the CPU (where :func:`fused_cpu_ok`), the elementwise passes between the convolutions are fused
-    into them (:meth:`_forward_fused`); elsewhere (CUDA, a build without oneDNN) each step is its own
-    kernel (:meth:`_forward_plain`). Both compute the same function.
+    into them (:meth:`_forward_fused`); elsewhere (CUDA, a build without oneDNN, under torch.compile)
+    each step is its own kernel (:meth:`_forward_plain`). Both compute the same function.
     """
 
     def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
@@ -244,7 +244,10 @@ class FastNAFBlock(nn.Module):
         return self.window is None or (self.window[0] >= h and self.window[1] >= w)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        if self.fuse_cpu and inp.device.type == "cpu" and fused_cpu_ok(inp.dtype):
+        # torch.compile traces the plain path: the oneDNN post-op kernels have no fake-tensor version,
+        # and inductor fuses the elementwise passes by itself (with the same kernels)
+        if (self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling()
+                and fused_cpu_ok(inp.dtype)):
             return self._forward_fused(inp)
         return self._forward_plain(inp)
 

@@ -224,13 +224,17 @@ def configure_threads(threads: int | None, device: torch.device, *, workers: int
 
 def compile_module(module: torch.nn.Module, device: torch.device | None = None) -> Any:
     """``torch.compile`` with static shapes: one compilation per input shape, so callers feed one shape
-    (fixed tile size, edge tiles padded). Inductor freezing folds the weights as constants; on CUDA the
-    compiled graph is replayed as a CUDA graph (``reduce-overhead``), which removes the per-kernel
-    launch cost that dominates small tiles."""
+    (fixed tile size, edge tiles padded). On CUDA the compiled graph is replayed as a CUDA graph
+    (``reduce-overhead``), which removes the per-kernel launch cost that dominates small tiles.
+
+    Inductor freezing (weights folded in as constants) stays off: on the CPU it turns the weights into
+    oneDNN tensors that its FX graph cache cannot store ("mkldnn tensors unpickleable"), so every run
+    would compile again; with the weights as graph inputs the compiled kernels are cached on disk
+    (:mod:`nafcli.inference.compiled`) and shared by every model of the same architecture."""
     try:
         import torch._inductor.config as inductor_config
 
-        inductor_config.freezing = True
+        inductor_config.freezing = False
     except (ImportError, AttributeError):
         pass
     if device is not None and device.type == "cuda":
