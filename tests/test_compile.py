@@ -72,13 +72,12 @@ def test_clear_cache_empties_inductors_folder(cache: Path) -> None:
     assert path.is_dir() and not any(path.iterdir())
 
 
-def test_cxx_compiler_found_like_inductor(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cxx_compiler_found_like_inductor() -> None:
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "no-such-compiler-here"))
-    assert compiled.cxx_compiler() is None
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, sys.executable))  # any executable will do
-    assert compiled.cxx_compiler() == sys.executable
+    assert compiled.compiler_names() == [n for n in inductor_config.cpp.cxx if isinstance(n, str)]
+    assert compiled.cxx_compiler(["no-such-compiler-here"]) is None
+    assert compiled.cxx_compiler(["no-such-compiler-here", sys.executable]) == sys.executable
 
 
 def test_stats_round_trip_and_damaged_file(cache: Path) -> None:

@@ -45,13 +45,21 @@ CHANNELS_LAST = torch.channels_last
 def layer_norm_cl(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Normalise over channels without affine (it is folded away), in x's dtype.
 
-    One ``F.layer_norm`` call on the channels-last view. For bf16/fp16 input the CPU and CUDA kernels
-    accumulate mean and variance in float32 (their "opmath" type) and round only the result, so the
-    statistics are float32 without the two extra passes an explicit ``.float()`` / ``.to()`` would cost
-    (checked in tests/test_fast.py against an explicit float32 computation).
+    One pass on the channels-last view (the channels are innermost). For bf16/fp16 input the CPU and
+    CUDA kernels accumulate mean and variance in float32 (their "opmath" type) and round only the
+    result, so the statistics are float32 without the two extra passes an explicit ``.float()`` /
+    ``.to()`` would cost (checked in tests/test_fast.py against an explicit float32 computation).
+
+    On the CPU the same normalisation runs as ``F.group_norm`` with one group over each pixel's channels
+    (pixels as the batch, channels x 1 as the sample): its kernel vectorises the short rows of a NAFNet
+    (32-512 channels) better than ``F.layer_norm``'s, 1.5-2x faster on the 2-core Xeon (9.4 -> 6.4 ms on
+    a 560x560x32 map; docs/performance.md), and it is the same function.
     """
+    n, c, h, w = x.shape
     v = x.permute(0, 2, 3, 1)
-    return F.layer_norm(v, (v.shape[-1],), eps=eps).permute(0, 3, 1, 2)
+    if x.device.type == "cpu" and v.is_contiguous():
+        return F.group_norm(v.reshape(-1, c, 1), 1, eps=eps).view(n, h, w, c).permute(0, 3, 1, 2)
+    return F.layer_norm(v, (c,), eps=eps).permute(0, 3, 1, 2)
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,17 +119,22 @@ def clear_cache() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def cxx_compiler() -> str | None:
-    """The C++ compiler inductor would use for CPU kernels (``$CXX``, else ``g++``; ``clang++`` on macOS),
-    as a path, or None when there is none."""
-    names = [os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")]
+def compiler_names() -> list[str]:
+    """The C++ compilers inductor tries for CPU kernels: its ``cpp.cxx`` setting (``$CXX`` as it was when
+    torch was imported, else ``g++``; ``clang++`` on macOS)."""
     try:
         import torch._inductor.config as inductor_config
 
-        names = [n for n in inductor_config.cpp.cxx if isinstance(n, str)] or names
-    except (ImportError, AttributeError):
-        pass
-    for name in names:
+        names = [n for n in inductor_config.cpp.cxx if isinstance(n, str)]
+    except (ImportError, AttributeError, TypeError):
+        names = []
+    return names or [os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")]
+
+
+def cxx_compiler(names: Sequence[str] | None = None) -> str | None:
+    """The first of ``names`` (default :func:`compiler_names`) found on the PATH, as a path, or None: a
+    machine without it cannot compile for the CPU. Runs nothing."""
+    for name in compiler_names() if names is None else names:
         found = shutil.which(name)
         if found:
             return found
