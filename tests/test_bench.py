@@ -287,13 +287,14 @@ def test_bench_rows_carry_their_share_of_the_limit() -> None:
     assert fast.network_input == [1, 3, 64, 64] and ref.network_input == [1, 3, 64, 64]
     for p in (ref, fast):
         assert p.limit_gflops_per_second and p.limit_gflops_per_second > 0
+        assert p.limit_drift is not None and p.limit_drift > 0  # measured before and after the timed runs
         assert p.share_of_limit == pytest.approx(p.gflops_per_second / p.limit_gflops_per_second)
         assert p.megapixels_per_second_at_limit(result.pixels) == pytest.approx(
             p.megapixels_per_second(result.pixels) / p.share_of_limit)
     d = result.to_dict()
     assert d["paths"][1]["share_of_limit"] == fast.share_of_limit
     assert d["paths"][1]["megapixels_per_second_at_limit"] > 0
-    assert d["limits"][0]["dtype"] == "float32" and d["limits"][0]["shapes"]
+    assert len(d["limits"]) == 4 and d["limits"][0]["dtype"] == "float32" and d["limits"][0]["shapes"]
     none = run_bench(model, size=32, precisions=("fp32",), device="cpu", repeat=1, reference=False, limit=False)
     assert none.paths[0].share_of_limit is None and none.limits == []
 

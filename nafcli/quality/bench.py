@@ -107,8 +107,11 @@ class PathResult:
     #: the network's input per forward (batch x C x H x W of a tile, or the whole image)
     network_input: list[int] = field(default_factory=list)
     #: the device's measured throughput on the model's 1x1 products at that input, in this row's dtype
-    #: (None: not measured, e.g. a dtype the device only emulates)
+    #: (None: not measured, e.g. a dtype the device only emulates): the mean of a measurement right
+    #: before the timed runs and one right after
     limit_gflops_per_second: float | None = None
+    #: the second measurement over the first (1.0: the machine's speed did not drift during the row)
+    limit_drift: float | None = None
 
     @property
     def median(self) -> float:
@@ -199,14 +202,19 @@ def _sync(device: torch.device) -> None:
 
 
 def _time(
-    fn: Callable[[], torch.Tensor], device: torch.device, repeat: int
+    fn: Callable[[], torch.Tensor], device: torch.device, repeat: int,
+    between: Callable[[], None] | None = None,
 ) -> tuple[float, list[float], int, torch.Tensor]:
-    """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes, last output."""
+    """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes (of the whole
+    series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output."""
     _reset_peak(device)
     t0 = time.perf_counter()
     out = fn()
     _sync(device)
     warm = time.perf_counter() - t0
+    if between is not None:
+        between()
+        _reset_peak(device)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -275,7 +283,9 @@ def run_bench(
     :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the
     reference runs with the C library's default allocator, as the authors' demo does, and the fast rows as
     ``nafcli`` runs them. ``limit``: measure the device's throughput on the model's 1x1 products for each
-    row (:mod:`nafcli.quality.limit`), after the row's timed runs, at the network input the row used.
+    row (:mod:`nafcli.quality.limit`) at the network input the row used, right before its timed runs and
+    right after them (averaged; ``limit_drift`` says how far apart the two were). Peak memory is then
+    the timed runs' (the warm-up's compilation and the limit's buffers are not the model's).
     """
     if repeat < 1:
         raise UsageError("--repeat must be at least 1")
@@ -292,17 +302,25 @@ def run_bench(
     shape = tuple(x.shape)
     flops = count_flops(model.module, shape)
     paths: list[PathResult] = []
-    limits: dict[tuple[str, tuple[int, ...]], Limit] = {}
+    limits: list[Limit] = []
     ref_out: torch.Tensor | None = None
 
-    def limit_for(precision: str, net_input: tuple[int, ...]) -> float | None:
+    def limit_for(precision: str, net_input: tuple[int, ...]) -> Limit | None:
         if not limit or not _limit_dtype_native(precision, dev):
             return None
-        key = (precision, net_input)
-        if key not in limits:
-            say(f"limit: {precision} 1x1 products of a {'x'.join(map(str, net_input))} input")
-            limits[key] = measure_limit(model.module, net_input, DTYPES[precision], dev)
-        return limits[key].gflops_per_second
+        say(f"limit: {precision} 1x1 products of a {'x'.join(map(str, net_input))} input")
+        measured = measure_limit(model.module, net_input, DTYPES[precision], dev)
+        limits.append(measured)
+        return measured
+
+    def bracket(row: PathResult, precision: str, before: Limit | None) -> None:
+        """The row's limit: measured right before its timed runs and again right after (the machine's
+        speed drifts; a 2-vCPU VM's by 10-20 % between minutes), the two averaged."""
+        after = limit_for(precision, tuple(row.network_input)) if before is not None else None
+        if before is None or after is None:
+            return
+        row.limit_gflops_per_second = (before.gflops_per_second + after.gflops_per_second) / 2
+        row.limit_drift = after.gflops_per_second / before.gflops_per_second
 
     if reference:
         say("reference path (fp32, whole image)")
@@ -313,11 +331,13 @@ def run_bench(
             with torch.inference_mode():
                 return module(xd)
 
-        warm, times, peak, out = _time(ref_fn, dev, reference_repeat)
+        before: list[Limit | None] = [None]
+        warm, times, peak, out = _time(ref_fn, dev, reference_repeat,
+                                       lambda: before.__setitem__(0, limit_for("fp32", shape)))
         ref_out = out.float().cpu()
         del out
         row = PathResult("reference", "fp32", times, warm, peak, flops, network_input=list(shape))
-        row.limit_gflops_per_second = limit_for("fp32", shape)
+        bracket(row, "fp32", before[0])
         paths.append(row)
 
     if tune_allocator:
@@ -336,17 +356,24 @@ def run_bench(
             seen.append(info)
             return out
 
-        warm, times, peak, out = _time(fast_fn, dev, repeat)
+        before: list[Limit | None] = [None]
+
+        def after_warmup(row: PathResult = result, seen: list[RunInfo] = infos, p: str = precision,
+                         slot: list[Limit | None] = before) -> None:
+            info = seen[-1]
+            row.network_input = [info.batch_size, channels, *info.tile_shape]
+            slot[0] = limit_for(p, tuple(row.network_input))
+
+        warm, times, peak, out = _time(fast_fn, dev, repeat, after_warmup)
         result.seconds, result.warmup_seconds, result.peak_memory_bytes = times, warm, peak
         info = infos[-1]
         result.tile_size = info.tile_size
         result.name = "fast" + ("+compiled" if info.path.endswith("+compiled") else "")
-        result.network_input = [info.batch_size, channels, *info.tile_shape]
         if ref_out is not None:
             result.psnr_vs_reference = psnr_01(out, ref_out)
             result.max_abs_vs_reference = (out - ref_out.clamp(0, 1)).abs().max().item()
         del out, restorer
-        result.limit_gflops_per_second = limit_for(precision, tuple(result.network_input))
+        bracket(result, precision, before[0])
         paths.append(result)
 
     if reference:
@@ -365,5 +392,5 @@ def run_bench(
         auto_precision=auto.precision,
         auto_reason=auto.reason,
         warnings=warnings,
-        limits=list(limits.values()),
+        limits=limits,
     )
