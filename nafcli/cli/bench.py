@@ -159,7 +159,12 @@ def render_table(result: BenchResult) -> None:
     print(f"auto: {result.auto_precision} ({result.auto_reason})", file=sys.stderr)
     if any(p.limit_gflops_per_second for p in result.paths):
         print("limit: this device's throughput on the model's own 1x1-convolution products at the input each "
-              "row ran, in its dtype, measured now; 'of limit': the row's GFLOP/s over it", file=sys.stderr)
+              "row ran, in its dtype, measured right before and after the row; 'of limit': the row's GFLOP/s "
+              "over it", file=sys.stderr)
+    for p in result.paths:
+        if p.limit_drift is not None and abs(p.limit_drift - 1) > 0.1:
+            print(f"note: {p.label} {p.precision}: the limit moved by {100 * (p.limit_drift - 1):+.0f} % during "
+                  "the row (the machine's speed drifted; rerun on a quiet machine)", file=sys.stderr)
     if result.allocator_tuned:
         print("fast rows: glibc malloc keeps freed blocks for reuse, as nafcli runs (reference row: the "
               "default allocator; NAFCLI_MALLOC_TUNING=0 for both)", file=sys.stderr)
