@@ -11,6 +11,15 @@ import torch
 from helpers.models import SHARED, TINY_NAFNET, random_state_dict
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_compile_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Compiled kernels and compile timings go to a folder of the test session, never the user's cache
+    (``--compile`` auto records what it measures)."""
+    import os
+
+    os.environ["NAFCLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("nafcli-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not (SHARED / "reference").is_dir():

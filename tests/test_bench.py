@@ -103,8 +103,9 @@ def test_flop_count_is_analytic_for_one_conv_and_scales_with_area() -> None:
     model = random_model(TINY, tlc=False)
     small = count_flops(model.module, (1, 3, 32, 32))
     large = count_flops(model.module, (1, 3, 64, 64))
-    # the channel attention's 1x1 conv on the pooled vector does not grow with the area
-    assert small > 0 and 3.95 * small < large < 4 * small
+    # the channel attention's 1x1 conv is not counted (it runs on one pooled vector per image in the
+    # authors' mode), so the count is the convolutions' alone and scales with the area exactly
+    assert small > 0 and large == 4 * small
 
 
 def test_run_bench_reports_both_paths() -> None:
@@ -244,3 +245,85 @@ def test_cuda_bench_reports_allocated_memory() -> None:
     result = run_bench(model, size=64, precisions=("bf16",), device="cuda", repeat=2)
     assert result.device.startswith("cuda")
     assert all(p.peak_memory_bytes > 0 for p in result.paths)
+
+
+# -- the limit: the device's throughput on the model's own 1x1 products ---------------------------
+
+
+def test_conv1x1_shapes_are_the_reference_networks_gemms() -> None:
+    from nafcli.quality.limit import conv1x1_shapes, model_flops
+
+    model = random_model(TINY, tlc=True)  # TLC: the reference's SCA conv runs on every pixel; left out
+    shapes = {(s.rows, s.k, s.n): s.count for s in conv1x1_shapes(model.module, (1, 3, 64, 64))}
+    # width 8 on levels of 64x64, 32x32 and 16x16 pixels: conv1/conv4 (c -> 2c) and conv3/conv5 (c -> c)
+    # of the encoder and decoder blocks of levels 0 and 1 and of the middle block, and the two ups (1x1,
+    # c -> 2c: 32 -> 64 channels at 16x16, 16 -> 32 at 32x32)
+    assert shapes == {
+        (4096, 8, 16): 4, (4096, 8, 8): 4,
+        (1024, 16, 32): 4 + 1, (1024, 16, 16): 4,
+        (256, 32, 64): 2 + 1, (256, 32, 32): 2,
+    }
+    gemm = sum(2 * r * k * n * c for (r, k, n), c in shapes.items())
+    assert 0 < gemm < model_flops(model.module, (1, 3, 64, 64))
+
+
+def test_measure_limit_times_every_shape() -> None:
+    from nafcli.quality.limit import GemmShape, measure_limit, time_shape
+
+    t = time_shape(GemmShape(4096, 16, 32, count=3), torch.float32, torch.device("cpu"))
+    assert t.seconds > 0 and t.method in ("conv2d", "addmm") and t.rows_timed == 4096
+    assert t.gflops_per_second == pytest.approx(2 * 4096 * 16 * 32 / 1e9 / t.seconds)
+    model = random_model(TINY, tlc=False)
+    limit = measure_limit(model.module, (1, 3, 64, 64), torch.float32, torch.device("cpu"))
+    assert len(limit.shapes) == 6 and limit.gflops_per_second > 0
+    assert limit.flops == sum(s.shape.flops for s in limit.shapes)
+    assert limit.to_dict()["input_shape"] == [1, 3, 64, 64]
+
+
+def test_bench_rows_carry_their_share_of_the_limit() -> None:
+    model = random_model(TINY, tlc=False)
+    result = run_bench(model, size=64, precisions=("fp32",), device="cpu", repeat=1, tile=0)
+    ref, fast = result.paths
+    assert fast.network_input == [1, 3, 64, 64] and ref.network_input == [1, 3, 64, 64]
+    for p in (ref, fast):
+        assert p.limit_gflops_per_second and p.limit_gflops_per_second > 0
+        assert p.limit_drift is not None and p.limit_drift > 0  # measured before and after the timed runs
+        assert p.share_of_limit == pytest.approx(p.gflops_per_second / p.limit_gflops_per_second)
+        assert p.megapixels_per_second_at_limit(result.pixels) == pytest.approx(
+            p.megapixels_per_second(result.pixels) / p.share_of_limit)
+    d = result.to_dict()
+    assert d["paths"][1]["share_of_limit"] == fast.share_of_limit
+    assert d["paths"][1]["megapixels_per_second_at_limit"] > 0
+    assert len(d["limits"]) == 4 and d["limits"][0]["dtype"] == "float32" and d["limits"][0]["shapes"]
+    none = run_bench(model, size=32, precisions=("fp32",), device="cpu", repeat=1, reference=False, limit=False)
+    assert none.paths[0].share_of_limit is None and none.limits == []
+
+
+def test_bench_marks_auto_and_never_times_a_configuration_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nafcli.inference import settings
+    from nafcli.quality.bench import resolve_rows
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(settings, "native_bf16", lambda device: False)
+    assert resolve_rows(("fp32", "auto"), cpu) == [("fp32", ["fp32", "auto"])]
+    assert resolve_rows(("auto", "fp32", "fp32"), cpu) == [("fp32", ["auto", "fp32"])]
+    model = random_model(TINY, tlc=False)
+    result = run_bench(model, size=32, precisions=("fp32", "auto"), device="cpu", repeat=1, reference=False,
+                       limit=False)
+    (row,) = result.paths
+    assert row.auto and row.requested == ["fp32", "auto"] and row.precision_label == "fp32 (auto)"
+    assert result.auto_precision == "fp32" and "no native bf16" in result.auto_reason
+    monkeypatch.setattr(settings, "native_bf16", lambda device: True)
+    assert resolve_rows(("fp32", "auto", "bf16"), cpu) == [("fp32", ["fp32"]), ("bf16", ["auto", "bf16"])]
+
+
+def test_cli_bench_shows_auto_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nafcli.cli.main import app
+    from nafcli.inference import settings
+
+    monkeypatch.setattr(settings, "native_bf16", lambda device: False)
+    res = CliRunner().invoke(app, ["bench", "--arch-config", TINY_JSON, "--size", "32", "-n", "1", "-p", "fp32",
+                                   "-p", "auto", "--device", "cpu", "--no-reference", "--no-limit"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.count("fp32 (auto)") == 1 and res.stdout.count("fast") == 1
+    assert "auto: fp32 (this CPU has no native bf16" in res.stderr

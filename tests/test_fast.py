@@ -274,3 +274,23 @@ def test_fast_local_mean_on_a_4000x3000_map_is_within_1e5_of_float64(window: tup
     ref = local_mean(x.double(), window)
     got = fast_local_mean(x, window).double()
     assert (got - ref).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize(("shape", "window"), [((1, 8, 70, 70), (48, 48)), ((2, 4, 35, 50), (24, 30))])
+def test_box_means_by_band_products_equal_the_integral_image(
+    shape: tuple[int, ...], window: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small maps take their window sums from two band-matrix products, larger ones from an integral
+    image: both give the TLC means (within float32 rounding) and the same replicate padding."""
+    from nafcli.archs import fast_blocks
+
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.randn(shape, generator=gen) * 2 + 3).contiguous(memory_format=torch.channels_last)
+    by_products, pad_a = valid_box_mean(x, window)
+    monkeypatch.setattr(fast_blocks, "GEMM_BOX_MAX_MACS", 0)
+    by_integral, pad_b = valid_box_mean(x, window)
+    assert pad_a == pad_b and by_products.shape == by_integral.shape
+    assert by_products.is_contiguous(memory_format=torch.channels_last)
+    assert (by_products - by_integral).abs().max().item() < 1e-5
+    ref = local_mean(x.double(), window)
+    assert (fast_local_mean(x, window).double() - ref).abs().max().item() < 1e-5

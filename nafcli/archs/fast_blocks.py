@@ -32,6 +32,8 @@ network's input/output residuals (the image itself) stay in float32.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,13 +47,21 @@ CHANNELS_LAST = torch.channels_last
 def layer_norm_cl(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Normalise over channels without affine (it is folded away), in x's dtype.
 
-    One ``F.layer_norm`` call on the channels-last view. For bf16/fp16 input the CPU and CUDA kernels
-    accumulate mean and variance in float32 (their "opmath" type) and round only the result, so the
-    statistics are float32 without the two extra passes an explicit ``.float()`` / ``.to()`` would cost
-    (checked in tests/test_fast.py against an explicit float32 computation).
+    One pass on the channels-last view (the channels are innermost). For bf16/fp16 input the CPU and
+    CUDA kernels accumulate mean and variance in float32 (their "opmath" type) and round only the
+    result, so the statistics are float32 without the two extra passes an explicit ``.float()`` /
+    ``.to()`` would cost (checked in tests/test_fast.py against an explicit float32 computation).
+
+    On the CPU the same normalisation runs as ``F.group_norm`` with one group over each pixel's channels
+    (pixels as the batch, channels x 1 as the sample): its kernel vectorises the short rows of a NAFNet
+    (32-512 channels) better than ``F.layer_norm``'s, 1.5-2x faster on the 2-core Xeon (9.4 -> 6.4 ms on
+    a 560x560x32 map; docs/performance.md), and it is the same function.
     """
+    n, c, h, w = x.shape
     v = x.permute(0, 2, 3, 1)
-    return F.layer_norm(v, (v.shape[-1],), eps=eps).permute(0, 3, 1, 2)
+    if x.device.type == "cpu" and v.is_contiguous():
+        return F.group_norm(v.reshape(-1, c, 1), 1, eps=eps).view(n, h, w, c).permute(0, 3, 1, 2)
+    return F.layer_norm(v, (c,), eps=eps).permute(0, 3, 1, 2)
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
@@ -67,6 +77,30 @@ FLOAT64_SUMS_ABOVE = 1 << 20
 Padding = tuple[int, int, int, int]
 
 
+#: box sums by band-matrix products when each input value takes part in at most this many
+#: multiply-adds (small maps, the deep TLC levels): cheaper than the integral image's passes there
+GEMM_BOX_MAX_MACS = 256
+
+
+@functools.lru_cache(maxsize=64)
+def _band(n_out: int, n_in: int, k: int, device: torch.device) -> torch.Tensor:
+    """(n_out x n_in) float32 matrix of ones where row ``i`` covers inputs ``i .. i+k-1``."""
+    i = torch.arange(n_out, device=device)[:, None]
+    j = torch.arange(n_in, device=device)[None, :]
+    return ((j >= i) & (j < i + k)).to(torch.float32)
+
+
+def _box_sums_gemm(v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
+    """Window sums over every full k1 x k2 window of ``v`` (N H W C, float32) as two products with band
+    matrices: along W a batch of (W2 x W) @ (W x C), then along H one (H2 x H) @ (H x W2*C) per image.
+    Direct sums of at most k values each (no running sums), so as exact as float32 sums get."""
+    n, h, w, c = v.shape
+    h2, w2 = h - k1 + 1, w - k2 + 1
+    rows = torch.matmul(_band(w2, w, k2, v.device), v.reshape(n * h, w, c))  # N*H, W2, C
+    box = torch.matmul(_band(h2, h, k1, v.device), rows.reshape(n, h, w2 * c))  # N, H2, W2*C
+    return box.view(n, h2, w2, c)
+
+
 def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Padding]:
     """The TLC box means over every *full* window (stride 1), float32, channels_last, and the replicate
     padding that brings them back to ``x``'s size (``F.pad(box, padding, mode="replicate")`` is
@@ -76,20 +110,27 @@ def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Paddi
     commutes with replicate padding, so the block convolves the (h-k1+1) x (w-k2+1) valid means and pads
     afterwards (a 64x64 map with a 48-px window: 17x17 pixels instead of 64x64).
 
-    Integral image of the mean-centred values (centring keeps the running sums small), written into
-    pre-zeroed buffers (no padding copies), the window differences taken by slicing.
+    Two ways to the sums, whichever costs less: on small maps (the deep levels, where a 70x70 map has
+    23x23 valid windows) two products with band matrices (:func:`_box_sums_gemm`, at most
+    :data:`GEMM_BOX_MAX_MACS` multiply-adds per value); elsewhere an integral image of the mean-centred
+    values (centring keeps the running sums small), written into pre-zeroed buffers (no padding copies),
+    the window differences taken by slicing.
     """
     h, w = x.shape[-2:]
     k1, k2 = min(h, window[0]), min(w, window[1])
     v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
     n, c = v.shape[0], v.shape[-1]
+    w2, h2 = w - k2 + 1, h - k1 + 1
+    padding = ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
+    if w2 + h2 * w2 / w <= GEMM_BOX_MAX_MACS and v.is_contiguous():
+        box = _box_sums_gemm(v.to(torch.float32), k1, k2).div_(k1 * k2)
+        return box.permute(0, 3, 1, 2), padding
     acc = torch.float64 if h * w > FLOAT64_SUMS_ABOVE else torch.float32
     mu = v.mean(dim=(1, 2), keepdim=True, dtype=acc)
     cs = v.new_empty((n, h, w + 1, c), dtype=acc)
     cs[:, :, 0].zero_()
     torch.sub(v, mu, out=cs[:, :, 1:])
     cs[:, :, 1:].cumsum_(2)  # along W
-    w2, h2 = w - k2 + 1, h - k1 + 1
     rows = cs[:, :, k2:] - cs[:, :, :w2]  # N H W2 C: sums over k2 columns
     del cs
     cs = rows.new_empty((n, h + 1, w2, c))
@@ -99,7 +140,7 @@ def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Paddi
     box = torch.sub(cs[:, k1:], cs[:, :h2])
     del cs
     box = box.div_(k1 * k2).add_(mu).to(torch.float32).permute(0, 3, 1, 2)
-    return box, ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
+    return box, padding
 
 
 def mul_replicated(x: torch.Tensor, s: torch.Tensor, padding: Padding) -> torch.Tensor:
@@ -173,8 +214,57 @@ def scale_out(conv: nn.Conv2d, scale: torch.Tensor) -> nn.Conv2d:
     return conv_like(conv, conv.weight.double() * s.view(-1, 1, 1, 1), b)
 
 
+def _pointwise_op() -> object | None:
+    """oneDNN's convolution with a fused binary post-op (``mkldnn::_convolution_pointwise.binary``, the
+    kernel inductor's CPU fusions call), or None in a build without it."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise.binary
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_POINTWISE = _pointwise_op()
+#: dtype -> whether the fused CPU convolutions run and agree with the plain ones here (checked once)
+_FUSED_OK: dict[torch.dtype, bool] = {}
+
+
+def conv_then(x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+              groups: int, op: str) -> torch.Tensor:
+    """``conv2d(x, weight, bias) <op> other`` (``op``: ``add`` or ``mul``, ``other`` the output's shape) in
+    one oneDNN call on the CPU: the product is applied to each output block while it is in cache, so the
+    separate pass over the map (read two maps, write one) disappears."""
+    return _POINTWISE(x, other, weight, bias, [padding, padding], [1, 1], [1, 1], groups, op,  # type: ignore[operator]
+                      None, None, [], None)
+
+
+def fused_cpu_ok(dtype: torch.dtype) -> bool:
+    """Whether :func:`conv_then` is available for ``dtype`` on this CPU and matches the unfused
+    computation on a small case (checked once per dtype; a build or CPU without it runs unfused)."""
+    if dtype not in _FUSED_OK:
+        ok = False
+        if _POINTWISE is not None and torch.backends.mkldnn.is_available():
+            try:
+                gen = torch.Generator().manual_seed(0)
+                x = torch.rand((1, 8, 6, 5), generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+                other = torch.rand((1, 8, 6, 5), generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+                w, b = torch.rand((8, 1, 3, 3), generator=gen).to(dtype), torch.rand(8, generator=gen).to(dtype)
+                with torch.inference_mode():
+                    got = conv_then(x, other, w, b, 1, 8, "mul").float()
+                    want = (F.conv2d(x, w, b, padding=1, groups=8).float() * other.float())
+                ok = bool((got - want).abs().max().item() <= 0.05 * want.abs().max().item() + 1e-6)
+            except (RuntimeError, NotImplementedError, TypeError):
+                ok = False
+        _FUSED_OK[dtype] = ok
+    return _FUSED_OK[dtype]
+
+
 class FastNAFBlock(nn.Module):
-    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out."""
+    """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out.
+
+    On the CPU (where :func:`fused_cpu_ok`), the elementwise passes between the convolutions are fused
+    into them (:meth:`_forward_fused`); elsewhere (CUDA, a build without oneDNN, under torch.compile)
+    each step is its own kernel (:meth:`_forward_plain`). Both compute the same function.
+    """
 
     def __init__(self, ref: NAFBlock, window: Window | None, *, fold_sca: bool = False) -> None:
         super().__init__()
@@ -187,11 +277,25 @@ class FastNAFBlock(nn.Module):
         self.conv5 = scale_out(ref.conv5, ref.gamma)
         self.window = window
         self.fold_sca = fold_sca
+        #: fuse on the CPU when the kernels allow it (False: always the plain path, e.g. for a compiler
+        #: that fuses by itself)
+        self.fuse_cpu = True
+
+    def _global(self, h: int, w: int) -> bool:
+        return self.window is None or (self.window[0] >= h and self.window[1] >= w)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        # torch.compile traces the plain path: the oneDNN post-op kernels have no fake-tensor version,
+        # and inductor fuses the elementwise passes by itself (with the same kernels)
+        if (self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling()
+                and fused_cpu_ok(inp.dtype)):
+            return self._forward_fused(inp)
+        return self._forward_plain(inp)
+
+    def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))
         h, w = x.shape[-2:]
-        if self.window is None or (self.window[0] >= h and self.window[1] >= w):
+        if self._global(h, w):
             # Global mean: a per-image channel vector, in float32.
             pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
             s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
@@ -206,6 +310,37 @@ class FastNAFBlock(nn.Module):
             x = self.conv3(mul_replicated(x, self.sca(box.to(x.dtype)), padding))
         y = inp + x
         return y + self.conv5(gate(self.conv4(layer_norm_cl(y, self.eps2))))
+
+    def _forward_fused(self, inp: torch.Tensor) -> torch.Tensor:
+        """The same function with five fewer passes over the feature maps: each gate becomes a product
+        fused into the convolution that makes its second half (the halves of conv1/conv2 and conv4 run
+        as two convolutions each), the SCA scale is folded into conv3's weights, and both residual sums
+        are fused into conv3 and conv5. Left: the two LayerNorms and the SCA mean (a read)."""
+        c = inp.shape[1]
+        t = layer_norm_cl(inp, self.eps1)
+        w1, b1, w2, b2 = self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias
+        a = F.conv2d(F.conv2d(t, w1[:c], b1[:c]), w2[:c], b2[:c], padding=1, groups=c)
+        x = conv_then(F.conv2d(t, w1[c:], b1[c:]), a, w2[c:], b2[c:], 1, c, "mul")  # the gate
+        del t, a
+        w3, b3 = self.conv3.weight, self.conv3.bias
+        h, w = x.shape[-2:]
+        if self._global(h, w):
+            pooled = x.mean(dim=(-2, -1), keepdim=True, dtype=torch.float32)
+            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
+            if x.shape[0] == 1:  # the scale goes into conv3's weights: W3 (x * s) = (W3 diag(s)) x
+                w3 = (w3.float() * s.view(1, -1, 1, 1)).to(w3.dtype)
+            else:
+                x = x * s.to(x.dtype)
+        else:
+            box, padding = valid_box_mean(x, self.window)
+            x = mul_replicated(x, self.sca(box.to(x.dtype)), padding)
+        y = conv_then(x, inp, w3, b3, 0, 1, "add")
+        del x
+        t = layer_norm_cl(y, self.eps2)
+        w4, b4 = self.conv4.weight, self.conv4.bias
+        x = conv_then(t, F.conv2d(t, w4[:c], b4[:c]), w4[c:], b4[c:], 0, 1, "mul")  # the gate
+        del t
+        return conv_then(x, y, self.conv5.weight, self.conv5.bias, 0, 1, "add")
 
 
 def build_fast(fast_type: type[nn.Module], ref_type: type[nn.Module], ref: nn.Module, *, dtype: torch.dtype,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import UsageError
-from .options import CompileOpt, DeviceOpt, HelpCommand, ThreadsOpt, TileOpt
+from .options import DeviceOpt, HelpCommand, ThreadsOpt, TileOpt
+
+if TYPE_CHECKING:
+    from ..quality.bench import BenchResult
 
 
 def _parse_arch_config(value: str) -> tuple[str, dict]:
@@ -72,8 +75,17 @@ def register(app: typer.Typer) -> None:
         tlc: Annotated[
             bool | None, typer.Option("--tlc/--no-tlc", help="Override the model's TLC setting.")
         ] = None,
-        compile: CompileOpt = False,
+        compile: Annotated[
+            bool,
+            typer.Option("--compile", help="Time the fast path compiled (torch.compile, kernels cached as in "
+                         "denoise/deblur; the warm-up column shows the compilation or the cache load)."),
+        ] = False,
         threads: ThreadsOpt = 0,
+        limit: Annotated[
+            bool,
+            typer.Option("--limit/--no-limit", help="Measure the device's throughput on the model's own 1x1 "
+                         "products and show each row's share of it."),
+        ] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         from ..inference.settings import configure_threads, resolve_device
@@ -98,44 +110,61 @@ def register(app: typer.Typer) -> None:
             reference_repeat=reference_repeat,
             compile=compile,
             tune_allocator=True,
+            limit=limit,
             progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
         )
+        for line in result.warnings:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
         if as_json:
             print(json.dumps(result.to_dict(), indent=1))
             return
-        from rich.console import Console
-        from rich.table import Table
+        render_table(result)
 
-        shape = "x".join(map(str, result.input_shape))
-        table = Table(
-            title=f"{result.model}: {result.architecture}, input {shape}, {result.device}, "
-            f"{result.threads} threads, tile {result.tile}"
+
+def _pct(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.0f} %"
+
+
+def render_table(result: BenchResult) -> None:
+    """The result as a table on stdout; notes (auto's choice, the allocator, what the limit is) on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shape = "x".join(map(str, result.input_shape))
+    table = Table(
+        title=f"{result.model}: {result.architecture}, input {shape}, {result.device}, "
+        f"{result.threads} threads, tile {result.tile}"
+    )
+    columns = ("path", "precision", "median s", "MP/s", "GFLOP/s", "limit GFLOP/s", "of limit", "MP/s at limit",
+               "peak mem", "vs reference", "PSNR dB", "warm-up s")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("path", "precision") else "right")
+    for p in result.paths:
+        at_limit = p.megapixels_per_second_at_limit(result.pixels)
+        table.add_row(
+            p.label,
+            p.precision_label,
+            f"{p.median:.3f}",
+            f"{p.megapixels_per_second(result.pixels):.3f}",
+            f"{p.gflops_per_second:.1f}",
+            "" if p.limit_gflops_per_second is None else f"{p.limit_gflops_per_second:.1f}",
+            _pct(p.share_of_limit),
+            "" if at_limit is None else f"{at_limit:.3f}",
+            _mib(p.peak_memory_bytes),
+            "" if p.speedup is None else f"{p.speedup:.2f}x",
+            "" if p.psnr_vs_reference is None else f"{p.psnr_vs_reference:.1f}",
+            f"{p.warmup_seconds:.2f}",
         )
-        for col in (
-            "path",
-            "precision",
-            "median s",
-            "MP/s",
-            "GFLOP/s",
-            "peak mem",
-            "vs reference",
-            "PSNR dB",
-            "warm-up s",
-        ):
-            table.add_column(col, justify="left" if col in ("path", "precision") else "right")
-        for p in result.paths:
-            table.add_row(
-                p.name + (f", tile {p.tile_size}" if p.tile_size else ""),
-                p.precision,
-                f"{p.median:.3f}",
-                f"{p.megapixels_per_second(result.pixels):.3f}",
-                f"{p.gflops_per_second:.1f}",
-                _mib(p.peak_memory_bytes),
-                "" if p.speedup is None else f"{p.speedup:.2f}x",
-                "" if p.psnr_vs_reference is None else f"{p.psnr_vs_reference:.1f}",
-                f"{p.warmup_seconds:.2f}",
-            )
-        Console(file=sys.stdout, width=160).print(table)
-        if result.allocator_tuned:
-            print("fast rows: glibc malloc keeps freed blocks for reuse, as nafcli runs (reference row: the "
-                  "default allocator; NAFCLI_MALLOC_TUNING=0 for both)", file=sys.stderr)
+    Console(file=sys.stdout, width=190).print(table)
+    print(f"auto: {result.auto_precision} ({result.auto_reason})", file=sys.stderr)
+    if any(p.limit_gflops_per_second for p in result.paths):
+        print("limit: this device's throughput on the model's own 1x1-convolution products at the input each "
+              "row ran, in its dtype, measured right before and after the row; 'of limit': the row's GFLOP/s "
+              "over it", file=sys.stderr)
+    for p in result.paths:
+        if p.limit_drift is not None and abs(p.limit_drift - 1) > 0.1:
+            print(f"note: {p.label} {p.precision}: the limit moved by {100 * (p.limit_drift - 1):+.0f} % during "
+                  "the row (the machine's speed drifted; rerun on a quiet machine)", file=sys.stderr)
+    if result.allocator_tuned:
+        print("fast rows: glibc malloc keeps freed blocks for reuse, as nafcli runs (reference row: the "
+              "default allocator; NAFCLI_MALLOC_TUNING=0 for both)", file=sys.stderr)

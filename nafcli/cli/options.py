@@ -274,9 +274,11 @@ PrecisionOpt = Annotated[
                  "dB vs fp32); fp16: GPUs only; auto: bf16 where native, else fp32. Statistics stay float32."),
 ]
 CompileOpt = Annotated[
-    bool,
-    typer.Option("--compile", help="torch.compile the network (one compilation per input shape; the warm-up is "
-                 "reported)."),
+    bool | None,
+    typer.Option("--compile/--no-compile", show_default=False,
+                 help="torch.compile the network, its kernels kept in the cache (NAFCLI_CACHE_DIR) so the next run of "
+                 "the same model, precision and tile starts in seconds. Default: auto, compile when the planned "
+                 "work repays the warm-up (measured or cached; --verbose says why)."),
 ]
 ThreadsOpt = Annotated[
     int, typer.Option("--threads", "-t", metavar="N",

@@ -151,12 +151,18 @@ class CliEvents:
         if not self.quiet:
             self._line(f"warning: {message}")
 
+    def run_warning(self, message: str) -> None:
+        if not self.quiet:
+            self._line(f"warning: {message}")
+
     def job_finished(self, result: JobResult) -> None:
         if self._progress is not None and self._files is not None:
             self._progress.advance(self._files)
         if result.status == "failed":
             self._line(f"error: {result.error}")
         if self.verbose and result.run is not None:
+            for line in result.run.notes:
+                self._line(f"{result.job.name}: {line}")
             self._line(f"{result.job.name}: {describe_run(result.run)}")
         if self.verbose and result.status == "skipped":
             self._line(f"skipped {result.job.name}: {result.error}")

@@ -42,6 +42,11 @@ from .options import (
 from .render import CliEvents, finish_batch
 
 
+def _compile_mode(flag: bool | None) -> str:
+    """``--compile`` / ``--no-compile`` / neither (auto)."""
+    return "auto" if flag is None else ("on" if flag else "off")
+
+
 def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> None:
     """Build the workflow's option records from a command's parameters ``o``, run it, render it, exit."""
     from ..jobs import workflows
@@ -49,7 +54,7 @@ def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> 
     model = workflows.ModelChoice(model=o["model"], weights=o["weights"], tlc=o.get("tlc"), offline=o["offline"],
                                   scale=o.get("scale"))
     run = workflows.RunSettings(device=o["device"], precision=o["precision"], threads=o["threads"], tile=o["tile"],
-                                overlap=o["overlap"], batch_size=o["batch_size"], compile=o.get("compile", False),
+                                overlap=o["overlap"], batch_size=o["batch_size"], compile=_compile_mode(o.get("compile")),
                                 reference=o.get("reference", False))
     output = workflows.OutputOptions(output=o["output"], suffix=o["suffix"], name=o["name"], fmt=o["fmt"],
                                      quality=o["quality"], overwrite=o["overwrite"],
@@ -70,7 +75,7 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
         output: OutputOpt = None, device: DeviceOpt = "auto", tlc: TlcOpt = None, recursive: RecursiveOpt = False,
         suffix: SuffixOpt = None, name: NameOpt = None, fmt: FormatOpt = None, quality: QualityOpt = None, overwrite: OverwriteOpt = False,
         fail_fast: FailFastOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False,
-        max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = False,
+        max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = None,
         threads: ThreadsOpt = 0, reference: ReferenceOpt = False, tile: TileOpt = None, overlap: OverlapOpt = None,
         batch_size: BatchSizeOpt = None, verbose: VerboseOpt = False,
     ) -> None:

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         name: opt.NameOpt = None,
         fmt: opt.FormatOpt = None, quality: opt.QualityOpt = None, overwrite: opt.OverwriteOpt = False,
         fail_fast: opt.FailFastOpt = False, quiet: opt.QuietOpt = False, as_json: opt.JsonOpt = False,
-        max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = False,
+        max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = None,
         threads: opt.ThreadsOpt = 0, verbose: opt.VerboseOpt = False,
     ) -> None:
         if scale is not None and scale not in (2, 4):

@@ -74,6 +74,27 @@ def _straight_rgba(data: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
 
 
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(height, width) of the decoded image from its header alone (Pillow, EXIF orientation applied),
+    or None when the header says nothing. For planning a batch before decoding it; never raises."""
+    import warnings
+
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PILImage.open(path) as im:
+                width, height = im.size
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                except Exception:  # noqa: BLE001 - damaged EXIF: the size as stored
+                    orientation = 1
+    except Exception:  # noqa: BLE001 - an estimate only: the reader reports what is wrong with the file
+        return None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     """Refuse images above the pixel limit before spending memory on them."""
     if max_pixels > 0 and width * height > max_pixels:

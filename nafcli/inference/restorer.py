@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..archs import LoadedModel
-from ..errors import PairMismatchError, UsageError
+from ..errors import DeviceError, PairMismatchError, UsageError
 from ..imaging.adapters import from_user, to_user
 from ..imaging.image import Image
-from .settings import DTYPES, check_precision, compile_module, resolve_device
-from .sizing import Cut, TiledRunner, check_cut, parse_size
+from . import compiled as compiled_mode
+from .settings import DTYPES, choose_precision, compile_module, resolve_device
+from .sizing import Cut, OutOfMemory, TiledRunner, check_cut, parse_size
 from .tensors import floats_to_tensor, split_views, tensor_to_image, views_to_tensor
 
 #: progress callback: (tiles done, tiles total)
@@ -50,6 +52,8 @@ class RunInfo:
     compile_seconds: float = 0.0
     #: one line each: what the user should know about how the input was run
     warnings: list[str] = field(default_factory=list)
+    #: one line each, for ``--verbose``: how the run was set up (the ``--compile`` auto decision)
+    notes: list[str] = field(default_factory=list)
 
     def details(self) -> dict[str, Any]:
         """The fields a batch reports per file (``--json``)."""
@@ -74,7 +78,11 @@ class Restorer:
 
     ``tile``: ``auto`` (from free memory), N pixels (strip rows for a stereo model), or 0 for the whole
     image at once (the authors' demo); ``overlap``: context pixels (rows) per cut (None: the default);
-    ``batch_size``: ``auto`` or N equal tiles per forward pass.
+    ``batch_size``: ``auto`` or N equal tiles per forward pass. ``compile``: ``False``/``off``,
+    ``True``/``on`` (torch.compile, one compilation per network input shape, kept in the cache:
+    :mod:`nafcli.inference.compiled`) or ``auto`` (compile a shape when the forwards planned for it
+    repay the warm-up; tell it the batch with :meth:`plan_inputs`). ``precision_choice`` says what the
+    precision resolved to and carries a warning to show once (bf16 on a CPU that emulates it).
     """
 
     def __init__(
@@ -91,7 +99,8 @@ class Restorer:
     ) -> None:
         self.model = model
         self.device = resolve_device(device)
-        self.precision = check_precision(precision, self.device)
+        self.precision_choice = choose_precision(precision, self.device)
+        self.precision = self.precision_choice.precision
         #: the authors' computation (what the golden tests check)
         self.reference_module = model.module.to(self.device).eval()
         #: what ``_forward`` runs: the architecture's fast equivalent unless ``fast=False``
@@ -103,18 +112,154 @@ class Restorer:
                 self.fast = True
             except TypeError:
                 pass  # a network the fast path does not know (a user's wrapper, a test double) runs as it is
-        self.compiled = compile
-        self._compiled_shapes: set[tuple[int, ...]] = set()
-        self._compile_seconds = 0.0
-        if compile:
-            self.module = compile_module(self.module, self.device)
-        self.path = ("fast" if self.fast else "reference") + ("+compiled" if compile else "")
+        self._setup_compile(compiled_mode.parse_mode(compile))
         tile_px, overlap_px = parse_size(tile, "--tile"), parse_size(overlap, "--overlap")
         check_cut(model.tiling, tile_px, overlap_px)  # here, not on the first image: every image would fail
         self.runner = TiledRunner(
             self._forward, self.device, model.tiling, scale=model.scale, tile=tile_px, overlap=overlap_px,
             batch=parse_size(batch_size, "--batch-size", minimum=1),
         )
+
+    # -- compiled mode ------------------------------------------------------------------------------
+
+    def _setup_compile(self, mode: str) -> None:
+        self.compile_mode = mode
+        #: pending lines for the next RunInfo.notes
+        self._notes: list[str] = []
+        if mode != "off" and self.device.type == "cpu" and compiled_mode.cxx_compiler() is None:
+            if mode == "on":
+                raise UsageError("--compile: no C++ compiler found (CPU compilation needs g++, or the one $CXX "
+                                 "names); install one, or run without --compile")
+            self._notes.append(compiled_mode.decide(forwards_left=0, eager_seconds=0.0, entry=None,
+                                                    device_type="cpu", compiler=False).reason)
+            self.compile_mode = "off"
+        self._compiled_module: Any = None
+        #: per network input shape: compiled (True) or eager (False); absent: not decided yet (auto)
+        self._use_compiled: dict[tuple[int, ...], bool] = {}
+        self._compiled_shapes: set[tuple[int, ...]] = set()
+        self._timed_shapes: set[tuple[int, ...]] = set()
+        #: forwards still to come per network input shape (plan_inputs, or the current image)
+        self._planned: Counter[tuple[int, ...]] = Counter()
+        self._compile_seconds = 0.0
+        self._ran_compiled = False
+
+    @property
+    def compiled(self) -> bool:
+        """Whether compiled mode may run (``on``, or ``auto`` before or after deciding to compile)."""
+        return self.compile_mode == "on" or (self.compile_mode == "auto" and any(self._use_compiled.values()))
+
+    @property
+    def path(self) -> str:
+        return ("fast" if self.fast else "reference") + ("+compiled" if self.compile_mode == "on" else "")
+
+    def plan_inputs(self, sizes: Iterable[tuple[int, int]]) -> None:
+        """The inputs to come, (height, width) each (one view): ``compile`` auto weighs the warm-up against
+        all of them rather than the current image alone. Cheap (plans on the meta device); optional."""
+        if self.compile_mode != "auto":
+            return
+        channels = self.model.in_channels * self.model.views
+        for h, w in sizes:
+            x = torch.empty((1, channels, h, w), device="meta")
+            self._planned.update(self._forward_shapes(x, self.runner.plan(x)))
+
+    @staticmethod
+    def _forward_shapes(x: torch.Tensor, cut: Cut) -> Counter[tuple[int, ...]]:
+        """How many forwards of which network input shape running ``x`` as ``cut`` says takes."""
+        n, c = int(x.shape[0]), int(x.shape[1])
+        if cut.plan is None:
+            return Counter({tuple(int(d) for d in x.shape): 1})
+        th, tw = cut.plan.tile_size
+        full, rest = divmod(cut.plan.tiles, max(cut.batch, 1))
+        shapes: Counter[tuple[int, ...]] = Counter({(cut.batch * n, c, th, tw): full})
+        if rest:
+            shapes[(rest * n, c, th, tw)] += 1
+        return shapes
+
+    def _stats_key(self, shape: tuple[int, ...]) -> str:
+        name = str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device)
+        model = compiled_mode.model_key(self.model.spec.describe(), bool(self.model.tlc))
+        return compiled_mode.stats_key(model, self.precision, shape, name)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = tuple(int(d) for d in x.shape)
+        if self._planned[shape] > 0:
+            self._planned[shape] -= 1
+        if self.compile_mode == "off":
+            return self._forward_module(self.module, x)
+        use = self._use_compiled.get(shape)
+        if use is None and self.compile_mode == "on":
+            use = self._use_compiled[shape] = True
+        if use is None:
+            # auto: this forward runs eagerly and is timed; the forwards still planned decide the rest
+            t0 = time.perf_counter()
+            out = self._forward_module(self.module, x)
+            self._sync()
+            seconds = time.perf_counter() - t0
+            key = self._stats_key(shape)
+            decision = compiled_mode.decide(forwards_left=self._planned[shape], eager_seconds=seconds,
+                                            entry=compiled_mode.load_stats().get(key), device_type=self.device.type)
+            compiled_mode.record_stats(key, {"eager_seconds": seconds})
+            self._use_compiled[shape] = decision.compile
+            self._notes.append(decision.reason)
+            return out
+        if not use:
+            return self._forward_module(self.module, x)
+        if shape not in self._compiled_shapes:
+            return self._compile_for(x, shape)
+        self._ran_compiled = True
+        if shape not in self._timed_shapes:  # the first compiled forward after the warm-up: its speed
+            self._timed_shapes.add(shape)
+            t0 = time.perf_counter()
+            out = self._forward_module(self._compiled_module, x)
+            self._sync()
+            compiled_mode.record_stats(self._stats_key(shape), {"compiled_seconds": time.perf_counter() - t0})
+            return out
+        return self._forward_module(self._compiled_module, x)
+
+    def _compile_for(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """The first compiled call for a shape: compiles, or loads the kernels from the cache; timed and
+        recorded. A failure empties the cache and compiles once more; a second failure is one line
+        (``on``) or an eager run (``auto``)."""
+        from torch._dynamo.utils import counters
+
+        t0 = time.perf_counter()
+        for attempt in (1, 2):
+            hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+            try:
+                if self._compiled_module is None:
+                    compiled_mode.use_cache()
+                    self._compiled_module = compile_module(self.module, self.device)
+                out = self._forward_module(self._compiled_module, x)
+                self._sync()
+            except (KeyboardInterrupt, OutOfMemory):
+                raise
+            except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the image
+                torch._dynamo.reset()
+                self._compiled_module = None
+                self._compiled_shapes.clear()
+                if attempt == 1:
+                    compiled_mode.clear_cache()
+                    continue
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                if self.compile_mode == "on":
+                    raise DeviceError(f"--compile: compilation failed ({type(e).__name__}: {first}); "
+                                      "run without --compile") from None
+                self._use_compiled = dict.fromkeys(self._use_compiled, False)
+                self._notes.append(f"compile auto: compilation failed ({type(e).__name__}: {first}): "
+                                   "running eagerly")
+                return self._forward_module(self.module, x)
+            break
+        seconds = time.perf_counter() - t0
+        self._compile_seconds += seconds
+        self._compiled_shapes.add(shape)
+        self._ran_compiled = True
+        warm = counters["inductor"]["fxgraph_cache_hit"] > hits and counters["inductor"]["fxgraph_cache_miss"] == misses
+        compiled_mode.record_stats(self._stats_key(shape), {("warm_seconds" if warm else "cold_seconds"): seconds})
+        return out
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -145,41 +290,37 @@ class Restorer:
         mode says; returns the float32 output on the CPU, clamped to [0, 1], and what was done."""
         start = time.perf_counter()
         self._compile_seconds = 0.0
+        self._ran_compiled = False
+        if self.compile_mode == "auto":
+            # forwards of this image not announced by plan_inputs: at least this image's count
+            for shape, count in self._forward_shapes(x, self.runner.plan(x)).items():
+                self._planned[shape] = max(self._planned[shape], count)
         with torch.inference_mode():
             out, cut = self.runner.run(x.to(torch.float32), progress)
             out.clamp_(0.0, 1.0)
         return out, self._info(x, cut, time.perf_counter() - start)
 
     def _info(self, x: torch.Tensor, cut: Cut, seconds: float) -> RunInfo:
-        info = RunInfo(device=str(self.device), precision=self.precision, path=self.path, seconds=seconds,
+        path = ("fast" if self.fast else "reference") + ("+compiled" if self._ran_compiled else "")
+        info = RunInfo(device=str(self.device), precision=self.precision, path=path, seconds=seconds,
                        compile_seconds=self._compile_seconds, batch_size=cut.batch, warnings=list(cut.notes),
-                       tile_size=cut.tile_size, overlap=cut.overlap, tile_shape=(int(x.shape[-2]), int(x.shape[-1])))
+                       tile_size=cut.tile_size, overlap=cut.overlap, tile_shape=(int(x.shape[-2]), int(x.shape[-1])),
+                       notes=self._notes)
+        self._notes = []
         if cut.plan is not None:
             info.tiles, info.grid, info.tile_shape = cut.plan.tiles, cut.plan.grid, cut.plan.tile_size
         return info
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled and tuple(x.shape) not in self._compiled_shapes:
-            # The first call with a new shape compiles: time it so that it can be reported.
-            t0 = time.perf_counter()
-            out = self._forward_module(x)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self._compile_seconds += time.perf_counter() - t0
-            self._compiled_shapes.add(tuple(x.shape))
-            return out
-        return self._forward_module(x)
-
-    def _forward_module(self, x: torch.Tensor) -> torch.Tensor:
-        if self.compiled and self.device.type == "cuda":
+    def _forward_module(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        if module is self._compiled_module and self.device.type == "cuda":
             # CUDA-graph replay reuses its output buffers: mark the step, and keep our own copy.
             torch.compiler.cudagraph_mark_step_begin()
-            return self.module(x).clone()
+            return module(x).clone()
         if self.precision == "fp32" or self.fast:
             # The fast module casts itself (statistics in float32); no autocast needed.
-            return self.module(x)
+            return module(x)
         with torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision]):
-            return self.module(x)
+            return module(x)
 
     # -- decoded images -----------------------------------------------------------------------------
 

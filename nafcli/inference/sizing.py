@@ -11,9 +11,15 @@ Defaults, chosen by measurement (``benchmarks/tiling.py``, README "Tiled inferen
 
 * ``DEFAULT_OVERLAP = 16`` context pixels per side, cross-faded over 16 more: tiled-against-whole PSNR is
   above 50 dB on real photos with NAFNet, and widening it costs speed for nothing visible.
-* ``CPU_TILE = 512`` on the CPU: the fastest per megapixel on this kind of machine (smaller tiles waste
-  work on the shared bands, larger ones and whole images fall out of the caches), about 0.6 GB of
-  activations for the width-32 NAFNets, and at least the 384 px level-0 TLC window.
+* ``CPU_TILE = 512`` on the CPU for models with TLC: the fastest per megapixel (smaller tiles waste work
+  on the shared bands; larger ones make the local statistics cost more: GoPro-width32 on 2048x2048 took
+  13.7 s in 560-px tiles and 16.3 s in 1072-px ones on the 2-core Xeon), about 0.6 GB of activations
+  for the width-32 NAFNets, and at least the 384 px level-0 TLC window.
+* ``CPU_TILE_GLOBAL = 1024`` for models without TLC (global channel attention): on the 2-core Xeon
+  (AVX-512, a large L3) fewer, larger tiles waste less on the shared bands and lose nothing in the
+  caches (SIDD-width32 on 2048x2048, same run conditions: 12.9 s in 4x4 tiles of 560, 12.7 s in 3x3 of
+  736, 12.1 s in 2x2 of 1072 at 4.1 GB peak; the whole image at once 25 s, out of the caches). On the
+  2-core Zen 4 machine 512 was measured fastest: the budget from free memory still caps it.
 * On CUDA the tile is as large as ~70 % of the free memory allows (measured per-pixel cost), up to
   ``CUDA_MAX_TILE``; the batch fills what is left.
 * Strips: the tallest strip whose estimated memory fits half the available RAM (at most 4 GiB: taller
@@ -35,6 +41,7 @@ from .tiling import AxisPlan, Progress, TilePlan, plan_spans, plan_tiles, round_
 
 DEFAULT_OVERLAP = 16
 CPU_TILE = 512
+CPU_TILE_GLOBAL = 1024
 CUDA_MAX_TILE = 2048
 #: tiles are never halved below this after out-of-memory errors
 MIN_TILE = 128
@@ -244,7 +251,7 @@ class TiledRunner:
             # the image buffers (input, output, the conversions around them) come first
             buffers = 16.0 * x.numel() * self.scale**2
             budget = (0.5 * avail - buffers) if avail is not None else float("inf")
-            cap = CPU_TILE
+            cap = CPU_TILE if mode.min_tile else CPU_TILE_GLOBAL
         multiple = mode.size_multiple
         tile = tile_for_budget(budget, per_px, multiple, cap=cap, prefer_min=mode.min_tile)
         tile = max(tile, round_up(3 * self.overlap + 1, multiple))  # a large --overlap: tiles that hold it

@@ -54,6 +54,10 @@ class Events:
         """Something the user should know that did not stop the job (``job`` None: about the whole run,
         such as weights trained for another task)."""
 
+    def run_warning(self, message: str) -> None:
+        """Something the user should know about the whole run (said once, before the first job), e.g. a
+        precision this device only emulates."""
+
     def job_finished(self, result: JobResult) -> None:
         """Called for every job, skipped and failed included."""
 

@@ -20,9 +20,11 @@ import torch
 from ..archs import TilingMode
 from ..errors import NafcliError, UsageError
 from ..imaging.formats import OUTPUT_FORMATS, normalise_format
+from ..imaging.read import image_size
 from ..inference.allocator import tune_for_tiles
+from ..inference.compiled import parse_mode
 from ..inference.restorer import Restorer
-from ..inference.settings import check_precision, configure_threads, resolve_devices
+from ..inference.settings import check_precision, choose_precision, configure_threads, resolve_devices
 from ..inference.sizing import check_cut, parse_size
 from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
 from .discover import discover
@@ -57,7 +59,8 @@ class RunSettings:
     tile: int | str | None = "auto"
     overlap: int | str | None = None
     batch_size: int | str | None = "auto"
-    compile: bool = False
+    #: ``auto`` (compile when the planned work repays the warm-up), ``on``/True, ``off``/False
+    compile: bool | str = "auto"
     #: the authors' computation instead of the fast path (debugging)
     reference: bool = False
 
@@ -156,6 +159,7 @@ def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOpt
         check_precision(run.precision, device)
     if run.threads is not None and run.threads < 0:
         raise UsageError(f"--threads must be >= 0 (0: the usable cores), not {run.threads}")
+    parse_mode(run.compile)
     tile = parse_size(run.tile, "--tile")
     overlap = parse_size(run.overlap, "--overlap")
     parse_size(run.batch_size, "--batch-size", minimum=1)
@@ -199,6 +203,7 @@ def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None
 def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
          output: OutputOptions, fail_fast: bool, events: Events) -> BatchReport:
     devices, tile, label = checked.devices, checked.tile, checked.label
+    compile_mode = parse_mode(run.compile)
     workers: list[ImageWork] = []
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
@@ -207,11 +212,19 @@ def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run:
             events.warning(None, message)
         configure_threads(run.threads, devices[0], workers=len(devices))
         tune_for_tiles("auto" if tile is None else tile)
+        choices = [choose_precision(run.precision, device) for device in devices]
+        for warning in dict.fromkeys(c.warning for c in choices if c.warning):
+            events.run_warning(warning)
+        runnable = [j for j in jobs if j.runnable]
         for i, device in enumerate(devices):
             # one copy of the weights per device (the first worker takes the loaded one)
             model = loaded if i == 0 else copy.deepcopy(loaded)
-            restorer = Restorer(model, device=device, precision=run.precision, compile=run.compile,
+            restorer = Restorer(model, device=device, precision=run.precision, compile=compile_mode,
                                 fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
+            if compile_mode == "auto":
+                # each worker gets about its share of the batch
+                share = runnable[i :: len(devices)]
+                restorer.plan_inputs(size for job in share if (size := image_size(job.inputs[0])) is not None)
             workers.append(restore_job(restorer, max_pixels=output.max_pixels or None, quality=output.quality))
         label = loaded.label
     events.batch_started(len(jobs), label)

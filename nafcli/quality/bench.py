@@ -8,9 +8,16 @@ pretrained=False)``, or a weights file), makes one random input, and times
 
 reporting for each the median seconds, megapixels per second, peak memory (RSS high-water mark on the
 CPU, reset between paths through ``/proc/self/clear_refs`` where Linux allows it; max allocated on CUDA),
-achieved GFLOP/s from a counted FLOP total (convolutions and matrix products, counted once on the meta
-device with :class:`torch.utils.flop_counter.FlopCounterMode`), the speed-up over the reference and the
-PSNR of the fast output against the reference output.
+achieved GFLOP/s from a counted FLOP total (convolutions and matrix products but the channel attention's,
+counted once for the whole image on the meta device, :func:`nafcli.quality.limit.model_flops`), the
+speed-up over the reference and the PSNR of the fast output against the reference output.
+
+And the machine's limit, measured in the same run (:mod:`nafcli.quality.limit`): the device's throughput
+on the model's own 1x1-convolution products at the tile actually run, in the row's dtype. Each row gets
+the share of that limit it reaches (its GFLOP/s over the limit's: the elementwise passes, the depthwise
+convolutions and the tiles' overlap pixels are what keep it below 100 %) and the MP/s that share implies
+at 100 %. Rows are one per *resolved* precision: ``-p fp32 -p auto`` where auto is fp32 is one row, marked
+as auto's; what ``auto`` picked, and why, is part of the result.
 
 Library code: no printing; the command in ``nafcli/cli/bench.py`` formats the result.
 """
@@ -30,32 +37,28 @@ from ..archs import LoadedModel
 from ..errors import UsageError
 from ..inference.allocator import tune_for_tiles, tuned
 from ..inference.restorer import Restorer, RunInfo
-from ..inference.settings import check_precision, resolve_device
+from ..inference.settings import (
+    DTYPES,
+    check_precision,
+    choose_precision,
+    native_bf16,
+    native_fp16,
+    resolve_device,
+)
 from ..inference.sizing import check_cut, parse_size
+from .limit import Limit, measure_limit, model_flops
 from .metrics import psnr
 
 Progress = Callable[[str], None]
 
 
 def count_flops(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
-    """FLOPs (2 x multiply-adds) of convolutions and matrix products for one forward of ``shape``.
+    """FLOPs (2 x multiply-adds) of convolutions and matrix products for one forward of ``shape``, the
+    channel attention's 1x1 convolution left out (:func:`nafcli.quality.limit.model_flops`).
 
     Counted on the meta device, so it costs no compute and no memory whatever the size.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta = _meta_copy(module)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        meta(torch.empty(shape, device="meta"))
-    return int(counter.get_total_flops())
-
-
-def _meta_copy(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    clone = copy.deepcopy(module)
-    return clone.to("meta")
+    return model_flops(module, shape)
 
 
 # -- memory ---------------------------------------------------------------------------------------
@@ -105,6 +108,18 @@ class PathResult:
     max_abs_vs_reference: float | None = None
     #: the tile size the run used (0: whole image), from the run's RunInfo
     tile_size: int = 0
+    #: the precisions asked for that resolved to this row (``["fp32", "auto"]``)
+    requested: list[str] = field(default_factory=list)
+    #: whether ``auto`` resolved to this row
+    auto: bool = False
+    #: the network's input per forward (batch x C x H x W of a tile, or the whole image)
+    network_input: list[int] = field(default_factory=list)
+    #: the device's measured throughput on the model's 1x1 products at that input, in this row's dtype
+    #: (None: not measured, e.g. a dtype the device only emulates): the mean of a measurement right
+    #: before the timed runs and one right after
+    limit_gflops_per_second: float | None = None
+    #: the second measurement over the first (1.0: the machine's speed did not drift during the row)
+    limit_drift: float | None = None
 
     @property
     def median(self) -> float:
@@ -116,6 +131,28 @@ class PathResult:
     @property
     def gflops_per_second(self) -> float:
         return self.flops / 1e9 / self.median
+
+    @property
+    def share_of_limit(self) -> float | None:
+        """The row's GFLOP/s over the limit's (1.0: as fast as the model's products alone can run)."""
+        if not self.limit_gflops_per_second:
+            return None
+        return self.gflops_per_second / self.limit_gflops_per_second
+
+    def megapixels_per_second_at_limit(self, pixels: int) -> float | None:
+        """The MP/s the row would reach at 100 % of the limit."""
+        share = self.share_of_limit
+        return None if not share else self.megapixels_per_second(pixels) / share
+
+    @property
+    def label(self) -> str:
+        """``fast, tile 560`` and so on, as the table shows it."""
+        return self.name + (f", tile {self.tile_size}" if self.tile_size else "")
+
+    @property
+    def precision_label(self) -> str:
+        """``bf16 (auto)`` for the row auto resolved to."""
+        return self.precision + (" (auto)" if self.auto else "")
 
 
 @dataclass
@@ -130,6 +167,13 @@ class BenchResult:
     #: whether the fast rows ran with nafcli.allocator's malloc settings (the reference row never does,
     #: unless the caller tuned the process before the run)
     allocator_tuned: bool = False
+    #: what ``--precision auto`` resolves to on this device, and why
+    auto_precision: str = ""
+    auto_reason: str = ""
+    #: one line each (e.g. bf16 on a CPU that only emulates it)
+    warnings: list[str] = field(default_factory=list)
+    #: the limits measured (one per dtype and network input)
+    limits: list[Limit] = field(default_factory=list)
 
     @property
     def pixels(self) -> int:
@@ -142,6 +186,8 @@ class BenchResult:
             d["median_seconds"] = p.median
             d["megapixels_per_second"] = p.megapixels_per_second(self.pixels)
             d["gflops_per_second"] = p.gflops_per_second
+            d["share_of_limit"] = p.share_of_limit
+            d["megapixels_per_second_at_limit"] = p.megapixels_per_second_at_limit(self.pixels)
             rows.append(d)
         return {
             "model": self.model,
@@ -151,6 +197,9 @@ class BenchResult:
             "input_shape": list(self.input_shape),
             "tile": self.tile,
             "allocator_tuned": self.allocator_tuned,
+            "auto": {"precision": self.auto_precision, "reason": self.auto_reason},
+            "warnings": self.warnings,
+            "limits": [lim.to_dict() for lim in self.limits],
             "paths": rows,
         }
 
@@ -161,14 +210,19 @@ def _sync(device: torch.device) -> None:
 
 
 def _time(
-    fn: Callable[[], torch.Tensor], device: torch.device, repeat: int
+    fn: Callable[[], torch.Tensor], device: torch.device, repeat: int,
+    between: Callable[[], None] | None = None,
 ) -> tuple[float, list[float], int, torch.Tensor]:
-    """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes, last output."""
+    """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes (of the whole
+    series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output."""
     _reset_peak(device)
     t0 = time.perf_counter()
     out = fn()
     _sync(device)
     warm = time.perf_counter() - t0
+    if between is not None:
+        between()
+        _reset_peak(device)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -190,6 +244,29 @@ def psnr_01(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr(samples(a), samples(b))
 
 
+def resolve_rows(precisions: tuple[str, ...], device: torch.device) -> list[tuple[str, list[str]]]:
+    """The rows to time: one per resolved precision, in the order first asked, with the precisions that
+    resolved to it (``("fp32", "auto")`` on a CPU without native bf16 is one row, ``[("fp32", ["fp32",
+    "auto"])]``)."""
+    rows: dict[str, list[str]] = {}
+    for requested in precisions:
+        resolved = choose_precision(requested, device, measure=False).precision
+        asked = rows.setdefault(resolved, [])
+        if requested not in asked:
+            asked.append(requested)
+    return list(rows.items())
+
+
+def _limit_dtype_native(precision: str, device: torch.device) -> bool:
+    """Whether a limit is measured for ``precision``: fp32 always, bf16/fp16 where the device has them
+    natively (an emulated product's speed is no limit worth reaching)."""
+    if precision == "bf16":
+        return native_bf16(device)
+    if precision == "fp16":
+        return native_fp16(device)
+    return True
+
+
 def run_bench(
     model: LoadedModel,
     *,
@@ -201,17 +278,22 @@ def run_bench(
     repeat: int = 3,
     reference: bool = True,
     reference_repeat: int = 1,
-    compile: bool = False,
+    compile: bool | str = False,
     tune_allocator: bool = False,
+    limit: bool = True,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> BenchResult:
-    """Time the reference path and the fast path (one row per precision) on one random input.
+    """Time the reference path and the fast path (one row per resolved precision) on one random input.
 
     The input is a smooth random image (``size`` x ``size``; for a stereo model a pair of that size in
     low resolution), the same for every path. ``tune_allocator``: apply
-    :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the reference runs with the C library's
-    default allocator, as the authors' demo does, and the fast rows as ``nafcli`` runs them.
+    :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the
+    reference runs with the C library's default allocator, as the authors' demo does, and the fast rows as
+    ``nafcli`` runs them. ``limit``: measure the device's throughput on the model's 1x1 products for each
+    row (:mod:`nafcli.quality.limit`) at the network input the row used, right before its timed runs and
+    right after them (averaged; ``limit_drift`` says how far apart the two were). Peak memory is then
+    the timed runs' (the warm-up's compilation and the limit's buffers are not the model's).
     """
     for name, value in (("--repeat", repeat), ("--reference-repeat", reference_repeat), ("--size", size)):
         if value < 1:
@@ -222,6 +304,9 @@ def run_bench(
         check_precision(precision, dev)
     check_cut(model.tiling, parse_size(tile, "--tile"), None)
     say = progress or (lambda _msg: None)
+    rows = resolve_rows(precisions, dev)
+    auto = choose_precision("auto", dev)
+    warnings = [w for p, _ in rows if (w := choose_precision(p, dev).warning)]
     gen = torch.Generator().manual_seed(seed)
     channels = model.in_channels * model.views
     coarse = torch.rand((1, channels, max(size // 8, 1), max(size // 8, 1)), generator=gen)
@@ -230,7 +315,25 @@ def run_bench(
     shape = tuple(x.shape)
     flops = count_flops(model.module, shape)
     paths: list[PathResult] = []
+    limits: list[Limit] = []
     ref_out: torch.Tensor | None = None
+
+    def limit_for(precision: str, net_input: tuple[int, ...]) -> Limit | None:
+        if not limit or not _limit_dtype_native(precision, dev):
+            return None
+        say(f"limit: {precision} 1x1 products of a {'x'.join(map(str, net_input))} input")
+        measured = measure_limit(model.module, net_input, DTYPES[precision], dev)
+        limits.append(measured)
+        return measured
+
+    def bracket(row: PathResult, precision: str, before: Limit | None) -> None:
+        """The row's limit: measured right before its timed runs and again right after (the machine's
+        speed drifts; a 2-vCPU VM's by 10-20 % between minutes), the two averaged."""
+        after = limit_for(precision, tuple(row.network_input)) if before is not None else None
+        if before is None or after is None:
+            return
+        row.limit_gflops_per_second = (before.gflops_per_second + after.gflops_per_second) / 2
+        row.limit_drift = after.gflops_per_second / before.gflops_per_second
 
     if reference:
         say("reference path (fp32, whole image)")
@@ -241,18 +344,23 @@ def run_bench(
             with torch.inference_mode():
                 return module(xd)
 
-        warm, times, peak, out = _time(ref_fn, dev, reference_repeat)
+        before: list[Limit | None] = [None]
+        warm, times, peak, out = _time(ref_fn, dev, reference_repeat,
+                                       lambda: before.__setitem__(0, limit_for("fp32", shape)))
         ref_out = out.float().cpu()
-        paths.append(PathResult("reference", "fp32", times, warm, peak, flops))
         del out
+        row = PathResult("reference", "fp32", times, warm, peak, flops, network_input=list(shape))
+        bracket(row, "fp32", before[0])
+        paths.append(row)
 
     if tune_allocator:
         tune_for_tiles(tile)
 
-    for precision in precisions:
-        say(f"fast path ({precision})")
+    for precision, requested in rows:
+        say(f"fast path ({precision}{', auto' if 'auto' in requested else ''})")
         restorer = Restorer(model, device=dev, precision=precision, tile=tile, compile=compile)
-        result = PathResult("fast" + (" compiled" if compile else ""), restorer.precision, flops=flops)
+        result = PathResult("fast" + ("+compiled" if restorer.compiled else ""), restorer.precision, flops=flops,
+                            requested=requested, auto="auto" in requested)
 
         infos: list[RunInfo] = []
 
@@ -261,14 +369,25 @@ def run_bench(
             seen.append(info)
             return out
 
-        warm, times, peak, out = _time(fast_fn, dev, repeat)
+        before: list[Limit | None] = [None]
+
+        def after_warmup(row: PathResult = result, seen: list[RunInfo] = infos, p: str = precision,
+                         slot: list[Limit | None] = before) -> None:
+            info = seen[-1]
+            row.network_input = [info.batch_size, channels, *info.tile_shape]
+            slot[0] = limit_for(p, tuple(row.network_input))
+
+        warm, times, peak, out = _time(fast_fn, dev, repeat, after_warmup)
         result.seconds, result.warmup_seconds, result.peak_memory_bytes = times, warm, peak
-        result.tile_size = infos[-1].tile_size
+        info = infos[-1]
+        result.tile_size = info.tile_size
+        result.name = "fast" + ("+compiled" if info.path.endswith("+compiled") else "")
         if ref_out is not None:
             result.psnr_vs_reference = psnr_01(out, ref_out)
             result.max_abs_vs_reference = (out - ref_out.clamp(0, 1)).abs().max().item()
+        del out, restorer
+        bracket(result, precision, before[0])
         paths.append(result)
-        del restorer
 
     if reference:
         base = paths[0].median
@@ -283,4 +402,8 @@ def run_bench(
         tile=str(tile),
         paths=paths,
         allocator_tuned=tuned(),
+        auto_precision=auto.precision,
+        auto_reason=auto.reason,
+        warnings=warnings,
+        limits=limits,
     )
