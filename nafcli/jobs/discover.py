@@ -5,10 +5,10 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .names import is_hidden_or_system, is_output, is_system_dir, looks_like_image
+from .names import input_kind, is_hidden_or_system, is_output, is_system_dir, looks_like_input
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class Source:
     problem: str | None = None
     #: a folder under ``-o`` for this input's output (the two-folder stereo layout: ``left``, ``right``)
     subfolder: str = ""
+    #: ``"image"`` or ``"video"`` (:func:`~.names.input_kind`): which job kind restores it
+    kind: str = "image"
 
 
 def discover(
@@ -34,9 +36,9 @@ def discover(
     """Expand files, directories and glob patterns into sources, in a stable (sorted) order.
 
     Files named explicitly are always tried, whatever they hold (a bad one then fails with a reason).
-    In directories, a file is taken when its content is an image or its extension says it should be
-    one; hidden and system files are skipped, and so are earlier outputs (stems ending in
-    ``exclude_suffix``) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
+    In directories, a file is taken when its content is an image or a video, or its extension says it
+    should be one (each source's ``kind`` says which); hidden and system files are skipped, and so are
+    earlier outputs (stems ending in ``exclude_suffix``) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
     over the same folder does not restore its own results.
     """
     sources: list[Source] = []
@@ -47,6 +49,8 @@ def discover(
         key = src.path.resolve() if src.problem is None else src.path
         if key not in seen:
             seen.add(key)
+            if src.problem is None and input_kind(src.path) == "video":
+                src = replace(src, kind="video")
             sources.append(src)
 
     for item in inputs:
@@ -60,7 +64,7 @@ def discover(
         elif glob.has_magic(text):
             matches = sorted(glob.glob(text, recursive=recursive))
             files = [Path(m) for m in matches if Path(m).is_file() and not is_hidden_or_system(Path(m))]
-            files = [f for f in files if looks_like_image(f)]
+            files = [f for f in files if looks_like_input(f)]
             if not files:
                 add(Source(path, path.parent, problem=f"{text}: no images match this pattern"))
             base = _glob_base(text)
@@ -110,6 +114,6 @@ def _walk(
             continue
         if is_output(p, exclude_suffix):
             continue
-        if looks_like_image(p):
+        if looks_like_input(p):
             found.append(p)
     return found

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import ImageReadError, UsageError
 from ..imaging.formats import WRITABLE
 from .discover import Source
-from .names import SUFFIXES, OutputClaims, mirrored, output_name
+from .names import SUFFIXES, VIDEO_EXTENSIONS, OutputClaims, mirrored, output_name, video_output_name
 from .pairing import Pair, Pairing, pair_folder, pair_folders
 
 
@@ -28,6 +28,8 @@ class Job:
     skip: str | None = None
     #: set at planning time: the job is not run and reported as failed with this reason
     problem: str | None = None
+    #: which job kind runs it: ``"image"`` (photos, stereo pairs) or ``"video"`` (one video in, one out)
+    kind: str = "image"
 
     @property
     def name(self) -> str:
@@ -64,7 +66,7 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
     out = spec.output
     single_file = False
     if out is not None and file_output:
-        looks_like_file = not out.is_dir() and out.suffix.lower() in WRITABLE
+        looks_like_file = not out.is_dir() and (out.suffix.lower() in WRITABLE or out.suffix.lower() in VIDEO_EXTENSIONS)
         if looks_like_file and len(groups) > 1:
             raise UsageError(f"-o {out}: {len(groups)} inputs need an output folder, not a file name")
         single_file = looks_like_file and len(groups) == 1
@@ -78,15 +80,31 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
         if problem is not None:
             jobs.append(Job(inputs, (), problem=problem))
             continue
+        kind = "video" if any(s.kind == "video" for s in group) else "image"
+        if single_file and out is not None and _kind_of_name(out) != kind:
+            want = ("a video: use .mp4, .mkv, .mov, .webm, ..." if kind == "video"
+                    else "an image: use .png, .jpg, .webp or .tif")
+            jobs.append(Job(inputs, (), problem=f"{inputs[0]}: -o {out} cannot hold {want}", kind=kind))
+            continue
         outputs = tuple(out if single_file and out is not None else output_path(s, spec) for s in group)
-        jobs.append(_claim(inputs, outputs, claims, spec.overwrite))
+        job = _claim(inputs, outputs, claims, spec.overwrite)
+        job.kind = kind
+        jobs.append(job)
     return jobs
+
+
+def _kind_of_name(path: Path) -> str:
+    """What an ``-o FILE`` name is for, by its extension."""
+    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
 
 
 def output_path(src: Source, spec: OutputSpec) -> Path:
     """Where ``src``'s result goes when ``-o`` is a folder or absent: the input tree mirrored under
     ``-o`` (and its sub-folder), or beside the input, ``NAME<suffix>.<format>``."""
-    name = output_name(src.path, spec.effective_suffix, spec.fmt)
+    if src.kind == "video":
+        name = video_output_name(src.path, spec.effective_suffix)
+    else:
+        name = output_name(src.path, spec.effective_suffix, spec.fmt)
     if spec.output is None:
         return src.path.with_name(name)
     return mirrored(src.path, src.root, spec.output / src.subfolder, name)
