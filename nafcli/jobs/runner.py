@@ -34,8 +34,9 @@ class Events:
     """Callbacks from the workflows and :func:`run_jobs`; the default does nothing. The CLI subclasses it
     to draw progress and print one line per failure: nothing below the CLI prints.
 
-    ``job_finished`` and ``warning`` come from the calling thread, in job order; ``job_started`` and
-    ``tiles`` from the thread that runs the network (the calling thread unless there are several workers).
+    ``job_finished`` and ``warning`` come from the calling thread, in job order; ``job_started``,
+    ``tiles`` and ``frames`` from the thread that runs the network (the calling thread unless there are
+    several workers).
     """
 
     def download(self, done: int, total: int | None) -> None:
@@ -50,6 +51,9 @@ class Events:
     def tiles(self, done: int, total: int) -> None:
         """Tiles done within the current image."""
 
+    def frames(self, done: int, total: int | None) -> None:
+        """Frames done within the current video (``total``: None when the file does not say)."""
+
     def warning(self, job: Job, message: str) -> None:
         """Something the user should know that did not stop the job."""
 
@@ -59,7 +63,7 @@ class Events:
 
 class JobEvents:
     """What a stage may report while it works on one job: warnings (kept with the job and reported with
-    its result, in order) and tile progress (passed on at once)."""
+    its result, in order) and tile and frame progress (passed on at once)."""
 
     def __init__(self, events: Events) -> None:
         self._events = events
@@ -70,6 +74,9 @@ class JobEvents:
 
     def tiles(self, done: int, total: int) -> None:
         self._events.tiles(done, total)
+
+    def frames(self, done: int, total: int | None) -> None:
+        self._events.frames(done, total)
 
 
 class Work(Protocol):
