@@ -304,6 +304,44 @@ def test_frames_per_pass_and_restore_frames(restorer) -> None:  # noqa: ANN001
         three.restore_frames([Image(pixels=frames[0]), Image(pixels=frames[1][:32])])
 
 
+def test_names_and_kinds(tmp_path: Path) -> None:
+    """Content decides the kind; an extension only keeps a broken file on the path that will explain it."""
+    from nafcli.jobs.names import input_kind, video_output_name
+
+    mkv = make_clip(tmp_path / "a.mkv", frames=2, audio=None)
+    (tmp_path / "video.png").write_bytes(mkv.read_bytes())
+    photo(tmp_path / "photo.png").rename(tmp_path / "photo.mp4")
+    (tmp_path / "empty.mov").write_bytes(b"")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    kinds = {p.name: input_kind(p) for p in tmp_path.iterdir()}
+    assert kinds == {"a.mkv": "video", "video.png": "video", "photo.mp4": "image", "empty.mov": "video",
+                     "empty.png": "image", "notes.txt": None}
+    assert video_output_name(Path("x/clip.MOV"), "_deblurred") == "clip_deblurred.MOV"
+    assert video_output_name(Path("x/clip.png"), "_denoised") == "clip_denoised.mkv"
+
+
+def test_help_says_the_video_defaults() -> None:
+    text = " ".join(cli("denoise", "--help").stdout.replace("│", " ").split())  # Rich boxes the options
+    for words in ("--codec", "--crf", "--start", "--duration", "H.264 (libx264)", "H.264 17", "photos and videos"):
+        assert words in text, words
+
+
+def test_restore_paths_api_with_video_options(tmp_path: Path) -> None:
+    import nafcli
+
+    make_clip(tmp_path / "clip.mkv", frames=10, audio=None)
+    report = nafcli.restore_paths([tmp_path], task="denoise", model=nafcli.ModelChoice(weights=TINY_WEIGHTS),
+                                  run=nafcli.RunSettings(device="cpu"),
+                                  video=nafcli.VideoOptions(start=0.2, duration=0.2, codec="libx264", crf=23))
+    (result,) = report.results
+    assert result.status == "done" and result.details["video"]["frames"] == 5
+    assert probe(tmp_path / "clip_denoised.mkv").codec == "h264"
+    with pytest.raises(UsageError, match="--crf"):
+        nafcli.restore_paths([tmp_path], task="denoise", model=nafcli.ModelChoice(weights=TINY_WEIGHTS),
+                             output=nafcli.OutputOptions(overwrite=True), video=nafcli.VideoOptions(crf=99))
+
+
 def test_frames_progress_renders_under_the_files_bar(tmp_path: Path) -> None:
     from nafcli.cli.render import CliEvents
     from nafcli.jobs.plan import Job
