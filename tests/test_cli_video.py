@@ -260,6 +260,54 @@ def test_ctrl_c_mid_video_leaves_no_file_and_a_rerun_resumes(tmp_path: Path) -> 
     assert {n: rec["status"] for n, rec in records(r).items()} == {"a.mkv": "skipped", "b.mkv": "done"}
 
 
+def test_ctrl_c_with_two_workers_leaves_no_partial_video(tmp_path: Path, restorer) -> None:  # noqa: ANN001
+    """With one worker per device the videos are restored on worker threads, which Ctrl-C does not reach:
+    they stop after their current batch, remove their partial files, and the run waits for that."""
+    import _thread
+    import copy
+    import threading
+
+    from nafcli import Restorer
+    from nafcli.jobs.plan import Job
+    from nafcli.jobs.runner import run_jobs
+    from nafcli.jobs.video_work import VideoWork
+
+    clips = [make_clip(tmp_path / f"v{i}.mkv", frames=300, audio=None) for i in range(2)]
+    jobs = [Job((c,), (c.with_name(f"{c.stem}_out.mkv"),), kind="video") for c in clips]
+    workers = []
+    for _ in range(2):
+        r = Restorer(copy.deepcopy(restorer.model), device="cpu")
+        real = r.restore_frames
+
+        def slow(frames, progress=None, real=real):  # noqa: ANN001, ANN202
+            time.sleep(0.02)
+            return real(frames, progress)
+
+        r.restore_frames = slow  # type: ignore[method-assign]
+        workers.append(VideoWork(r))
+    interrupted = []
+
+    def interrupt_once_both_are_writing() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(leftovers(tmp_path)) == 2:
+                interrupted.append(True)
+                _thread.interrupt_main()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=interrupt_once_both_are_writing, daemon=True)
+    watcher.start()
+    report = run_jobs(jobs, workers)
+    watcher.join()
+    assert interrupted and report.interrupted and report.exit_code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v0.mkv", "v1.mkv"]
+    threads = [t for t in threading.enumerate() if t.name.startswith(("nafcli-video", "nafcli-compute"))]
+    for t in threads:  # each has done its last step: only its return may be left
+        t.join(10)
+    assert not [t.name for t in threads if t.is_alive()]
+
+
 # --- the Python API and the pieces under the CLI --------------------------------------------------------
 
 

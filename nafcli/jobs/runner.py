@@ -65,9 +65,16 @@ class JobEvents:
     """What a stage may report while it works on one job: warnings (kept with the job and reported with
     its result, in order) and tile and frame progress (passed on at once)."""
 
-    def __init__(self, events: Events) -> None:
+    def __init__(self, events: Events, stop: threading.Event | None = None) -> None:
         self._events = events
+        self._stop = stop
         self.warnings: list[str] = []
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run is stopping (Ctrl-C): a stage that takes long (a video) and runs on a worker
+        thread, which Ctrl-C does not reach, should stop at its next step and clean up."""
+        return self._stop is not None and self._stop.is_set()
 
     def warning(self, job: Job, message: str) -> None:
         self.warnings.append(message)
@@ -205,7 +212,7 @@ class _Run:
                 break
             if not job.runnable:
                 continue
-            item = _Item(index, job, JobEvents(self.events), self.clock())
+            item = _Item(index, job, JobEvents(self.events, self.stop), self.clock())
             try:
                 item.data = stage.read(job, item.events)
             except BaseException as e:  # noqa: BLE001 - recorded with the job, reported in order
@@ -236,6 +243,12 @@ class _Run:
             self._put(self.write_q, item)
             if reporting:
                 self._drain(block=False)
+
+    def _compute_thread(self, stage: Work, ended: threading.Event) -> None:
+        try:
+            self._compute(stage, False)
+        finally:
+            ended.set()
 
     def _writer(self) -> None:
         stage = self.workers[0]
@@ -287,9 +300,12 @@ class _Run:
         start = self.clock()
         reader = threading.Thread(target=self._reader, name="nafcli-read", daemon=True)
         writer = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
-        computes = [] if len(self.workers) == 1 else [
-            threading.Thread(target=self._compute, args=(w, False), name=f"nafcli-compute-{i}", daemon=True)
-            for i, w in enumerate(self.workers)
+        #: set by each worker thread as it ends: Thread.join interrupted by Ctrl-C can leave a thread that
+        #: still runs marked as ended (Python 3.11), so the wait after Ctrl-C does not rely on it
+        ended = [threading.Event() for _ in self.workers] if len(self.workers) > 1 else []
+        computes = [
+            threading.Thread(target=self._compute_thread, args=(w, e), name=f"nafcli-compute-{i}", daemon=True)
+            for i, (w, e) in enumerate(zip(self.workers, ended, strict=False))  # none with one worker
         ]
         for t in (reader, writer, *computes):
             t.start()
@@ -308,6 +324,8 @@ class _Run:
             self.stop.set()
             self._end_writes()
             writer.join()  # what was computed is written (or its temporary file removed), then it stops
+            for e in ended:  # workers on threads finish their step (a video removes its partial file)
+                e.wait()
             self._drain(block=False)
         finally:
             self.stop.set()

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ImageTooLargeError
+from ..errors import ImageTooLargeError, NafcliError
 from ..imaging.video import VideoInfo, VideoResult, probe
 from ..inference.restorer import Restorer, RunInfo
 from .plan import Job
@@ -35,6 +35,10 @@ class VideoOptions:
     duration: float | None = None
     #: frames that may wait between decoding, restoring and encoding (each way)
     queue_size: int = 8
+
+
+class Cancelled(NafcliError):
+    """The run stopped (Ctrl-C) while this video was being restored on a worker thread."""
 
 
 class _Runs:
@@ -79,10 +83,18 @@ class VideoWork:
             events.warning(job, f"{job.inputs[0]}: {note}")
         o = self.options
         runs = _Runs()
+
+        def progress(done: int, total: int | None) -> None:
+            # Ctrl-C reaches the main thread only; a worker thread learns of it here, after each batch,
+            # and the video layer then removes the partial output as it does for Ctrl-C itself
+            if events.cancelled:
+                raise Cancelled(f"{job.inputs[0]}: stopped (the run was interrupted)")
+            events.frames(done, total)
+
         result = self.restorer.restore_video(
             job.inputs[0], job.outputs[0], codec=o.codec, crf=o.crf, start=o.start, duration=o.duration,
             batch_size=self.restorer.frames_per_pass(info.height, info.width), queue_size=o.queue_size,
-            progress=events.frames, warn=lambda message: events.warning(job, message), on_batch=runs.add,
+            progress=progress, warn=lambda message: events.warning(job, message), on_batch=runs.add,
         )
         for note in runs.notes:
             events.warning(job, f"{job.inputs[0]}: {note}")
