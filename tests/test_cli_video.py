@@ -102,11 +102,11 @@ def test_folder_mixing_photos_and_videos(tmp_path: Path) -> None:
 
 def test_output_frames_equal_the_frames_restored_as_images(tmp_path: Path, restorer) -> None:  # noqa: ANN001
     """Lossless FFV1 RGB (bgr0) in and out: every output frame is the same frame through Restorer.restore (the
-    photo path) within one level, whole frames one at a time, three per pass, and in tiles; timestamps
-    and the sound are the input's."""
+    photo path) within one level, whole frames one at a time, three per pass, and in tiles; the variable
+    frame timestamps and the sound are the input's."""
     from nafcli import Restorer
 
-    src = make_clip(tmp_path / "clip.mkv", frames=6)
+    src = make_clip(tmp_path / "clip.mkv", frames=6, vfr=True)  # variable frame rate: 20, 35, 50 ms
     frames = decoded(src)
     runs = {"one.mkv": (), "three.mkv": ("--batch-size", "3"), "tiled.mkv": ("--tile", "32", "--overlap", "4")}
     for name, extra in runs.items():
@@ -151,6 +151,28 @@ def test_h264_mp4_in_h264_mp4_out_and_codec_options(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "cannot hold a video" in r.stderr and not (tmp_path / "frame.png").exists()
     r = denoise(photo(tmp_path / "p.png"), "-o", tmp_path / "p.mp4")
     assert r.exit_code == 1 and "cannot hold an image" in r.stderr
+
+
+def test_ten_bit_video_stays_ten_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10-bit frames take the 16-bit photo path (uint16 over the full range) and are written 10-bit."""
+    from nafcli.inference.restorer import Restorer
+
+    seen: list[tuple[np.dtype, int]] = []
+    real = Restorer.restore_frames
+
+    def spy(self, frames, progress=None):  # noqa: ANN001, ANN202
+        seen.extend((f.pixels.dtype, int(f.pixels.max())) for f in frames)
+        return real(self, frames, progress)
+
+    monkeypatch.setattr(Restorer, "restore_frames", spy)
+    src = make_clip(tmp_path / "deep.mkv", pix_fmt="yuv420p10le", smooth=True, frames=4, audio=None)
+    r = denoise(src, "--json")
+    assert r.exit_code == 0, r.stderr
+    rec = records(r)["deep.mkv"]
+    assert (rec["pix_fmt_in"], rec["pix_fmt_out"]) == ("yuv420p10le", "yuv420p10le")
+    assert len(seen) == 4 and all(dtype == np.uint16 and peak > 50000 for dtype, peak in seen)
+    out = probe(tmp_path / "deep_denoised.mkv")
+    assert (out.pix_fmt, out.bit_depth) == ("yuv420p10le", 10)
 
 
 def test_start_and_duration_cut_video_and_sound(tmp_path: Path) -> None:
