@@ -1,4 +1,5 @@
-"""``nafcli denoise`` and ``nafcli deblur``: any number of images and videos, folders or patterns through NAFNet.
+"""``nafcli denoise`` and ``nafcli deblur``: any number of images and videos, folders or patterns through
+NAFNet.
 
 Both commands parse their options and call :func:`nafcli.jobs.workflows.restore_paths`; this module only
 turns options into the workflow's records and the report into an exit code.

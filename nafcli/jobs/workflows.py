@@ -3,8 +3,9 @@
 One function per command family, called by the CLI and from Python with the same options:
 :func:`restore_paths` (denoise, deblur: any files, folders and patterns, photos and videos) and
 :func:`super_resolve` (stereo pairs). Options come in small records (:class:`ModelChoice`,
-:class:`RunSettings`, :class:`OutputOptions`, and :class:`VideoOptions` for videos); progress, warnings and per-file results go to an :class:`~.runner.Events` object;
-the result is a :class:`~.runner.BatchReport`. Nothing here prints.
+:class:`RunSettings`, :class:`OutputOptions`, and :class:`VideoOptions` for videos); progress, warnings
+and per-file results go to an :class:`~.runner.Events` object; the result is a
+:class:`~.runner.BatchReport`. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from .plan import Job, OutputSpec, plan, stereo_groups
 from .runner import BatchReport, Events, WholeJob, Work, run_jobs
 from .video_work import VideoOptions, VideoWork
 from .work import ByKind, restore_job
-
-__all__ = ["DEFAULT_MAX_PIXELS", "ModelChoice", "OutputOptions", "RunSettings", "VideoOptions", "restore_paths",
-           "super_resolve"]
 
 #: ``--max-pixels`` when none is given: refuse images above 200 megapixels
 DEFAULT_MAX_PIXELS = 200_000_000
