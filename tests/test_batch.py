@@ -101,6 +101,22 @@ def test_output_file_for_one_input_and_usage_error_for_many(tree: Path, tmp_path
         plan(discover([tree / "a.png", tree / "b.jpg"]), OutputSpec("denoise", tmp_path / "x.png"))
 
 
+def test_output_names_that_cannot_be_meant_are_usage_errors(tree: Path, tmp_path: Path) -> None:
+    one = discover([tree / "a.png"])
+    with pytest.raises(UsageError, match=r"-o .*out\.xyz: nafcli cannot write '\.xyz' files"):
+        plan(one, OutputSpec("denoise", tmp_path / "out.xyz"))
+    with pytest.raises(UsageError, match=r"cannot write '\.gif'"):
+        plan(one, OutputSpec("denoise", tmp_path / "out.gif"))
+    (tmp_path / "out.v2").mkdir()  # an existing folder with a dot in its name stays a folder
+    assert plan(one, OutputSpec("denoise", tmp_path / "out.v2"))[0].outputs == (tmp_path / "out.v2" / "a_denoised.png",)
+    many = discover([tree / "a.png", tree / "b.jpg"])
+    assert plan(many, OutputSpec("denoise", tmp_path / "new.d"))[0].outputs[0].parent == tmp_path / "new.d"
+    with pytest.raises(UsageError, match=r"--format jpg contradicts -o .*x\.png \(a png file name\)"):
+        plan(one, OutputSpec("denoise", tmp_path / "x.png", fmt="jpg"))
+    assert plan(one, OutputSpec("denoise", tmp_path / "x.jpeg", fmt="jpg"))[0].outputs == (tmp_path / "x.jpeg",)
+    assert plan(one, OutputSpec("denoise", tmp_path / "x.tif", fmt="tiff"))[0].outputs == (tmp_path / "x.tif",)
+
+
 def test_never_overwrites_an_input_and_reports_collisions(tree: Path) -> None:
     jobs = plan(discover([tree / "a.png"]), OutputSpec("denoise", suffix=""))
     assert jobs[0].problem and "overwrite an input" in jobs[0].problem

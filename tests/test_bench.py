@@ -74,7 +74,7 @@ def test_a_broken_registry_is_an_error_not_a_fallback(tmp_path: Path, monkeypatc
     from nafcli.cli.main import app
 
     res = CliRunner().invoke(app, ["bench", "--model", "nafnet-sidd-width32", "--size", "16", "--device", "cpu"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "error:" in res.stderr and "not valid TOML" in res.stderr and str(broken) in res.stderr
 
 

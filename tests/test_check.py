@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.models import PIPELINE, SHARED
+from helpers.schemas import validate
 from typer.testing import CliRunner
 
 from nafcli.quality.check import PASS_DB, run_check, samples_dir
@@ -163,6 +164,10 @@ def test_check_command_reports_every_outcome_and_fails_on_wrong_weights(test_reg
     assert by_id["wrong-denoise"]["status"] == "fail" and by_id["wrong-denoise"]["psnr"] < PASS_DB
     assert by_id["absent"]["status"] == "not-downloaded" and by_id["absent"]["psnr"] is None
     assert as_json["ok"] is False
+    validate("check", as_json)  # docs/json.md
+    every = json.loads(CliRunner().invoke(app, ["check", "-d", "cpu", "-q", "--json"]).stdout)
+    assert {m["status"] for m in every["models"]} == {"pass", "fail", "not-checkable", "not-downloaded"}
+    validate("check", every)
 
 
 def test_check_default_is_every_registry_model(test_registry, monkeypatch):
@@ -183,7 +188,7 @@ def test_check_unknown_id_is_one_line(test_registry):
     from nafcli.cli.main import app
 
     result = CliRunner().invoke(app, ["check", "small-denoize"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown model 'small-denoize'" in result.stderr and "small-denoise" in result.stderr
 
 
@@ -207,3 +212,47 @@ def test_eval_with_a_registry_model_equals_eval_with_its_file(test_registry, tmp
     assert a["mean"] == b["mean"]
     wrong_task = CliRunner().invoke(app, ["eval", "--model", "small-denoise", "--task", "sr", *common])
     assert wrong_task.exit_code == 2
+
+
+def test_check_a_file_obtained_by_hand(test_registry, tmp_path: Path):
+    """--weights FILE: as -m ID, or the model it is found to be; a file that fits no checkable model, or
+    several, is exit code 1 with the reason."""
+    from nafcli.cli.main import app
+
+    def check(*args: str):
+        return CliRunner().invoke(app, ["check", *args, "-d", "cpu", "-q"])
+
+    by_hash = check("--weights", str(PIPELINE / "sr-nafssr-x4.pth"), "--json")
+    assert by_hash.exit_code == 0, by_hash.output
+    (row,) = json.loads(by_hash.stdout)["models"]
+    assert row["id"] == "small-sr" and row["status"] == "pass" and "sr-nafssr-x4.pth" in row["message"]
+
+    named = check("--weights", str(PIPELINE / "denoise-nafnet.pth"), "-m", "small-denoise")
+    assert named.exit_code == 0 and "PASS" in named.stdout, named.output
+    wrong = check("--weights", str(tmp_path / "wrong.pth"), "-m", "small-denoise")
+    assert wrong.exit_code == 1 and "FAIL" in wrong.stdout
+    # four registry models share the denoise file's architecture, three its hash and name: no guess
+    ambiguous = check("--weights", str(PIPELINE / "denoise-nafnet.pth"))
+    assert ambiguous.exit_code == 1 and "cannot tell which model" in ambiguous.stderr and "-m ID" in ambiguous.stderr
+    unpublished = check("--weights", str(PIPELINE / "denoise-nafnet.pth"), "-m", "no-demo")
+    assert unpublished.exit_code == 1 and "not checkable" in unpublished.stdout
+    other_arch = check("--weights", str(PIPELINE / "sr-nafssr-x4.pth"), "-m", "small-denoise")
+    assert other_arch.exit_code == 1 and "holds NAFSSR" in other_arch.stderr
+    assert check("--weights", str(tmp_path / "absent.pth")).exit_code == 1
+    assert check("small-denoise", "--weights", str(PIPELINE / "denoise-nafnet.pth")).exit_code == 2
+
+
+def test_check_exits_1_when_it_checked_nothing(test_registry):
+    from nafcli.cli.main import app
+    from nafcli.quality.check import CheckResult, exit_code
+
+    named = CliRunner().invoke(app, ["check", "no-demo", "absent", "-d", "cpu"])
+    assert named.exit_code == 1
+    assert "nothing was checked: only small-denoise, small-deblur, small-sr, wrong-denoise, absent can be checked" \
+        in named.stderr
+    # without ids, models not downloaded or without an output are listed; one that ran decides
+    listed = [CheckResult("a", "not-downloaded"), CheckResult("b", "not-checkable")]
+    assert exit_code(listed) == 1
+    assert exit_code([*listed, CheckResult("c", "pass")]) == 0
+    assert exit_code([*listed, CheckResult("c", "pass"), CheckResult("d", "fail")]) == 1
+    assert exit_code([CheckResult("c", "pass"), CheckResult("a", "not-downloaded", requested=True)]) == 1

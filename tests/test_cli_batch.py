@@ -122,7 +122,7 @@ def test_resume_skips_existing_and_overwrite_redoes(tmp_path: Path) -> None:
     assert again.exit_code == 0
     status = {Path(r["input"]).name: r["status"] for r in map(json.loads, again.stdout.splitlines())}
     assert status == {"rgb8.png": "skipped", "gray.png": "done"}
-    assert again.stderr.strip().splitlines()[-1].startswith("1 done, 1 skipped, 0 failed")
+    assert again.stderr.strip().splitlines()[-1].startswith("1 done, 1 skipped (output exists), 0 failed")
     before = (src / "rgb8_denoised.png").stat().st_mtime_ns
     os.utime(src / "rgb8_denoised.png", ns=(before - 10**9, before - 10**9))
     forced = denoise(files[0], "--overwrite")
@@ -239,7 +239,7 @@ def test_subprocess_json_and_plain_stderr(tmp_path: Path) -> None:
         "error: broken/text.png: not an image (unrecognised content)", p.stderr.splitlines()[-1]]
     p = _subprocess("denoise", "-w", TINY_WEIGHTS, "ok.png", cwd=tmp_path)
     assert p.returncode == 0 and p.stdout == ""  # stdout lists outputs written, and none was
-    assert p.stderr.strip().startswith("0 done, 1 skipped, 0 failed")
+    assert p.stderr.strip() == "0 done, 1 skipped (output exists), 0 failed in 0.0 s"  # no rate: nothing ran
     p = _subprocess("denoise", "-w", TINY_WEIGHTS, "--format", "gif", "ok.png", cwd=tmp_path)
     assert p.returncode == 2
 

@@ -103,7 +103,7 @@ def test_unknown_device_and_missing_cuda(tmp_path: Path, tiny_nafnet_pth):
         has_cuda = False
     if not has_cuda:
         r = _run("denoise", str(src), "-w", str(tiny_nafnet_pth), "--device", "cuda")
-        assert r.returncode == 1 and "CUDA is not available" in r.stderr
+        assert r.returncode == 2 and "CUDA is not available" in r.stderr
 
 
 def test_python_dash_m_and_version():

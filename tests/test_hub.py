@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -184,20 +185,35 @@ def test_hash_mismatch_is_refused_and_not_kept(hub: Hub) -> None:
 
 def test_404(hub: Hub) -> None:
     r = hub.cli("models", "download", "tiny-missing")
-    assert r.returncode == 1
+    assert r.returncode == 2  # not obtainable: the environment cannot work (README "Exit codes")
     msg = r.stderr.strip()
-    assert "tiny-missing" in msg and "HTTP 404" in msg and "models import" in msg and "--weights" in msg
+    assert "tiny-missing" in msg and "HTTP 404" in msg and "models import" in msg
+    assert "--weights" not in msg  # 'models download' has no such option: the message does not offer it
     assert msg.count("\n") == 0
 
 
 def test_no_network_names_model_url_and_ways_out(hub: Hub) -> None:
     hub.server.stop()
     r = hub.cli("models", "download", "tiny-denoise")
-    assert r.returncode == 1
+    assert r.returncode == 2
     msg = r.stderr.strip()
     assert msg.count("\n") == 0
     assert f"{hub.server.url}/test/nafnet-models/resolve/{REV_M}/tiny-denoise.pth" in msg
-    assert "tiny-denoise" in msg and "--weights" in msg and "models import" in msg
+    assert "tiny-denoise" in msg and "models import" in msg and "--weights" not in msg and "--offline" not in msg
+
+
+def test_a_command_that_takes_weights_offers_them(hub: Hub, tmp_path: Path) -> None:
+    """The same failure in denoise, which has --weights, offers it as a way out too."""
+    import numpy as np
+    from PIL import Image
+
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)
+    hub.server.stop()
+    r = hub.cli("denoise", str(img), "--device", "cpu")
+    assert r.returncode == 2  # the weights cannot be had: the environment cannot work (README "Exit codes")
+    msg = r.stderr.strip().splitlines()[0]
+    assert "tiny-denoise" in msg and "models import" in msg and msg.endswith(", or pass --weights FILE")
 
 
 def test_connection_dropped_mid_file(hub: Hub) -> None:
@@ -212,7 +228,7 @@ def test_connection_dropped_mid_file(hub: Hub) -> None:
 def test_connection_dropped_for_good_keeps_no_corrupt_file(hub: Hub) -> None:
     hub.server.drop = -1
     r = hub.cli("models", "download", "tiny-denoise")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "cannot download" in r.stderr and r.stderr.strip().count("\n") == 0
     assert not hub.snapshot(MODEL_DIR, REV_M, "tiny-denoise.pth").exists()
     assert hub.complete_blobs(MODEL_DIR) == []
@@ -241,7 +257,7 @@ def test_two_processes_download_the_same_model(hub: Hub) -> None:
 
 def test_offline_uses_the_cache_only(hub: Hub) -> None:
     r = hub.cli("models", "download", "tiny-denoise", HF_HUB_OFFLINE="1")
-    assert r.returncode == 1 and "offline" in r.stderr and "models download tiny-denoise" in r.stderr
+    assert r.returncode == 2 and "offline" in r.stderr and "models download tiny-denoise" in r.stderr
     assert not [e for e in hub.server.log if e[0] == "GET"]
     assert hub.cli("models", "download", "tiny-denoise").returncode == 0
     hub.server.stop()
@@ -300,12 +316,12 @@ def test_cache_not_writable(hub: Hub, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     r = hub.cli("models", "download", "tiny-denoise", HF_HUB_CACHE=str(blocker / "hub"))
-    assert r.returncode == 1 and "cannot write the cache" in r.stderr
+    assert r.returncode == 2 and "cannot write the cache" in r.stderr
     if os.geteuid() != 0:  # root ignores permission bits
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o555)
         r = hub.cli("models", "download", "tiny-denoise", HF_HUB_CACHE=str(ro))
-        assert r.returncode == 1 and "read-only" in r.stderr
+        assert r.returncode == 2 and "read-only" in r.stderr
 
 
 def test_denoise_uses_the_task_default_and_model_option(hub: Hub, tmp_path: Path) -> None:
@@ -327,9 +343,67 @@ def test_denoise_uses_the_task_default_and_model_option(hub: Hub, tmp_path: Path
 def test_download_all_reports_each_failure_and_honours_hf_hub_cache(hub: Hub, tmp_path: Path) -> None:
     cache = tmp_path / "elsewhere"
     r = hub.cli("models", "download", "--all", HF_HUB_CACHE=str(cache))
-    assert r.returncode == 1
+    assert r.returncode == 2  # the highest of its failures: tiny-bad's check (1), tiny-missing's 404 (2)
     assert sorted(Path(p).name for p in r.stdout.split()) == ["tiny-denoise.pth", "tiny-sr.pth"]
     assert all(Path(p).is_relative_to(cache) for p in r.stdout.split())
-    errors = r.stderr.strip().splitlines()
+    lines = r.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 2 and "tiny-bad" in errors[0] and "tiny-missing" in errors[1]
+    manual = "1 manual-download models not included"
+    assert lines[-1].startswith(f"2 downloaded, 0 already in the cache, 2 failed; {manual}")
     assert not (hub.home / "hub").exists()
+    again = hub.cli("models", "download", "--all", HF_HUB_CACHE=str(cache))
+    # (tiny-bad is served tiny-denoise's bytes: deleting the bad download can take the shared blob along)
+    got = re.fullmatch(r"(\d) downloaded, (\d) already in the cache, 2 failed; (.*)", again.stderr.strip().splitlines()[-1])
+    assert got is not None and int(got[1]) + int(got[2]) == 2 and int(got[2]) >= 1 and got[3].startswith(manual)
+    one = hub.cli("models", "download", "tiny-denoise", HF_HUB_CACHE=str(cache))
+    assert one.returncode == 0 and one.stderr == ""  # one model: its path, no summary
+
+
+def _with_duplicate(hub: Hub) -> None:
+    """A second entry on tiny-denoise's file (same repo, revision and file) whose SHA-256 is wrong: a
+    mirror's registry or a stale entry."""
+    hub.toml.write_text(
+        hub.toml.read_text()
+        + '\n[models.tiny-dup]\ntask = "denoise"\narch = "nafnet"\n' + NAFNET_SMALL
+        + f'file = "tiny-denoise.pth"\nsize = 10\nsha256 = "{sha(b"something else")}"\n'
+        + f'repo_id = "test/nafnet-models"\nrepo_type = "model"\nrevision = "{REV_M}"\n'
+    )
+
+
+def test_a_refused_entry_keeps_the_file_another_entry_verified(hub: Hub) -> None:
+    _with_duplicate(hub)
+    path = hub.snapshot(MODEL_DIR, REV_M, "tiny-denoise.pth")
+    assert hub.cli("models", "download", "tiny-denoise").returncode == 0
+    for command in (["models", "download", "tiny-dup"], ["models", "verify", "tiny-dup"]):
+        r = hub.cli(*command)
+        assert r.returncode == 1 and "SHA-256" in r.stderr, r.stderr
+    r = hub.cli("models", "download", "tiny-dup")
+    assert "kept it: it is the verified file of tiny-denoise" in r.stderr
+    assert path.read_bytes() == hub.blobs["denoise"]
+    r = hub.cli("models", "remove", "tiny-dup")
+    assert r.returncode == 0 and "also the file of tiny-denoise" in r.stderr and path.is_file()
+    hub.server.stop()
+    r = hub.cli("models", "download", "tiny-denoise", HF_HUB_OFFLINE="1")
+    assert r.returncode == 0 and Path(r.stdout.strip()) == path, r.stderr
+
+
+def test_a_refused_download_keeps_a_file_that_another_entry_can_verify(hub: Hub) -> None:
+    _with_duplicate(hub)
+    r = hub.cli("models", "download", "tiny-dup")  # the first to ask downloads it, and refuses it
+    assert r.returncode == 1 and "kept it" in r.stderr
+    hub.server.stop()
+    r = hub.cli("models", "download", "tiny-denoise", HF_HUB_OFFLINE="1")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_refused_file_keeps_a_blob_another_name_links_to(hub: Hub) -> None:
+    """tiny-bad.pth has tiny-denoise.pth's content (one blob, two snapshot links) but its entry expects
+    another hash: its link goes, the blob stays for tiny-denoise."""
+    assert hub.cli("models", "download", "tiny-denoise").returncode == 0
+    r = hub.cli("models", "download", "tiny-bad")
+    assert r.returncode == 1 and "deleted it" in r.stderr
+    assert not hub.snapshot(MODEL_DIR, REV_M, "tiny-bad.pth").exists()
+    assert len(hub.complete_blobs(MODEL_DIR)) == 1
+    hub.server.stop()
+    assert hub.cli("models", "download", "tiny-denoise", HF_HUB_OFFLINE="1").returncode == 0

@@ -4,17 +4,21 @@ views, output names and which outputs collide."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from nafcli.errors import UsageError
+from nafcli.jobs.discover import Source
 from nafcli.jobs.names import (
     IMAGE_EXTENSIONS,
     SUFFIXES,
     TOOL_SUFFIXES,
     OutputClaims,
+    OutputNames,
     Side,
     has_image_extension,
     is_hidden_or_system,
@@ -27,6 +31,7 @@ from nafcli.jobs.names import (
     same_file,
     side_of,
 )
+from nafcli.jobs.plan import OutputSpec, plan
 from nafcli.weights.registry import TASKS
 
 
@@ -154,6 +159,15 @@ def test_scene_views_that_cannot_be_told_apart(a: str, b: str) -> None:
         ("clip.gif", "GIF", "RGB", None, "clip_denoised.png"),  # not writable: PNG
         ("really_png.jpg", "PNG", "RGB", None, "really_png_denoised.png"),  # content, not extension
         ("noext", "PNG", "RGB", None, "noext_denoised.png"),
+        # the input's extension keeps its spelling when the output is in the input's own format
+        ("IMG.JPG", "JPEG", "RGB", None, "IMG_denoised.JPG"),
+        ("chelsea.tiff", "TIFF", "RGB", None, "chelsea_denoised.tiff"),
+        ("shot.jpeg", "JPEG", "RGB", None, "shot_denoised.jpeg"),
+        ("SCAN.TIF", "TIFF", "RGB", "tif", "SCAN_denoised.TIF"),  # --format naming the input's own format
+        ("Pic.Png", "PNG", "RGB", None, "Pic_denoised.Png"),
+        ("IMG.JPG", "JPEG", "RGB", "png", "IMG_denoised.png"),  # another format: its own extension
+        ("chelsea.tiff", "TIFF", "RGB", "jpg", "chelsea_denoised.jpg"),
+        ("REALLY.JPG", "PNG", "RGB", None, "REALLY_denoised.png"),  # a PNG named .JPG is not kept .JPG
     ],
 )
 def test_output_name(tmp_path: Path, name: str, fmt: str, mode: str, fmt_arg: str | None, expected: str) -> None:
@@ -173,6 +187,68 @@ def test_output_name_of_a_bmp_with_alpha_is_png(tmp_path: Path) -> None:
 def test_output_name_of_a_missing_file_is_png(tmp_path: Path) -> None:
     assert output_name(tmp_path / "gone.jpg", "_sr", None) == "gone_sr.png"
     assert output_name(tmp_path / "gone.jpg", "", "jpg") == "gone.jpg"
+
+
+@pytest.mark.parametrize(
+    ("template", "name", "expected"),
+    [
+        ("{stem}{suffix}", "img.png", "img_denoised.png"),
+        ("{stem}_{ext}{suffix}", "img.png", "img_png_denoised.png"),
+        ("{stem}_{ext}{suffix}", "IMG.JPG", "IMG_JPG_denoised.png"),
+        ("{stem}-{model}", "img.jpg", "img-nafnet-sidd-width32.png"),
+        ("clean_{stem}", "img.jpg", "clean_img.png"),
+        ("{stem}{{1}}", "img.png", "img{1}.png"),  # a literal brace
+        ("{stem}_{ext}", "noext", "noext_.png"),
+    ],
+)
+def test_name_templates(tmp_path: Path, template: str, name: str, expected: str) -> None:
+    src = _save(tmp_path / name, "PNG" if name.endswith("png") or "." not in name else "JPEG")
+    names = OutputNames(template, suffix="_denoised", model="nafnet-sidd-width32")
+    assert output_name(src, "_denoised", "png", names=names) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{stem}{size}", "unknown field {size}"),
+        ("{}", "unknown field {}"),
+        ("{stem:>10}", "no format spec"),
+        ("{stem!r}", "no format spec"),
+        ("out/{stem}", "a name, not a path"),
+        ("{suffix}", "without {stem}"),
+        ("{stem", "brace"),
+    ],
+)
+def test_bad_name_templates_are_usage_errors(template: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        OutputNames(template, suffix="_x")
+    with pytest.raises(UsageError):
+        OutputSpec(task="denoise", name=template)  # refused before any input is looked at
+
+
+def test_earlier_outputs_of_a_template_are_recognised() -> None:
+    names = OutputNames("{stem}_{ext}{suffix}", suffix="_denoised")
+    assert names.made(Path("img_png_denoised.png"))
+    assert names.made(Path("img_denoised.JPG"))  # an earlier run's default name, same suffix
+    assert not names.made(Path("img.png")) and not names.made(Path("img_deblurred.png"))
+    model = OutputNames("{stem}-{model}", suffix="_denoised", model="nafnet-sidd-width32")
+    assert model.made(Path("a-nafnet-sidd-width32.jpg")) and not model.made(Path("a-other.jpg"))
+    # a template that only repeats the input's name recognises nothing (every input would match)
+    assert not OutputNames("{stem}", suffix="").made(Path("anything.png"))
+    assert is_output(Path("img_png_denoised.png"), names)
+    assert is_output(Path("a_sr.png"), "_sr") and not is_output(Path("a.png"), "")
+
+
+def test_a_name_template_resolves_a_collision_the_default_cannot(tmp_path: Path) -> None:
+    png, jpg = _save(tmp_path / "img.png", "PNG"), _save(tmp_path / "img.jpg", "JPEG")
+    groups = [[Source(png, tmp_path)], [Source(jpg, tmp_path)]]
+    clash = plan(groups, OutputSpec(task="denoise", fmt="png"))
+    assert clash[0].runnable and clash[0].outputs == (tmp_path / "img_denoised.png",)
+    assert clash[1].problem is not None and "is also the output of" in clash[1].problem
+    assert "--name '{stem}_{ext}{suffix}'" in clash[1].problem  # advice that works
+    apart = plan(groups, OutputSpec(task="denoise", fmt="png", name="{stem}_{ext}{suffix}"))
+    assert all(j.runnable for j in apart)
+    assert [j.outputs[0].name for j in apart] == ["img_png_denoised.png", "img_jpg_denoised.png"]
 
 
 def test_mirrored(tmp_path: Path) -> None:

@@ -168,3 +168,19 @@ def test_several_workers_share_the_jobs_and_report_in_order() -> None:
 def test_empty_and_single(n: int) -> None:
     report = run_jobs(_jobs(n), Stages())
     assert len(report.results) == n and report.exit_code == 0
+
+
+def test_a_failing_events_callback_stops_the_batch_after_writing_what_was_computed() -> None:
+    """The CLI's JSON record hitting a closed stdout raises BrokenPipeError inside job_finished: the batch
+    stops, the writer finishes every job already computed (none left half-done when the process exits),
+    then the error propagates for the CLI to map."""
+
+    class ClosedPipe(Events):
+        def job_finished(self, result) -> None:  # noqa: ANN001
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stages = Stages()
+    with pytest.raises(BrokenPipeError):
+        run_jobs(_jobs(10), stages, events=ClosedPipe())
+    assert stages.computed and sorted(stages.written) == sorted(stages.computed)
+    assert len(stages.computed) < 10

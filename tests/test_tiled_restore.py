@@ -133,9 +133,15 @@ def test_bad_sizes_are_usage_errors(tiny_nafnet_sd):
         Restorer(model, device="cpu", tile="big")
     with pytest.raises(UsageError, match="--batch-size"):
         Restorer(model, device="cpu", batch_size="-2")
-    r = Restorer(model, device="cpu", tile=32, overlap=16)
-    with pytest.raises(UsageError, match="overlap"):
-        r.run(torch.rand(1, 3, 100, 100))
+    with pytest.raises(UsageError, match="--batch-size must be >= 1, not 0"):
+        Restorer(model, device="cpu", batch_size=0)
+    # a tile that cannot hold its overlap fails when the Restorer is made, naming the values given, not
+    # on every image later (and not the tile rounded up to the size multiple)
+    with pytest.raises(UsageError, match=r"--tile 32 is too small for --overlap 16: .*larger than 3 x overlap \(48\)"):
+        Restorer(model, device="cpu", tile=32, overlap=16)
+    with pytest.raises(UsageError, match=r"--tile 7 is too small for the default --overlap 16"):
+        Restorer(model, device="cpu", tile=7)
+    Restorer(model, device="cpu", tile=49, overlap=16).run(torch.rand(1, 3, 100, 100))
 
 
 # -- out of memory -----------------------------------------------------------------------------------

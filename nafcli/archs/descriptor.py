@@ -135,6 +135,9 @@ class LoadedModel:
     model_id: str | None = None
     #: the task the weights were trained for, when known (registry entry or the caller's)
     task: str | None = None
+    #: what the user should know about these weights, one line each (e.g. trained for another task); the
+    #: library never prints: the workflows pass them to their events, the CLI shows them
+    warnings: list[str] = field(default_factory=list)
     #: number of channels of one view (3 for RGB)
     in_channels: int = field(init=False)
     #: output side / input side

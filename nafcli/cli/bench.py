@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .options import CompileOpt, DeviceOpt, ThreadsOpt, TileOpt
+from .options import CompileOpt, DeviceOpt, HelpCommand, ThreadsOpt, TileOpt
 
 
 def _parse_arch_config(value: str) -> tuple[str, dict]:
@@ -33,41 +33,41 @@ def _mib(n: int) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Time the fast path against the reference path on a random input (table or --json).")
+    @app.command(cls=HelpCommand, help="Time the fast path against the reference path on a random input (table or --json).")
     def bench(
         model: Annotated[
             str | None,
             typer.Option(
-                "--model", "-m", help="Official architecture id (random weights), e.g. nafnet-sidd-width32."
+                "--model", "-m", metavar="ID", help="Official architecture id (random weights), e.g. nafnet-sidd-width32."
             ),
         ] = None,
         weights: Annotated[
-            Path | None, typer.Option("--weights", "-w", help="Benchmark the network in this weights file.")
+            Path | None, typer.Option("--weights", "-w", metavar="FILE", help="Benchmark the network in this weights file.")
         ] = None,
         arch_config: Annotated[
             str | None,
             typer.Option(
-                "--arch-config", help="ARCH:JSON hyperparameters, random weights (e.g. a small model)."
+                "--arch-config", metavar="ARCH:JSON", help="ARCH:JSON hyperparameters, random weights (e.g. a small model)."
             ),
         ] = None,
         size: Annotated[
-            int, typer.Option("--size", help="Input side in pixels (square; LR side for SR).")
+            int, typer.Option("--size", metavar="N", help="Input side in pixels (square; LR side for SR).")
         ] = 1024,
         precision: Annotated[
             list[str] | None,
-            typer.Option("--precision", "-p", help="fp32, bf16, fp16 or auto; repeat for several rows."),
+            typer.Option("--precision", "-p", metavar="fp32|bf16|fp16|auto", help="fp32, bf16, fp16 or auto; repeat for several rows."),
         ] = None,
         tile: TileOpt = None,
         device: DeviceOpt = "auto",
         repeat: Annotated[
-            int, typer.Option("--repeat", "-n", help="Timed runs per path (median reported).")
+            int, typer.Option("--repeat", "-n", metavar="N", help="Timed runs per path (median reported).")
         ] = 3,
         reference: Annotated[
             bool,
             typer.Option("--reference/--no-reference", help="Also time the reference path (whole image)."),
         ] = True,
         reference_repeat: Annotated[
-            int, typer.Option("--reference-repeat", help="Timed reference runs.")
+            int, typer.Option("--reference-repeat", metavar="N", help="Timed reference runs.")
         ] = 1,
         tlc: Annotated[
             bool | None, typer.Option("--tlc/--no-tlc", help="Override the model's TLC setting.")

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import UsageError
 from ..imaging.files import atomic_write_bytes
-from .options import DeviceOpt, WeightsOpt
+from .options import DeviceOpt, HelpCommand, WeightsOpt
 from .render import download_progress
 
 
@@ -37,20 +37,21 @@ DirOpt = Annotated[Path | None, typer.Option(show_default=False, file_okay=False
 def register(app: typer.Typer) -> None:
     @app.command(
         name="eval",
+        cls=HelpCommand,
         help="Score a model on a test set (PSNR / SSIM as the authors' benchmarks compute them), or score "
         "existing outputs with --restored. Files are paired by name; stereo pairs as NAME_L/NAME_R or a "
         "folder per scene.",
     )
     def eval_(
-        target: Annotated[Path, typer.Option("--target", "-t", help="Folder of ground-truth images.",
+        target: Annotated[Path, typer.Option("--target", metavar="DIR", help="Folder of ground-truth images.",
                                              file_okay=False, show_default=False)],
-        input_dir: Annotated[Path | None, typer.Option("--input", "-i", help="Folder of degraded inputs.",
+        input_dir: Annotated[Path | None, typer.Option("--input", "-i", metavar="DIR", help="Folder of degraded inputs.",
                                                        file_okay=False, show_default=False)] = None,
-        model: Annotated[str | None, typer.Option("--model", "-m", help="A registry model id.",
+        model: Annotated[str | None, typer.Option("--model", "-m", metavar="ID", help="A pretrained model id ('nafcli models list').",
                                                   show_default=False)] = None,
         weights: WeightsOpt = None,
         restored: Annotated[Path | None, typer.Option(
-            "--restored", help="Score the images in this folder instead of running a model.",
+            "--restored", metavar="DIR", help="Score the images in this folder instead of running a model.",
             file_okay=False, show_default=False)] = None,
         task: Annotated[EvalTask | None, typer.Option(
             "--task", help="What the weights do: deblur turns TLC on; sr pairs stereo views.",
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
             "--float", help="Score the network's float output instead of the 8-bit image (the authors' "
             "SIDD benchmark does this).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-        csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write per-image scores to FILE.",
+        csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write per-image scores to FILE.",
                                                       dir_okay=False, show_default=False)] = None,
         device: DeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
@@ -84,7 +85,9 @@ def register(app: typer.Typer) -> None:
 
         def progress(done: int, total: int, item: ItemResult) -> None:
             if not quiet:
-                print(f"[{done}/{total}] {item.name}: {item.psnr:.4f} dB, SSIM {item.ssim:.4f}",
+                base = "" if item.baseline is None else (
+                    f" (input: {_fmt(item.baseline.psnr, 4)} dB, SSIM {_fmt(item.baseline.ssim, 4)})")
+                print(f"[{done}/{total}] {item.name}: {_fmt(item.psnr, 4)} dB, SSIM {_fmt(item.ssim, 4)}{base}",
                       file=sys.stderr, flush=True)
 
         mode = ssim_mode.value
@@ -93,6 +96,9 @@ def register(app: typer.Typer) -> None:
                                        progress=progress)
         else:
             restorer, name = _load(model, weights, task, tlc, device)
+            if not quiet:
+                for message in restorer.model.warnings:
+                    print(f"warning: {message}", file=sys.stderr)
             assert input_dir is not None
             result = evaluate_model(restorer, input_dir, target, ssim_mode=mode, quantize=not unquantized,
                                     model_name=name, progress=progress)
@@ -108,14 +114,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: bool | None, device: str):
-    """The Restorer for --model / --weights, whole-image (no tiling) as the authors' benchmark runs."""
-    from ..inference.restorer import Restorer
-    from ..weights import load
+    """The Restorer for --model / --weights (see :func:`~nafcli.quality.evaluate.model_for_eval`)."""
+    from ..quality.evaluate import model_for_eval
 
     with download_progress(model or "weights") as progress:
-        loaded = load(task=None if task is None else TASKS[task], model=model, weights=weights, tlc=tlc,
-                      progress=progress)
-    return Restorer(loaded, device=device, tile=0), loaded.label
+        restorer = model_for_eval(model=model, weights=weights, task=None if task is None else TASKS[task],
+                                  tlc=tlc, device=device, progress=progress)
+    return restorer, restorer.model.label
 
 
 def _fmt(x: float, digits: int) -> str:
@@ -123,12 +128,28 @@ def _fmt(x: float, digits: int) -> str:
 
 
 def _print_table(result) -> None:
+    """Per-image scores and their mean; after a model run, the inputs' own scores beside them (the
+    baseline: what the model added is the difference)."""
     width = max([len("image")] + [len(it.name) for it in result.items] + [len(f"mean ({len(result.items)})")])
-    print(f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}")
+    base = result.baseline_method if result.baseline is not None else None
+    head = f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}"
+    if base:
+        head += f"  {base + ' PSNR':>12}  {base + ' SSIM':>12}"
+    print(head)
+
+    def row(label: str, scores, baseline) -> str:  # noqa: ANN001 - Scores, Scores | None
+        text = f"{label:<{width}}  {_fmt(scores.psnr, 4):>10}  {_fmt(scores.ssim, 4):>7}"
+        if base and baseline is not None:
+            text += f"  {_fmt(baseline.psnr, 4):>12}  {_fmt(baseline.ssim, 4):>12}"
+        return text
+
     for it in result.items:
-        print(f"{it.name:<{width}}  {_fmt(it.psnr, 4):>10}  {_fmt(it.ssim, 4):>7}")
-    label = f"mean ({len(result.items)})"
-    print(f"{label:<{width}}  {_fmt(result.mean.psnr, 4):>10}  {_fmt(result.mean.ssim, 4):>7}")
+        print(row(it.name, it, it.baseline))
+    print(row(f"mean ({len(result.items)})", result.mean, result.baseline))
+    if base:
+        gain = result.mean.psnr - result.baseline.psnr
+        how = "the input as it is" if base == "input" else "the input upscaled bicubic"
+        print(f"{base}: {how} against the target; the model adds {_fmt(gain, 2)} dB")
 
 
 def _write_csv(path: Path, result) -> None:
@@ -138,9 +159,14 @@ def _write_csv(path: Path, result) -> None:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["name", "source", "target", "psnr", "ssim"])
+    base = result.baseline is not None
+    w.writerow(["name", "source", "target", "psnr", "ssim"] + (["input_psnr", "input_ssim"] if base else []))
+
+    def extra(b) -> list[str]:  # noqa: ANN001 - Scores | None
+        return ([_fmt(b.psnr, 6), _fmt(b.ssim, 6)] if b is not None else ["", ""]) if base else []
+
     for it in result.items:
         w.writerow([it.name, ";".join(map(str, it.source)), ";".join(map(str, it.target)),
-                    _fmt(it.psnr, 6), _fmt(it.ssim, 6)])
-    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6)])
+                    _fmt(it.psnr, 6), _fmt(it.ssim, 6), *extra(it.baseline)])
+    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6), *extra(result.baseline)])
     atomic_write_bytes(path, buf.getvalue().encode())

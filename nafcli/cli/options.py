@@ -1,4 +1,11 @@
-"""Options shared by the commands, defined once (Annotated aliases), each value parsed once.
+"""Options shared by the commands, defined once (Annotated aliases), each value parsed once; and how every
+command's ``--help`` shows them (:class:`HelpCommand`, :class:`HelpGroup`).
+
+Help conventions, kept by ``tests/test_help.py``: one metavar per kind of value across commands (``ID`` for a
+model, ``FILE``, ``DIR``, ``PATH`` for a file or a folder, ``N`` for a count, ``auto|N``, choices spelled
+out as ``a|b|c``); flags show no metavar; arguments show as ``INPUT...`` in the usage line; defaults are
+named, the task-dependent ones (default model, suffix, overlap) filled in per command from the registry
+and the architecture specs when the help is shown.
 
 Nothing here imports torch: ``nafcli --help`` builds every command's options.
 """
@@ -6,9 +13,10 @@ Nothing here imports torch: ``nafcli --help`` builds every command's options.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from ..errors import UsageError
 from ..imaging.formats import OUTPUT_FORMATS, normalise_format
@@ -69,17 +77,130 @@ def parse_pixels(text: str) -> int:
     return int(value)
 
 
+
+# --- how options show in --help ----------------------------------------------------------------------
+
+#: the registry task of each command whose help names the task's defaults
+COMMAND_TASKS = {"denoise": "denoise", "deblur": "deblur", "sr": "stereo-sr"}
+
+#: per-command text in shared help strings: ``{task_model}`` etc. are replaced (plain ``str.replace``, so
+#: ``{stem}`` in ``--name``'s help stays as it is) when a command's help is shown
+_HELP_FIELDS = ("task_model", "task_suffix", "task_overlap", "task_unit")
+
+
+def help_fields(command: str | None) -> dict[str, str]:
+    """The values of the help fields for ``command``: its task's default model (id and size, from the
+    registry), output suffix, default overlap and what one ``--json`` record stands for."""
+    from ..jobs.names import SUFFIXES
+    from ..weights.registry import load_registry
+
+    task = COMMAND_TASKS.get(command or "")
+    if task is None:
+        return {"task_model": "the task's default", "task_suffix": "the task's suffix",
+                "task_overlap": "16", "task_unit": "input"}
+    entry = load_registry().default_for(task)
+    size = f", {entry.size / 1e6:.0f} MB, downloaded on first use" if entry.size else ""
+    tiling = entry.spec.tiling(tlc=entry.tlc)
+    # Tiles take inference.sizing.DEFAULT_OVERLAP (16; importing it would import torch), strips their own
+    overlap = str(getattr(tiling, "default_overlap", 16))
+    if task == "stereo-sr":
+        overlap += " input rows for the official models (2x the receptive field, at most 92; docs/stereo.md)"
+    return {"task_model": f"{entry.id}{size}", "task_suffix": SUFFIXES[task], "task_overlap": overlap,
+            "task_unit": "pair (or single image)" if task == "stereo-sr" else "input"}
+
+
+class _Argument(TyperArgument):
+    """An argument shown by its metavar alone: ``INPUT...`` in the usage line (Typer writes
+    ``{inputs}...``) and no ``<list[str]>`` beside it in the Arguments panel. Help-only: no state added."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        return name if self.required else f"[{name}]"
+
+
+class _Option(TyperOption):
+    """An option shown by its metavar: none for a flag (Typer writes ``<bool>``), the choices as ``a|b``
+    for an enum, and a string default as it is (Typer wraps it in parentheses). Help-only: no state added."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag:
+            return None
+        return self.display_type(ctx).strip("<>")
+
+    def _get_default_string(self, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
+        if show_default_is_str:
+            return str(self.show_default)
+        return super()._get_default_string(ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+
+def _tidy(param: Any) -> None:
+    # Typer builds its own parameter objects; these subclasses change how they are shown, nothing else
+    if type(param) is TyperArgument:
+        param.__class__ = _Argument
+    elif type(param) is TyperOption:
+        param.__class__ = _Option
+
+
+def _fill(param: Any, fields: dict[str, str]) -> None:
+    text = getattr(param, "help", None)
+    if text and "{task_" in text:
+        for key, value in fields.items():
+            text = text.replace("{" + key + "}", value)
+        param.help = text
+
+
+class _CleanHelp:
+    """What :class:`HelpCommand` and :class:`HelpGroup` share: tidy parameters as they are made, fill in
+    the per-command help fields when the help is shown."""
+
+    params: list[Any]
+    name: str | None
+    help: str | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _tidy(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            _tidy(option)
+        return option
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if any("{task_" in (getattr(p, "help", None) or "") for p in self.params) or "{task_" in (self.help or ""):
+            fields = help_fields(self.name)
+            for param in self.params:
+                _fill(param, fields)
+            _fill(self, fields)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+
+class HelpCommand(_CleanHelp, TyperCommand):
+    """Every nafcli command's class (``app.command(cls=HelpCommand)``): clean metavars, named defaults."""
+
+
+class HelpGroup(_CleanHelp, TyperGroup):
+    """Every nafcli command group's class (``typer.Typer(cls=HelpGroup)``)."""
+
+
 # --- which model -----------------------------------------------------------------------------------
 
 WeightsOpt = Annotated[
     Path | None,
-    typer.Option("--weights", "-w", help="A weights file (.pth or .safetensors); the architecture is detected "
-                 "from its contents.", show_default=False),
+    typer.Option("--weights", "-w", metavar="FILE", show_default=False,
+                 help="A weights file (.pth or .safetensors); the architecture is detected from its contents."),
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", metavar="ID", help="A pretrained model id (default: the task's default; "
-                 "see 'nafcli models list').", show_default=False),
+    typer.Option("--model", "-m", metavar="ID", show_default=False,
+                 help="A pretrained model id ('nafcli models list'). Default: {task_model}."),
 ]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Use only the local cache (also HF_HUB_OFFLINE=1); never download.")
@@ -92,58 +213,80 @@ TlcOpt = Annotated[
 ]
 DeviceOpt = Annotated[
     str,
-    typer.Option("--device", "-d", help="auto (CUDA when available), cpu, cuda, cuda:N, all (one worker per CUDA "
-                 "device; the CPU where there is none) or a list such as cuda:0,cuda:2."),
+    typer.Option("--device", "-d", metavar="DEVICE",
+                 help="auto (CUDA when available), cpu, cuda, cuda:N, all (one worker per CUDA device; the CPU "
+                 "where there is none) or a list such as cuda:0,cuda:2."),
 ]
 
 # --- inputs and outputs ----------------------------------------------------------------------------
 
 InputsArg = Annotated[
     list[str],
-    typer.Argument(help="Images, folders or glob patterns ('photos/*.jpg'); images are recognised by content.",
-                   show_default=False),
+    typer.Argument(metavar="INPUT...", show_default=False,
+                   help="Images, videos, folders or glob patterns ('photos/*.jpg'); recognised by content."),
 ]
 OutputOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Output file (one input) or folder (many inputs; the input tree is "
-                 "mirrored under it). Default: beside each input, NAME_<task>.EXT.", show_default=False),
+    typer.Option("--output", "-o", metavar="PATH", show_default=False,
+                 help="Output file (one input) or folder (many inputs; the input tree is mirrored under it). "
+                 "Default: beside each input, NAME{task_suffix}.EXT."),
 ]
-RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Descend into sub-folders (without it, a folder's sub-folders "
+                       "are left out, and the images in them counted in the summary).")
+]
 SuffixOpt = Annotated[
     str | None,
-    typer.Option("--suffix", help="Output name suffix (default _denoised / _deblurred / _sr).", show_default=False),
+    typer.Option("--suffix", metavar="TEXT", show_default=False,
+                 help="Added to each output's name. Default: {task_suffix}."),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--name", metavar="TEMPLATE", show_default=False,
+                 help="Output name without its extension, from {stem} (the input's name without extension), "
+                 "{ext} (the input's extension), {suffix} and {model} (the model id or weights file name); "
+                 "the extension of the format written is added. E.g. '{stem}_{ext}{suffix}' keeps img.png and "
+                 "img.jpg apart with --format png. Default: '{stem}{suffix}'."),
 ]
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", "-f", callback=_format, show_default=False,
-                 help=f"{', '.join(OUTPUT_FORMATS)}. Default: the input's format, or PNG when it cannot hold "
-                 "the result."),
+    typer.Option("--format", "-f", callback=_format, show_default=False, metavar="|".join(OUTPUT_FORMATS),
+                 help="Output format. Default: the input's own (its extension kept as spelled: IMG.JPG -> "
+                 "IMG{task_suffix}.JPG), or PNG when it cannot hold the result."),
 ]
 QualityOpt = Annotated[
     int | None,
-    typer.Option("--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95).", show_default=False),
+    typer.Option("--quality", metavar="N", min=1, max=100, show_default=False,
+                 help="JPEG/WebP quality. Default: 95."),
 ]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace existing outputs (default: skip them, so runs resume).")
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar and no warnings; errors still shown.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Errors only: no progress bar, warnings, output paths or summary "
+                       "(--json records are still printed).")
+]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="One JSON object per input on stdout (input, output, status, ...).")
+    bool, typer.Option("--json", help="One JSON object per {task_unit} on stdout (input, output, status, ...).")
 ]
 MaxPixelsOpt = Annotated[
     str,
-    typer.Option("--max-pixels", help="Refuse images with more pixels than this (e.g. 200M, 5e7; 0 for no limit)."),
+    typer.Option("--max-pixels", metavar="PIXELS",
+                 help="Refuse images with more pixels than this (e.g. 200M, 5e7; 0 for no limit)."),
 ]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print the tile grid, device and time on stderr.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print the tile grid, device and time of each image, and each "
+                       "skipped input with the reason, on stderr.")
+]
 
 # --- how the model runs (see nafcli/inference/settings.py) ----------------------------------------
 
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", "-p", help="fp32, bf16, fp16 or auto. bf16: faster on hardware with native "
-                 "bf16, output within about 1/255 of fp32 (PSNR ~45-60 dB vs fp32); fp16: GPUs only; auto: bf16 "
-                 "where native, else fp32. Statistics stay float32."),
+    typer.Option("--precision", "-p", metavar="fp32|bf16|fp16|auto",
+                 help="bf16: faster on hardware with native bf16, output within about 1/255 of fp32 (PSNR ~45-60 "
+                 "dB vs fp32); fp16: GPUs only; auto: bf16 where native, else fp32. Statistics stay float32."),
 ]
 CompileOpt = Annotated[
     bool,
@@ -151,7 +294,8 @@ CompileOpt = Annotated[
                  "reported)."),
 ]
 ThreadsOpt = Annotated[
-    int, typer.Option("--threads", "-t", help="CPU threads (0: the usable cores; 2 when a GPU does the work).")
+    int, typer.Option("--threads", "-t", metavar="N",
+                      help="CPU threads (0: the usable cores; 2 when a GPU does the work).")
 ]
 ReferenceOpt = Annotated[
     bool,
@@ -166,10 +310,9 @@ TileOpt = Annotated[
 ]
 OverlapOpt = Annotated[
     int | None,
-    typer.Option("--overlap", min=0, show_default=False,
-                 help="Context pixels per tile side, thrown away and cross-faded over as many more (default "
-                 "16). Stereo SR: input rows shared by neighbouring strips (default: 2x the model's receptive "
-                 "field, at most 92; see docs/stereo.md)."),
+    typer.Option("--overlap", metavar="N", min=0, show_default=False,
+                 help="Context pixels per tile side, thrown away and cross-faded over as many more; stereo SR: "
+                 "input rows shared by neighbouring strips. Default: {task_overlap}."),
 ]
 BatchSizeOpt = Annotated[
     int | None,
@@ -188,7 +331,7 @@ CodecOpt = Annotated[
 ]
 CrfOpt = Annotated[
     int | None,
-    typer.Option("--crf", min=0, max=63, show_default=False,
+    typer.Option("--crf", metavar="N", min=0, max=63, show_default=False,
                  help="Videos: constant-quality level, lower is better. Default: visually lossless for the "
                  "encoder (H.264 17, HEVC 18, VP9 18, AV1 20; MPEG-4 and lossless codecs have none)."),
 ]

@@ -3,6 +3,8 @@ JSON records, ``--verbose`` lines and the closing summary. The library reports t
 the only place they become text.
 
 stdout gets data only (output paths, or JSON with ``--json``); everything else goes to stderr.
+``--quiet`` leaves errors only: no progress, warnings, output paths, notes or summary (JSON records, asked
+for explicitly, are still printed).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class CliEvents:
             self._frames = self._progress.add_task(label, total=total)
         self._progress.update(self._frames, completed=done, total=total, description=label)
 
-    def warning(self, job: Job, message: str) -> None:
+    def warning(self, job: Job | None, message: str) -> None:
         if not self.quiet:
             self._line(f"warning: {message}")
 
@@ -175,9 +177,11 @@ class CliEvents:
             self._line(f"error: {result.error}")
         if self.verbose and result.run is not None:
             self._line(f"{result.job.name}: {describe_run(result.run)}")
+        if self.verbose and result.status == "skipped":
+            self._line(f"skipped {result.job.name}: {result.error}")
         if self.as_json:
             stdout(json.dumps(result_json(result, self.model), ensure_ascii=False))
-        elif result.status == "done":
+        elif result.status == "done" and not self.quiet:
             for out in result.job.outputs:
                 stdout(str(out))
 
@@ -189,8 +193,9 @@ class CliEvents:
 
 
 def result_json(result: JobResult, model: str) -> dict[str, Any]:
-    """The ``--json`` object for one job (a stereo pair lists both inputs and outputs; a video adds its
-    frames, duration, fps and codecs in and out)."""
+    """The ``--json`` object for one job (schema: ``docs/json.md``): ``input`` and ``output`` are a path for
+    a single image or video, a list for a stereo pair; sizes are ``[width, height]`` of one input and one
+    output; a video adds its frames, duration, fps and codecs in and out."""
     job = result.job
     d = result.details
     one = len(job.inputs) == 1
@@ -204,8 +209,9 @@ def result_json(result: JobResult, model: str) -> dict[str, Any]:
         "precision": d.get("precision"),
         "tile_grid": d.get("tile_grid"),
         "tiles": d.get("tiles"),
-        "size": d.get("size"),
-        "megapixels": round(result.megapixels, 4),
+        "input_size": d.get("input_size"),
+        "output_size": d.get("output_size"),
+        "input_megapixels": round(result.megapixels, 4),
         "seconds": round(result.seconds, 4),
         "warnings": result.warnings,
     }
@@ -215,18 +221,37 @@ def result_json(result: JobResult, model: str) -> dict[str, Any]:
 
 
 def summary_line(report: BatchReport) -> str:
-    """``3 done, 1 skipped, 1 failed in 4.2 s (1.3 MP/s)``, plus ``interrupted`` after Ctrl-C."""
-    rate = report.megapixels / report.seconds if report.seconds > 0 else 0.0
-    text = (
-        f"{report.count('done')} done, {report.count('skipped')} skipped, {report.count('failed')} failed "
-        f"in {report.seconds:.1f} s ({rate:.2f} MP/s)"
-    )
+    """``3 done, 2 skipped (output exists), 1 failed in 4.2 s (1.3 MP/s)``: why inputs were skipped,
+    counted by reason; the rate only when something was done; ``interrupted`` after Ctrl-C."""
+    skipped = f"{report.count('skipped')} skipped"
+    reasons = report.skip_reasons()
+    if len(reasons) == 1:
+        skipped += f" ({next(iter(reasons))})"
+    elif reasons:
+        skipped += " (" + ", ".join(f"{n} {kind}" for kind, n in reasons.items()) + ")"
+    text = f"{report.count('done')} done, {skipped}, {report.count('failed')} failed in {report.seconds:.1f} s"
+    if report.count("done") and report.seconds > 0:
+        text += f" ({report.megapixels / report.seconds:.2f} MP/s)"
     return ("interrupted: " + text + " so far") if report.interrupted else text
 
 
-def finish_batch(report: BatchReport) -> int:
-    """The closing lines of a batch (compile time, summary) and its exit code."""
-    if report.compile_seconds:
-        note(f"compiled in {report.compile_seconds:.1f} s (first call per input shape)")
-    note(summary_line(report))
+def subfolder_note(report: BatchReport) -> str | None:
+    """``12 images in sub-folders skipped; use -r``, once per run, when a folder run without
+    ``--recursive`` left images out."""
+    n = report.in_subfolders
+    if not n:
+        return None
+    return f"{n} image{'s' if n != 1 else ''} in sub-folders skipped; use -r"
+
+
+def finish_batch(report: BatchReport, *, quiet: bool = False) -> int:
+    """The closing lines of a batch (compile time, sub-folders left out, summary; none with ``quiet``)
+    and its exit code."""
+    if not quiet:
+        if report.compile_seconds:
+            note(f"compiled in {report.compile_seconds:.1f} s (first call per input shape)")
+        left_out = subfolder_note(report)
+        if left_out:
+            note(left_out)
+        note(summary_line(report))
     return report.exit_code

@@ -20,10 +20,12 @@ from .options import (
     DurationOpt,
     FailFastOpt,
     FormatOpt,
+    HelpCommand,
     InputsArg,
     JsonOpt,
     MaxPixelsOpt,
     ModelOpt,
+    NameOpt,
     OfflineOpt,
     OutputOpt,
     OverlapOpt,
@@ -54,12 +56,13 @@ def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> 
     run = workflows.RunSettings(device=o["device"], precision=o["precision"], threads=o["threads"], tile=o["tile"],
                                 overlap=o["overlap"], batch_size=o["batch_size"], compile=o.get("compile", False),
                                 reference=o.get("reference", False))
-    output = workflows.OutputOptions(output=o["output"], suffix=o["suffix"], fmt=o["fmt"], quality=o["quality"],
-                                     overwrite=o["overwrite"], max_pixels=parse_pixels(o["max_pixels"]))
+    output = workflows.OutputOptions(output=o["output"], suffix=o["suffix"], name=o["name"], fmt=o["fmt"],
+                                     quality=o["quality"], overwrite=o["overwrite"],
+                                     max_pixels=parse_pixels(o["max_pixels"]))
     with CliEvents(quiet=o["quiet"], as_json=o["as_json"], verbose=o["verbose"]) as events:
         report = getattr(workflows, workflow)(inputs, model=model, run=run, output=output, fail_fast=o["fail_fast"],
                                               events=events, **extra)
-    code = finish_batch(report)
+    code = finish_batch(report, quiet=o["quiet"])
     if code:
         raise typer.Exit(code)
 
@@ -70,7 +73,7 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
     def command(
         inputs: InputsArg, weights: WeightsOpt = None, model: ModelOpt = None, offline: OfflineOpt = False,
         output: OutputOpt = None, device: DeviceOpt = "auto", tlc: TlcOpt = None, recursive: RecursiveOpt = False,
-        suffix: SuffixOpt = None, fmt: FormatOpt = None, quality: QualityOpt = None, overwrite: OverwriteOpt = False,
+        suffix: SuffixOpt = None, name: NameOpt = None, fmt: FormatOpt = None, quality: QualityOpt = None, overwrite: OverwriteOpt = False,
         fail_fast: FailFastOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False,
         max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = False,
         threads: ThreadsOpt = 0, reference: ReferenceOpt = False, tile: TileOpt = None, overlap: OverlapOpt = None,
@@ -86,6 +89,7 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
 
 
 def register(app: typer.Typer) -> None:
-    app.command("denoise", help="Remove noise from photos and videos (NAFNet trained on SIDD).")(_command("denoise"))
-    app.command("deblur", help="Remove motion blur from photos and videos (NAFNet trained on GoPro or REDS, with "
-                "TLC).")(_command("deblur"))
+    app.command("denoise", cls=HelpCommand, help="Remove noise from photos and videos (NAFNet trained on SIDD).")(
+        _command("denoise"))
+    app.command("deblur", cls=HelpCommand, help="Remove motion blur from photos and videos (NAFNet trained on "
+                "GoPro or REDS, with TLC).")(_command("deblur"))

@@ -32,30 +32,32 @@ SR_HELP = (
 )
 
 InputsArg = Annotated[
-    list[Path] | None, typer.Argument(help="LEFT RIGHT, a folder of pairs, or one IMAGE.", show_default=False)
+    list[Path] | None,
+    typer.Argument(metavar="INPUT...", help="LEFT RIGHT, a folder of pairs, or one IMAGE.", show_default=False),
 ]
 ScaleOpt = Annotated[
     int | None,
-    typer.Option("--scale", "-s", help="2 or 4: picks the x2/x4 model, or checks the given one.", show_default=False),
+    typer.Option("--scale", "-s", metavar="2|4", help="2 or 4: picks the x2/x4 model, or checks the given one.", show_default=False),
 ]
 OutputDirOpt = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Output folder. Default: beside each input. With --left/--right: DIR/left, "
+    typer.Option("--output", "-o", metavar="DIR", help="Output folder. Default: beside each input. With --left/--right: DIR/left, "
                  "DIR/right.", show_default=False),
 ]
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help=SR_HELP)
+    @app.command(help=SR_HELP, cls=opt.HelpCommand)
     def sr(
         inputs: InputsArg = None,
-        left: Annotated[Path | None, typer.Option("--left", help="Folder of left views (with --right).",
+        left: Annotated[Path | None, typer.Option("--left", metavar="DIR", help="Folder of left views (with --right).",
                                                   show_default=False)] = None,
-        right: Annotated[Path | None, typer.Option("--right", help="Folder of right views (with --left).",
+        right: Annotated[Path | None, typer.Option("--right", metavar="DIR", help="Folder of right views (with --left).",
                                                    show_default=False)] = None,
         output: OutputDirOpt = None, model: opt.ModelOpt = None, weights: opt.WeightsOpt = None, scale: ScaleOpt = None,
         offline: opt.OfflineOpt = False, device: opt.DeviceOpt = "auto", tlc: opt.TlcOpt = None, tile: opt.TileOpt = None,
         overlap: opt.OverlapOpt = None, batch_size: opt.BatchSizeOpt = None, suffix: opt.SuffixOpt = None,
+        name: opt.NameOpt = None,
         fmt: opt.FormatOpt = None, quality: opt.QualityOpt = None, overwrite: opt.OverwriteOpt = False,
         fail_fast: opt.FailFastOpt = False, quiet: opt.QuietOpt = False, as_json: opt.JsonOpt = False,
         max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = False,

@@ -1,8 +1,13 @@
-"""What Pillow reads besides the pixels: format, mode, orientation, ICC profile, EXIF, frame count; and
-applying it to OpenCV's pixels (orientation, gray stays gray, opaque alpha dropped)."""
+"""What Pillow reads besides the pixels: format, mode, orientation, ICC profile, EXIF, resolution (DPI),
+XMP, frame count; and applying it to OpenCV's pixels (orientation, gray stays gray, opaque alpha dropped).
+
+What is kept goes to ``Image.info`` (``icc_profile``, ``exif``, ``dpi``, ``xmp``) for
+:mod:`nafcli.imaging.write` to put back in whatever format is written.
+"""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -40,6 +45,11 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
                 exif = im.getexif()
             except Exception:  # noqa: BLE001 - damaged EXIF must not cost the pixels
                 exif = None
+            if exif and meta["format"] == "tiff":
+                # a TIFF's EXIF is its whole first IFD: keep the description, not the file's structure
+                # (strips, sample layout) nor what is kept on its own (ICC profile, XMP)
+                for tag in _TIFF_OWN_TAGS.intersection(exif):
+                    del exif[tag]
             if exif:
                 meta["orientation"] = int(exif.get(0x0112, 1) or 1)
                 if 0x0112 in exif:
@@ -48,6 +58,15 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
                     meta["exif"] = exif.tobytes()
                 except Exception:  # noqa: BLE001
                     pass
+            tags = getattr(im, "tag_v2", None)
+            if tags is not None and 2 in (tags.get(338) or ()):
+                meta["unassociated_alpha"] = True  # TIFF ExtraSamples: straight (not premultiplied) alpha
+            dpi = _dpi(im.info.get("dpi"))
+            if dpi is not None:
+                meta["dpi"] = dpi
+            xmp = _xmp(im)
+            if xmp:
+                meta["xmp"] = xmp
     except UnidentifiedImageError:
         pass  # OpenCV may still know it; it decides
     except PILImage.DecompressionBombError:
@@ -55,6 +74,44 @@ def _read_metadata(name: str, data: np.ndarray) -> dict:
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{name}: damaged image header ({e})") from None
     return meta
+
+
+#: tags of a TIFF's first IFD that describe the file, not the photo (image size, samples, compression,
+#: strips and tiles, predictor, extra samples, sample format), and the ICC profile and XMP, kept apart
+_TIFF_OWN_TAGS = frozenset({256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 322, 323, 324, 325,
+                            330, 338, 339, 700, 34675})
+
+
+def _dpi(value: object) -> tuple[float, float] | None:
+    """Pillow's ``dpi`` (PNG pHYs, JFIF density, TIFF/BMP resolution) when it is a real one."""
+    try:
+        x, y = (float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if x > 0 and y > 0 else None
+
+
+def _xmp(im: object) -> bytes | None:
+    """The XMP packet: a JPEG APP1 or WebP chunk (``xmp``), a PNG iTXt (``XML:com.adobe.xmp``), a TIFF
+    tag 700."""
+    info = getattr(im, "info", {})
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    tags = getattr(im, "tag_v2", None)
+    if not xmp and tags is not None:
+        xmp = tags.get(700)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return bytes(xmp) if isinstance(xmp, (bytes, bytearray, tuple)) and xmp else None
+
+
+#: the orientation in an XMP packet, as an attribute or an element (``tiff:Orientation="6"``)
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\']|<tiff:Orientation>)\s*[2-8]')
+
+
+def _upright_xmp(xmp: bytes) -> bytes:
+    """An XMP packet whose ``tiff:Orientation`` says 1, for pixels already turned upright (as the EXIF
+    orientation is reset), so that no viewer turns them again."""
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
 
 
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -91,6 +148,11 @@ def _apply_metadata(image: Image, meta: dict, fmt: str) -> Image:
         info["icc_profile"] = meta["icc_profile"]
     if meta.get("exif"):
         info["exif"] = meta["exif"]
+    if meta.get("dpi"):
+        x, y = meta["dpi"]
+        info["dpi"] = (y, x) if orientation in (5, 6, 7, 8) else (x, y)  # a quarter turn swaps the axes
+    if meta.get("xmp"):
+        info["xmp"] = _upright_xmp(meta["xmp"]) if orientation not in (1, 0) else meta["xmp"]
     if warnings:
         info["warnings"] = warnings
     return image

@@ -49,19 +49,50 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         raise ImageReadError(f"{name}: not an image, or a damaged one ({fmt})")
+    if meta.get("unassociated_alpha") and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
+        arr = _straight_rgba(data, arr)
     image = from_cv2(arr, source=name)
     if max_pixels is not None:
         check_pixels(name, image.width, image.height, max_pixels)
     return _apply_metadata(image, meta, fmt)
 
 
+def _straight_rgba(data: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """An 8-bit RGBA TIFF with straight alpha (what nafcli, Pillow and most editors write) as BGRA: OpenCV
+    decodes it premultiplied (colour x alpha), so the colours come from Pillow, which keeps them."""
+    import io
+
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data.tobytes())) as im:
+            rgba = np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im)
+    except Exception:  # noqa: BLE001 - Pillow cannot: OpenCV's pixels are better than none
+        return decoded
+    if rgba.shape != decoded.shape:
+        return decoded
+    return np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
+
+
 def check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     """Refuse images above the pixel limit before spending memory on them."""
     if max_pixels > 0 and width * height > max_pixels:
+        size, limit = megapixels_apart(width * height, max_pixels)
         raise ImageTooLargeError(
-            f"{name}: {width}x{height} is {width * height / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:.1f} MP (raise it with --max-pixels)"
+            f"{name}: {width}x{height} is {size}, above the limit of {limit} (raise it with --max-pixels)"
         )
+
+
+def megapixels_apart(pixels: int, limit: int) -> tuple[str, str]:
+    """``pixels`` and ``limit`` (pixels < limit is false) in megapixels with the fewest decimals (at least
+    one) that keep the statement true: the limit not shown as 0 and the image shown above it ("0.1 MP,
+    above the limit of 0.0 MP" was both false and useless for ``--max-pixels 1000``). Exact pixel counts
+    when even six decimals cannot tell them apart."""
+    for digits in range(1, 7):
+        a, b = f"{pixels / 1e6:.{digits}f}", f"{limit / 1e6:.{digits}f}"
+        if float(a) > float(b) > 0:
+            return f"{a} MP", f"{b} MP"
+    return f"{pixels} pixels", f"{limit} pixels"
 
 
 def _check_complete(name: str, fmt: str, data: np.ndarray) -> None:

@@ -21,7 +21,7 @@ from ..errors import PairMismatchError, UsageError
 from ..imaging.adapters import from_user, to_user
 from ..imaging.image import Image
 from .settings import DTYPES, check_precision, compile_module, resolve_device
-from .sizing import Cut, TiledRunner, parse_size
+from .sizing import Cut, TiledRunner, check_cut, parse_size
 from .tensors import floats_to_tensor, image_to_tensor, split_views, tensor_to_image, views_to_tensor
 
 if TYPE_CHECKING:
@@ -114,10 +114,11 @@ class Restorer:
         if compile:
             self.module = compile_module(self.module, self.device)
         self.path = ("fast" if self.fast else "reference") + ("+compiled" if compile else "")
+        tile_px, overlap_px = parse_size(tile, "--tile"), parse_size(overlap, "--overlap")
+        check_cut(model.tiling, tile_px, overlap_px)  # here, not on the first image: every image would fail
         self.runner = TiledRunner(
-            self._forward, self.device, model.tiling, scale=model.scale,
-            tile=parse_size(tile, "--tile"), overlap=parse_size(overlap, "--overlap"),
-            batch=parse_size(batch_size, "--batch-size"),
+            self._forward, self.device, model.tiling, scale=model.scale, tile=tile_px, overlap=overlap_px,
+            batch=parse_size(batch_size, "--batch-size", minimum=1),
         )
 
     # -- construction -------------------------------------------------------------------------------

@@ -120,6 +120,8 @@ def configure_threads(threads: int | None, device: torch.device, *, workers: int
     """Set torch's thread pools for this process: ``threads`` intra-op (default :func:`default_threads`)
     and one inter-op thread (nafcli runs one graph at a time; extra inter-op threads only oversubscribe).
     Returns the intra-op count."""
+    if threads is not None and threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: the usable cores), not {threads}")
     n = default_threads(device, workers) if threads is None or threads <= 0 else threads
     torch.set_num_threads(n)
     try:

@@ -60,7 +60,10 @@ def tensor_to_image(y: torch.Tensor, like: Image, scale: int) -> Image:
         import cv2
 
         alpha = cv2.resize(alpha, (like.width * scale, like.height * scale), interpolation=cv2.INTER_CUBIC)
-    return Image(pixels=pixels, alpha=alpha, source=like.source, info=dict(like.info))
+    info = dict(like.info)
+    if scale != 1 and "dpi" in info:  # the same print size: scale x the pixels, scale x the pixels per inch
+        info["dpi"] = tuple(d * scale for d in info["dpi"])
+    return Image(pixels=pixels, alpha=alpha, source=like.source, info=info)
 
 
 def tensor_to_floats(y: torch.Tensor, like: Image, peak: float = 255.0) -> np.ndarray:

@@ -8,7 +8,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .names import input_kind, is_hidden_or_system, is_output, is_system_dir, looks_like_input
+from .names import (
+    OutputNames,
+    has_image_extension,
+    input_kind,
+    is_hidden_or_system,
+    is_output,
+    is_system_dir,
+    looks_like_input,
+)
+
+
+class Sources(list["Source"]):
+    """The sources :func:`discover` found, and what it left out that the user may have meant."""
+
+    #: images (by extension) in sub-folders of the folders given, left out because the run is not
+    #: recursive (the summary says so, with the option that takes them)
+    in_subfolders: int = 0
 
 
 @dataclass(frozen=True)
@@ -30,18 +46,19 @@ def discover(
     inputs: Iterable[str | os.PathLike[str]],
     *,
     recursive: bool = False,
-    exclude_suffix: str | None = None,
+    exclude_suffix: str | OutputNames | None = None,
     exclude_dirs: Sequence[Path] = (),
-) -> list[Source]:
+) -> Sources:
     """Expand files, directories and glob patterns into sources, in a stable (sorted) order.
 
     Files named explicitly are always tried, whatever they hold (a bad one then fails with a reason).
     In directories, a file is taken when its content is an image or a video, or its extension says it
     should be one (each source's ``kind`` says which); hidden and system files are skipped, and so are
-    earlier outputs (stems ending in ``exclude_suffix``) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
+    earlier outputs (names that ``exclude_suffix`` makes: a suffix, or an :class:`~.names.OutputNames`
+    rule) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
     over the same folder does not restore its own results.
     """
-    sources: list[Source] = []
+    sources = Sources()
     seen: set[Path] = set()
     excluded = [d.resolve() for d in exclude_dirs]
 
@@ -59,6 +76,8 @@ def discover(
         if path.is_dir():
             for f in _walk(path, recursive, exclude_suffix, excluded):
                 add(Source(f, path))
+            if not recursive:
+                sources.in_subfolders += _count_below(path, exclude_suffix, excluded)
         elif path.exists():
             add(Source(path, path.parent))
         elif glob.has_magic(text):
@@ -75,6 +94,21 @@ def discover(
     return sources
 
 
+def _count_below(root: Path, exclude_suffix: str | OutputNames | None, excluded: list[Path]) -> int:
+    """Images (by extension: cheap, no file opened) in the sub-folders of ``root``, as ``--recursive``
+    would find them; symbolic links to folders are not followed."""
+    count = 0
+    for top, dirs, files in os.walk(root):
+        here = Path(top)
+        if here == root:
+            files = []  # root's own files are the inputs, not left out
+        dirs[:] = [d for d in dirs if not is_hidden_or_system(here / d) and not is_system_dir(here / d)
+                   and (here / d).resolve() not in excluded]
+        count += sum(1 for f in files if has_image_extension(here / f) and not is_hidden_or_system(here / f)
+                     and not is_output(here / f, exclude_suffix))
+    return count
+
+
 def _glob_base(pattern: str) -> Path:
     """The directory part of a pattern before its first wildcard (mirroring starts there)."""
     parts = Path(pattern).parts
@@ -87,7 +121,7 @@ def _glob_base(pattern: str) -> Path:
 
 
 def _walk(
-    root: Path, recursive: bool, exclude_suffix: str | None, excluded: list[Path],
+    root: Path, recursive: bool, exclude_suffix: str | OutputNames | None, excluded: list[Path],
     visited: set[Path] | None = None,
 ) -> list[Path]:
     found: list[Path] = []

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..imaging.formats import EXTENSIONS, output_format, sniff_file
+from ..errors import UsageError
+from ..imaging.formats import EXTENSIONS, WRITABLE, output_format, sniff_file
 
 #: extensions that suggest an image; a file with one is tried (and fails cleanly if it is not one)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
@@ -90,9 +92,14 @@ def looks_like_input(path: Path) -> bool:
     return looks_like_image(path) or input_kind(path) is not None
 
 
-def is_output(path: Path, suffix: str | None) -> bool:
-    """One of nafcli's own outputs (its stem ends in the suffix a run adds), not to be taken as input."""
-    return bool(suffix) and path.stem.endswith(suffix)  # type: ignore[arg-type]
+def is_output(path: Path, rule: str | OutputNames | None) -> bool:
+    """One of nafcli's own outputs, not to be taken as input: its name is what ``rule`` makes (a suffix
+    stands for the default ``{stem}{suffix}``: the stem ends in the suffix a run adds)."""
+    if rule is None:
+        return False
+    if isinstance(rule, str):
+        rule = OutputNames(suffix=rule)
+    return rule.made(path)
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -138,17 +145,102 @@ def order_scene_views(a: Path, b: Path) -> tuple[Path, Path] | None:
 # --- output names ----------------------------------------------------------------------------------
 
 
-def output_name(src: Path, suffix: str, fmt: str | None) -> str:
-    """``photo.jpg`` -> ``photo_denoised.jpg``: the suffix, and the extension of the format written
-    (``fmt``, else the input's own format when it can hold the result, else PNG)."""
-    return f"{src.stem}{suffix}{EXTENSIONS[output_format(src, fmt)]}"
+#: the fields of ``--name`` templates, and the template of every command's default names
+NAME_FIELDS = ("stem", "ext", "suffix", "model")
+DEFAULT_NAME = "{stem}{suffix}"
+#: what the fields that vary by input match in an output's name
+_FIELD_PATTERNS = {"stem": ".*", "ext": "[^.]*"}
 
 
-def video_output_name(src: Path, suffix: str) -> str:
-    """``clip.mov`` -> ``clip_deblurred.mov``: a video keeps its container (``--format`` is for photos);
-    a video found by its content under another extension is written as Matroska."""
+def parse_name_template(template: str) -> list[tuple[str, str | None]]:
+    """``{stem}_{ext}{suffix}`` -> ``[("", "stem"), ("_", "ext"), ("", "suffix")]``: literal text, then
+    the field after it (None at the end). :class:`UsageError` naming the problem for an unknown field, a
+    format spec, a path separator or a template that would give every input the same name."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise UsageError(f"--name {template!r}: {e} (write a literal brace as {{{{ or }}}})") from None
+    parts: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parsed:
+        if name is not None and name not in NAME_FIELDS:
+            known = ", ".join("{" + f + "}" for f in NAME_FIELDS)
+            raise UsageError(f"--name {template!r}: unknown field {{{name}}}; use {known}")
+        if spec or conversion:
+            raise UsageError(f"--name {template!r}: {{{name}}} takes no format spec or conversion")
+        parts.append((literal, name))
+    literal = "".join(lit for lit, _ in parts)
+    if "/" in literal or os.sep in literal or (os.altsep and os.altsep in literal):
+        raise UsageError(f"--name {template!r}: a name, not a path (use -o DIR for another folder)")
+    if not any(name == "stem" for _, name in parts):
+        raise UsageError(f"--name {template!r}: without {{stem}} every input would get the same name")
+    return parts
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    """How one run names its outputs: the ``--name`` template (default ``{stem}{suffix}``), the suffix and
+    the model it fills in. It also recognises the names it makes, so that a re-run over a folder does not
+    take its own earlier outputs for inputs."""
+
+    template: str = DEFAULT_NAME
+    suffix: str = ""
+    model: str = ""
+    _parts: list[tuple[str, str | None]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parts", parse_name_template(self.template))
+
+    def stem(self, src: Path) -> str:
+        """The output's name without its extension: ``IMG.JPG`` -> ``IMG_denoised``."""
+        values = {"stem": src.stem, "ext": src.suffix[1:], "suffix": self.suffix, "model": self.model}
+        return "".join(lit + (values[name] if name else "") for lit, name in self._parts)
+
+    def made(self, path: Path) -> bool:
+        """Whether ``path`` has a name this rule makes (``photo_denoised.png`` for the default), or the
+        default template with the same suffix makes (the outputs of an earlier run without ``--name``).
+        A template whose names hold nothing but the input's own name and extension tells no output
+        apart: it matches nothing."""
+        if self._matches(self._parts, path.stem):
+            return True
+        return self.template != DEFAULT_NAME and self._matches(parse_name_template(DEFAULT_NAME), path.stem)
+
+    def _matches(self, parts: list[tuple[str, str | None]], stem: str) -> bool:
+        fixed = {"suffix": self.suffix, "model": self.model}
+        if not any(lit or fixed.get(name or "") for lit, name in parts):
+            return False
+        pattern = ""
+        for lit, name in parts:
+            pattern += re.escape(lit)
+            if name in fixed:
+                pattern += re.escape(fixed[name])
+            elif name is not None:
+                pattern += _FIELD_PATTERNS[name]
+        return re.fullmatch(pattern, stem) is not None
+
+
+def output_extension(src: Path, fmt: str) -> str:
+    """The extension of ``src``'s output in format ``fmt``: the input's own, spelled as it is (``.JPG``,
+    ``.tiff``, ``.jpeg``), when it names that format; else the format's (``.png``)."""
+    if WRITABLE.get(src.suffix.lower()) == fmt:
+        return src.suffix
+    return EXTENSIONS[fmt]
+
+
+def output_name(src: Path, suffix: str, fmt: str | None, *, names: OutputNames | None = None) -> str:
+    """``photo.jpg`` -> ``photo_denoised.jpg``: the name ``names`` makes (default ``{stem}{suffix}``) and
+    the extension of the format written (``fmt``, else the input's own format when it can hold the
+    result, else PNG), spelled as the input spells it when it is the input's own."""
+    rule = names if names is not None else OutputNames(suffix=suffix)
+    return rule.stem(src) + output_extension(src, output_format(src, fmt))
+
+
+def video_output_name(src: Path, suffix: str, *, names: OutputNames | None = None) -> str:
+    """``clip.mov`` -> ``clip_deblurred.mov``: the name ``names`` makes (default ``{stem}{suffix}``); a
+    video keeps its container (``--format`` is for photos), and one found by its content under another
+    extension is written as Matroska."""
+    rule = names if names is not None else OutputNames(suffix=suffix)
     ext = src.suffix if has_video_extension(src) else VIDEO_FALLBACK_EXTENSION
-    return f"{src.stem}{suffix}{ext}"
+    return rule.stem(src) + ext
 
 
 def mirrored(src: Path, root: Path, out_dir: Path, name: str) -> Path:
@@ -171,9 +263,10 @@ class OutputClaims:
         """Why ``src`` cannot write ``dst`` (None: it can); does not claim it."""
         key = dst.resolve()
         if key in self.inputs or same_file(src, dst):
-            return f"{src}: output {dst} would overwrite an input; use another --suffix, --format or -o"
+            return f"{src}: output {dst} would overwrite an input; use another --suffix or --name, or -o DIR"
         if key in self.claimed:
-            return f"{src}: output {dst} is also the output of {self.claimed[key]}; use --format or -o to tell them apart"
+            return (f"{src}: output {dst} is also the output of {self.claimed[key]}; tell them apart with "
+                    "--name '{stem}_{ext}{suffix}' (the input's extension in the name)")
         return None
 
     def claim(self, src: Path, dst: Path) -> None:

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ImageReadError, os_reason
-from .names import has_image_extension, is_hidden_or_system, is_output, order_scene_views, side_of
+from .names import (
+    OutputNames,
+    has_image_extension,
+    is_hidden_or_system,
+    is_output,
+    order_scene_views,
+    side_of,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class Pairing:
         return self
 
 
-def list_images(folder: Path, exclude: str | None = None) -> list[Path]:
+def list_images(folder: Path, exclude: str | OutputNames | None = None) -> list[Path]:
     """The images directly in ``folder`` (by extension; hidden files and ``exclude``-suffixed outputs
     left out), sorted; :class:`ImageReadError` when it is not a folder."""
     try:
@@ -66,7 +73,7 @@ def list_images(folder: Path, exclude: str | None = None) -> list[Path]:
             and not is_output(p, exclude)]
 
 
-def pair_folder(folder: str | os.PathLike[str], *, exclude: str | None = None) -> Pairing:
+def pair_folder(folder: str | os.PathLike[str], *, exclude: str | OutputNames | None = None) -> Pairing:
     """Pair the views of one folder: side-marked files, and scene sub-folders of two views each."""
     root = Path(folder)
     result = Pairing()
@@ -87,7 +94,7 @@ def pair_folder(folder: str | os.PathLike[str], *, exclude: str | None = None) -
     return result.sort()
 
 
-def _scene(folder: Path, exclude: str | None, result: Pairing) -> None:
+def _scene(folder: Path, exclude: str | OutputNames | None, result: Pairing) -> None:
     images = list_images(folder, exclude)
     if not images:
         return
@@ -104,7 +111,7 @@ def _scene(folder: Path, exclude: str | None, result: Pairing) -> None:
 
 
 def pair_folders(
-    left_dir: str | os.PathLike[str], right_dir: str | os.PathLike[str], *, exclude: str | None = None
+    left_dir: str | os.PathLike[str], right_dir: str | os.PathLike[str], *, exclude: str | OutputNames | None = None
 ) -> Pairing:
     """Pair the images of two folders by name (same stem, or same stem without a side marker)."""
     result = Pairing()

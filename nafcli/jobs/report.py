@@ -35,9 +35,20 @@ class BatchReport:
     interrupted: bool = False
     #: the model that ran (registry id or weights file), or what was asked for when nothing ran
     model: str = ""
+    #: images in sub-folders that a run without ``--recursive`` left out (see :class:`~.discover.Sources`)
+    in_subfolders: int = 0
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.results if r.status == status)
+
+    def skip_reasons(self) -> dict[str, int]:
+        """Skipped jobs by why (``{"output exists": 3}``), most frequent first."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            if r.status == "skipped":
+                kind = r.job.skip_kind or "skipped"
+                counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
     @property
     def megapixels(self) -> float:

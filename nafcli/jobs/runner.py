@@ -54,8 +54,9 @@ class Events:
     def frames(self, done: int, total: int | None) -> None:
         """Frames done within the current video (``total``: None when the file does not say)."""
 
-    def warning(self, job: Job, message: str) -> None:
-        """Something the user should know that did not stop the job."""
+    def warning(self, job: Job | None, message: str) -> None:
+        """Something the user should know that did not stop the job (``job`` None: about the whole run,
+        such as weights trained for another task)."""
 
     def job_finished(self, result: JobResult) -> None:
         """Called for every job, skipped and failed included."""
@@ -191,6 +192,8 @@ class _Run:
         self.report = BatchReport()
         self.next = 0  # the next job to report
         self.writes_ended = False
+        self._writer_thread: threading.Thread | None = None
+        self._ended: list[threading.Event] = []
 
     def _cancelled(self, index: int) -> bool:
         """Whether a job is not to be started: after Ctrl-C, or after a ``fail_fast`` failure."""
@@ -299,13 +302,13 @@ class _Run:
     def run(self) -> BatchReport:
         start = self.clock()
         reader = threading.Thread(target=self._reader, name="nafcli-read", daemon=True)
-        writer = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
+        writer = self._writer_thread = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
         #: set by each worker thread as it ends: Thread.join interrupted by Ctrl-C can leave a thread that
         #: still runs marked as ended (Python 3.11), so the wait after Ctrl-C does not rely on it
-        ended = [threading.Event() for _ in self.workers] if len(self.workers) > 1 else []
+        self._ended = [threading.Event() for _ in self.workers] if len(self.workers) > 1 else []
         computes = [
             threading.Thread(target=self._compute_thread, args=(w, e), name=f"nafcli-compute-{i}", daemon=True)
-            for i, (w, e) in enumerate(zip(self.workers, ended, strict=False))  # none with one worker
+            for i, (w, e) in enumerate(zip(self.workers, self._ended, strict=False))  # none with one worker
         ]
         for t in (reader, writer, *computes):
             t.start()
@@ -321,16 +324,27 @@ class _Run:
             self._drain(block=True)
         except KeyboardInterrupt:
             self.report.interrupted = True
-            self.stop.set()
-            self._end_writes()
-            writer.join()  # what was computed is written (or its temporary file removed), then it stops
-            for e in ended:  # workers on threads finish their step (a video removes its partial file)
-                e.wait()
+            self._stop_writing()
             self._drain(block=False)
+        except BaseException:
+            # a failure outside the jobs (an Events callback: stdout closed under --json) ends the batch
+            # as Ctrl-C does, then propagates: what was computed is written, nothing is left half-written
+            self._stop_writing()
+            raise
         finally:
             self.stop.set()
         self.report.seconds = self.clock() - start
         return self.report
+
+    def _stop_writing(self) -> None:
+        """Start nothing more; let the writer finish what was computed (or remove its temporary file) and
+        the workers on threads finish their step (a video removes its partial file)."""
+        self.stop.set()
+        self._end_writes()
+        if self._writer_thread is not None:
+            self._writer_thread.join()
+        for ended in self._ended:
+            ended.wait()
 
     def _drain(self, block: bool) -> None:
         """Report the jobs whose turn has come, in order: skipped and refused ones at once, runnable ones

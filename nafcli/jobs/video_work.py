@@ -103,8 +103,8 @@ class VideoWork:
     def write(self, job: Job, info: VideoInfo, done: tuple[VideoResult, RunInfo | None],
               events: JobEvents) -> JobOutcome:
         result, run = done
-        details: dict[str, Any] = {**(run.details() if run is not None else {}), "size": [info.width, info.height],
-                                   "video": video_record(result)}
+        details: dict[str, Any] = {**(run.details() if run is not None else {}), "input_size": [info.width, info.height],
+                                   "output_size": [info.width, info.height], "video": video_record(result)}
         return JobOutcome(megapixels=result.frames * info.width * info.height / 1e6, details=details, run=run)
 
     def __call__(self, job: Job, events: JobEvents) -> JobOutcome:

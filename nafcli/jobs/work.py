@@ -54,8 +54,9 @@ class ImageWork:
         for dst, result in zip(job.outputs, done.images, strict=False):
             for w in write_image(dst, result, quality=self.quality):
                 events.warning(job, w)
-        first = images[0]
-        details = {**done.info.details(), "size": [first.width, first.height]}
+        first, out = images[0], done.images[0]
+        details = {**done.info.details(), "input_size": [first.width, first.height],
+                   "output_size": [out.width, out.height]}
         megapixels = first.width * first.height * len(images) / 1e6
         return JobOutcome(megapixels=megapixels, details=details, run=done.info)
 

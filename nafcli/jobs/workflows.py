@@ -1,4 +1,4 @@
-"""The workflows: discover -> plan -> validate -> load (only when there is work) -> run -> results.
+"""The workflows: validate -> discover -> plan -> load (only when there is work) -> run -> results.
 
 One function per command family, called by the CLI and from Python with the same options:
 :func:`restore_paths` (denoise, deblur: any files, folders and patterns, photos and videos) and
@@ -16,12 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UsageError
+import torch
+
+from ..archs import TilingMode
+from ..errors import NafcliError, UsageError
+from ..imaging.formats import OUTPUT_FORMATS, normalise_format
 from ..inference.allocator import tune_for_tiles
 from ..inference.restorer import Restorer
 from ..inference.settings import check_precision, configure_threads, resolve_devices
-from ..inference.sizing import parse_size
-from ..weights.loader import describe_choice, load
+from ..inference.sizing import check_cut, parse_size
+from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
 from .discover import Source, discover
 from .names import input_kind
 from .plan import Job, OutputSpec, plan, stereo_groups
@@ -67,6 +71,9 @@ class OutputOptions:
 
     output: Path | None = None
     suffix: str | None = None
+    #: the output's name without its extension, from ``{stem}``, ``{ext}``, ``{suffix}``, ``{model}``
+    #: (default ``{stem}{suffix}``; see :mod:`nafcli.jobs.names`)
+    name: str | None = None
     fmt: str | None = None
     quality: int | None = None
     overwrite: bool = False
@@ -89,26 +96,28 @@ def restore_paths(
     """Restore every image and video among ``inputs`` (files, folders, glob patterns) with a ``task``
     model. Videos are recognised by content and restored frame by frame (``video``: codec, quality,
     trimming); ``--format`` and ``--quality`` are for photos."""
-    spec = OutputSpec(task=task, output=output.output, suffix=output.suffix, fmt=output.fmt,
-                      overwrite=output.overwrite)
+    checked = validate(task, model, run, output)
+    _check_video_options(video)
+    spec = _output_spec(task, output, model, checked)
     exclude = [output.output] if output.output is not None and output.output.is_dir() else []
-    sources = discover(inputs, recursive=recursive, exclude_suffix=spec.effective_suffix or None,
-                       exclude_dirs=exclude)
+    sources = discover(inputs, recursive=recursive, exclude_suffix=spec.names, exclude_dirs=exclude)
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    if any(j.kind == "video" and j.runnable for j in jobs):
-        _check_video_options(video)
-    return _run(jobs, task, model, run, output, fail_fast, events or Events(), video)
+    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events(), video)
+    report.in_subfolders = sources.in_subfolders
+    return report
 
 
 def _check_video_options(video: VideoOptions) -> None:
-    """Options that would fail every video the same way are usage errors, said once before any runs."""
-    from ..imaging.video_encode import has_encoder
+    """Options that would fail every video the same way are usage errors, said once before any input is
+    looked at (like every other option, whether or not the inputs hold a video)."""
+    if video.codec is not None:
+        from ..imaging.video_encode import has_encoder  # PyAV: only when a codec is named
 
-    if video.codec is not None and not has_encoder(video.codec):
-        raise UsageError(f"--codec {video.codec}: no such video encoder in the FFmpeg that PyAV bundles "
-                         "(e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1)")
+        if not has_encoder(video.codec):
+            raise UsageError(f"--codec {video.codec}: no such video encoder in the FFmpeg that PyAV bundles "
+                             "(e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1)")
     if video.crf is not None and not 0 <= video.crf <= 63:
         raise UsageError(f"--crf must be between 0 and 63, not {video.crf}")
     if video.start is not None and video.start < 0:
@@ -132,15 +141,15 @@ def super_resolve(
 ) -> BatchReport:
     """Stereo super-resolution of ``LEFT RIGHT``, a folder of pairs, one image (as both views), or two
     folders paired by name (``left``/``right``)."""
-    spec = OutputSpec(task="stereo-sr", output=output.output, suffix=output.suffix, fmt=output.fmt,
-                      overwrite=output.overwrite)
+    checked = validate("stereo-sr", model, run, output)
+    spec = _output_spec("stereo-sr", output, model, checked)
     groups = stereo_groups([Path(p) for p in inputs], None if left is None else Path(left),
-                           None if right is None else Path(right), exclude=spec.effective_suffix or None)
+                           None if right is None else Path(right), exclude=spec.names)
     if not groups:
         raise UsageError("no images found to super-resolve")
     groups = [[_refuse_video(s) for s in g] for g in groups]
     jobs = plan(groups, spec, file_output=False)
-    return _run(jobs, "stereo-sr", model, run, output, fail_fast, events or Events())
+    return _run(jobs, "stereo-sr", checked, model, run, output, fail_fast, events or Events())
 
 
 def _refuse_video(source: Source) -> Source:
@@ -152,19 +161,87 @@ def _refuse_video(source: Source) -> Source:
     return source
 
 
-def _run(jobs: list[Job], task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions,
-         fail_fast: bool, events: Events, video: VideoOptions | None = None) -> BatchReport:
-    # Everything the command line can get wrong is checked before any input is skipped or run.
+def _output_spec(task: str, output: OutputOptions, choice: ModelChoice, checked: Checked) -> OutputSpec:
+    """The naming of a run's outputs; ``{model}`` in ``--name`` is the model id, or the weights file's
+    stem (as :func:`validate` resolved it, without loading)."""
+    model = Path(checked.label).stem if choice.weights is not None else checked.label
+    return OutputSpec(task=task, output=output.output, suffix=output.suffix, fmt=output.fmt,
+                      overwrite=output.overwrite, name=output.name, model=model)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What :func:`validate` resolved on the way: the devices, the tile (None: auto) and the model's name."""
+
+    devices: list[torch.device]
+    tile: int | None
+    label: str
+
+
+def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions) -> Checked:
+    """Everything a command line can get wrong, checked before any input is found, skipped or run, so a
+    batch whose outputs all exist still fails on a bad option (exit code 2), and loads nothing.
+
+    The device and precision; the counts; the output options; the model (id, task, scale, and that its
+    weights can be had: cached or downloadable; a weights file that exists and, from its key names and
+    shapes alone, holds an architecture of this task and scale); the tile against its overlap, by the
+    rules of the model's tiling (:func:`_tiling`). The weights themselves are read only when there is work.
+    """
     devices = resolve_devices(run.device)
     for device in devices:
         check_precision(run.precision, device)
+    if run.threads is not None and run.threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: the usable cores), not {run.threads}")
     tile = parse_size(run.tile, "--tile")
-    label = describe_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale)
+    overlap = parse_size(run.overlap, "--overlap")
+    parse_size(run.batch_size, "--batch-size", minimum=1)
+    _check_output(output)
+    picked = check_choice(task=task, model=choice.model, weights=choice.weights, scale=choice.scale,
+                          offline=choice.offline)
+    mode = _tiling(task, picked, choice)
+    if mode is not None:
+        check_cut(mode, tile, overlap)
+    return Checked(devices, tile, picked.label)
+
+
+def _check_output(output: OutputOptions) -> None:
+    """The output options the command line parser checks too, for callers of the Python API."""
+    if output.quality is not None and not 1 <= output.quality <= 100:
+        raise UsageError(f"--quality must be 1 to 100, not {output.quality}")
+    if output.fmt is not None and normalise_format(output.fmt) is None:
+        raise UsageError(f"--format {output.fmt!r}: use {', '.join(OUTPUT_FORMATS)}")
+    if output.max_pixels is not None and output.max_pixels < 0:
+        raise UsageError(f"--max-pixels must be >= 0 (0: no limit), not {output.max_pixels}")
+    if output.suffix is not None and ("/" in output.suffix or os.sep in output.suffix):
+        raise UsageError(f"--suffix {output.suffix!r}: a name suffix cannot hold a folder separator")
+
+
+def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None:
+    """How the chosen model cuts images: its own spec's rule, or, for a weights file whose architecture
+    could not be seen without loading it, the task's default model's (every model of a task cuts alike);
+    None when neither is known."""
+    if picked.entry is not None:
+        spec = picked.entry.spec
+        return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, entry=picked.entry))
+    spec = picked.spec
+    if spec is None:
+        try:
+            spec = resolve_entry(task=task).spec
+        except NafcliError:
+            return None
+    return spec.tiling(tlc=resolve_tlc(choice.tlc, spec=spec, task=task))
+
+
+def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
+         output: OutputOptions, fail_fast: bool, events: Events, video: VideoOptions | None = None) -> BatchReport:
+    devices, tile, label = checked.devices, checked.tile, checked.label
     workers: list[Work] = []
     videos = video is not None and any(j.kind == "video" for j in jobs)
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
                       offline=choice.offline, progress=events.download)
+        for message in loaded.warnings:
+            events.warning(None, message)
         configure_threads(run.threads, devices[0], workers=len(devices))
         tune_for_tiles("auto" if tile is None else tile)
         for i, device in enumerate(devices):

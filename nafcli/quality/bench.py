@@ -30,7 +30,8 @@ from ..archs import LoadedModel
 from ..errors import UsageError
 from ..inference.allocator import tune_for_tiles, tuned
 from ..inference.restorer import Restorer, RunInfo
-from ..inference.settings import resolve_device
+from ..inference.settings import check_precision, resolve_device
+from ..inference.sizing import check_cut, parse_size
 from .metrics import psnr
 
 Progress = Callable[[str], None]
@@ -212,9 +213,14 @@ def run_bench(
     :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the reference runs with the C library's
     default allocator, as the authors' demo does, and the fast rows as ``nafcli`` runs them.
     """
-    if repeat < 1:
-        raise UsageError("--repeat must be at least 1")
+    for name, value in (("--repeat", repeat), ("--reference-repeat", reference_repeat), ("--size", size)):
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1, not {value}")
     dev = resolve_device(device)
+    # what would fail after minutes of the reference row fails now
+    for precision in precisions:
+        check_precision(precision, dev)
+    check_cut(model.tiling, parse_size(tile, "--tile"), None)
     say = progress or (lambda _msg: None)
     gen = torch.Generator().manual_seed(seed)
     channels = model.in_channels * model.views

@@ -6,7 +6,10 @@ their own code wrote: a faithful pipeline reproduces it to within rounding, far 
 The demo inputs and outputs ship inside the package (``nafcli/data/samples``, MIT, megvii-model).
 
 Nothing here downloads: a model that is not in the cache is reported as such (``nafcli`` fetches weights
-on first use elsewhere). Nothing here prints; the CLI renders :class:`CheckResult`.
+on first use elsewhere). A file obtained by hand is checked with :func:`check_file`, as the model it is
+named (``-m ID``) or found to be (hash, then architecture, then file name). Nothing here prints; the CLI
+renders :class:`CheckResult` and takes its exit code from :func:`exit_code`: a check that checked nothing
+proves nothing, so it is not a success.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import NafcliError
+from ..archs import ArchSpec, detect
+from ..errors import InconsistentShapesError, NafcliError, UnrecognisedWeightsError
 from ..imaging.read import read_image
 from ..inference.restorer import Restorer
+from ..inference.settings import resolve_device
 from ..weights import hub
-from ..weights.loader import load_entry
-from ..weights.registry import ModelEntry, data_dir, load_registry
+from ..weights.checkpoint import read_state_dict
+from ..weights.loader import load, load_entry
+from ..weights.registry import ModelEntry, Registry, data_dir, load_registry
 from .metrics import psnr
 
 #: a reproduction of the authors' output must reach this PSNR (dB) on every view
@@ -37,7 +43,8 @@ CheckProgress = Callable[[str], None]
 
 @dataclass
 class CheckResult:
-    """The outcome for one model. ``ok`` is False only for ``fail`` and ``error``."""
+    """The outcome for one model. ``ok`` is False for ``fail`` and ``error``, and for a model the user
+    named (``requested``) that could not be checked (not downloaded, or no published output)."""
 
     model_id: str
     status: Status
@@ -49,10 +56,19 @@ class CheckResult:
     inputs: tuple[Path, ...] = ()
     outputs: tuple[Path, ...] = ()
     seconds: float = 0.0
+    #: named by the user (an id, or a file with --weights): then it must be checked, not just listed
+    requested: bool = False
 
     @property
     def ok(self) -> bool:
+        if self.requested:
+            return self.status == "pass"
         return self.status not in ("fail", "error")
+
+    @property
+    def checked(self) -> bool:
+        """Whether the model ran on the demo input (passed, failed, or failed to run)."""
+        return self.status in ("pass", "fail", "error")
 
     def as_dict(self) -> dict[str, Any]:
         def num(x: float | None) -> float | str | None:
@@ -163,11 +179,97 @@ def check_models(
 ) -> list[CheckResult]:
     """Check the given model ids (default: every registry entry), in order.
 
-    An unknown id raises :class:`~nafcli.errors.UnknownModelError` before anything runs.
+    An unknown id (:class:`~nafcli.errors.UnknownModelError`) or a device this machine lacks
+    (:class:`~nafcli.errors.DeviceError`) raises before anything runs. Named ids are ``requested``.
     """
+    resolve_device(device)
     registry = load_registry(registry_path)
     entries = [registry.get(i) for i in ids] if ids else list(registry.entries)
     results = []
     for entry in entries:
-        results.append(check_entry(entry, device=device, threshold=threshold, progress=progress))
+        result = check_entry(entry, device=device, threshold=threshold, progress=progress)
+        result.requested = bool(ids)
+        results.append(result)
     return results
+
+
+def check_file(
+    path: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    threshold: float = PASS_DB,
+    registry_path: str | os.PathLike[str] | None = None,
+    progress: CheckProgress | None = None,
+) -> CheckResult:
+    """Check a weights file obtained by hand as the registry model ``model``, or the one it is found to be
+    (:func:`identify`): its architecture must be the entry's, then it runs on the entry's demo input.
+
+    An unknown ``model`` or device raises first (exit code 2); a file that cannot be read, holds another
+    architecture or matches no model raises :class:`~nafcli.errors.NafcliError` with exit code 1.
+    """
+    resolve_device(device)
+    registry = load_registry(registry_path)
+    src = Path(path)
+    named = registry.get(model) if model is not None else None
+    state_dict = read_state_dict(src)
+    spec = detect(state_dict, source=str(src))
+    entry = named if named is not None else identify(registry, src, spec)
+    if spec != entry.spec:
+        raise InconsistentShapesError(f"{src}: holds {spec.describe()}, but {entry.id} is {entry.spec.describe()}")
+    inputs, outputs = tuple(entry.demo_inputs), tuple(entry.demo_outputs)
+    if not inputs or not outputs:
+        return CheckResult(entry.id, "not-checkable", requested=True,
+                           message=f"{src}: the authors published no output for {entry.id}; "
+                           f"{checkable_note(registry)}")
+    if progress is not None:
+        progress(f"{entry.id} ({src})")
+    t0 = time.perf_counter()
+    try:
+        loaded = load(weights=state_dict, tlc=entry.tlc, task=entry.task)  # the architecture was checked above
+        result = run_check(Restorer(loaded, device=device, tile=0), inputs, outputs, model_id=entry.id,
+                           threshold=threshold)
+    except NafcliError as e:
+        return CheckResult(entry.id, "error", message=str(e), inputs=inputs, outputs=outputs, requested=True,
+                           seconds=time.perf_counter() - t0)
+    result.requested = True
+    result.message = f"{src}: {result.message}"
+    return result
+
+
+def identify(registry: Registry, path: Path, spec: ArchSpec) -> ModelEntry:
+    """The registry model a file is: by SHA-256 (exact), else the one model of its architecture, else, when
+    several share it (the GoPro and REDS width-64 NAFNets), the one of its file name; never a guess between
+    models that would then be compared with the wrong output. :class:`~nafcli.errors.
+    UnrecognisedWeightsError` when none or several fit."""
+    sha = hub.sha256_file(path)
+    by_hash = [e for e in registry if e.sha256 == sha]
+    if len(by_hash) == 1:
+        return by_hash[0]
+    same = [e for e in registry if e.spec == spec]
+    if len(same) == 1:
+        return same[0]
+    by_name = [e for e in same if e.file.lower() == path.name.lower()]
+    if len(by_name) == 1:
+        return by_name[0]
+    fits = ", ".join(e.id for e in same)
+    raise UnrecognisedWeightsError(
+        f"{path}: cannot tell which model this is" + (f" ({fits} fit)" if fits else " (no registry model has "
+                                                       "its architecture)") + "; name it with -m ID"
+    )
+
+
+def checkable_note(registry: Registry | None = None) -> str:
+    """Which models ``nafcli check`` can check, and why only those: the one line said when it checked none."""
+    registry = registry if registry is not None else load_registry()
+    ids = [e.id for e in registry if e.demo_inputs and e.demo_outputs]
+    if not ids:
+        return "no model of this registry has a published demo output to compare with"
+    return (f"only {', '.join(ids)} can be checked (the authors published demo outputs for these alone): "
+            f"download one ('nafcli models download {ids[0]}'), or check a file with --weights FILE")
+
+
+def exit_code(results: Sequence[CheckResult]) -> int:
+    """0 when every result is ok and at least one model ran; 1 otherwise (a check of nothing proves
+    nothing)."""
+    return 0 if results and all(r.ok for r in results) and any(r.checked for r in results) else 1

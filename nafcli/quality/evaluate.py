@@ -4,7 +4,9 @@ Two entry points:
 
 * :func:`evaluate_restored` scores images that already exist (any tool's output) against targets;
 * :func:`evaluate_model` runs a :class:`~nafcli.inference.restorer.Restorer` on every input first (the whole image
-  at once, as the authors' benchmark does: no tiling), then scores.
+  at once, as the authors' benchmark does: no tiling), then scores; it also scores the input itself
+  against the target (bicubic-upscaled for super-resolution), the baseline that says what the model
+  added.
 
 Files are paired by name: ``restored/0001.png`` with ``target/0001.png`` (the extension may differ; a
 ``_denoised`` / ``_deblurred`` / ``_sr`` suffix left by nafcli is ignored when there is no exact match).
@@ -20,6 +22,7 @@ missing target is an error. Extra targets are reported, not fatal (test sets are
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +33,12 @@ from ..errors import UsageError
 from ..imaging.image import Image
 from ..imaging.read import read_image
 from ..inference.restorer import Restorer
+from ..inference.settings import resolve_device
 from ..inference.tensors import split_views, tensor_to_floats, views_to_tensor
 from ..jobs.names import TOOL_SUFFIXES
 from ..jobs.pairing import list_images, pair_folder
+from ..weights.hub import Progress
+from ..weights.loader import load
 from .metrics import Scores, SSIMMode, mean_scores, score, score_stereo
 
 
@@ -46,13 +52,14 @@ class Sample:
 
 @dataclass
 class ItemResult:
-    """The scores of one sample."""
+    """The scores of one sample, and of its input as it is (the baseline; None when outputs were scored)."""
 
     name: str
     source: tuple[Path, ...]
     target: tuple[Path, ...]
     psnr: float
     ssim: float
+    baseline: Scores | None = None
 
 
 @dataclass
@@ -66,6 +73,10 @@ class EvalResult:
     quantized: bool
     model: str | None = None
     unused_targets: list[str] = field(default_factory=list)
+    #: the mean score of the inputs themselves against the targets (a model run only)
+    baseline: Scores | None = None
+    #: how the baseline was made: ``input`` (as it is) or ``bicubic`` (upscaled to the target's size)
+    baseline_method: str | None = None
 
 
 #: progress callback: (done, total, the item just scored)
@@ -162,17 +173,40 @@ def _check_same(restored: np.ndarray, target: np.ndarray, src: Path, tgt: Path) 
         raise UsageError(f"{src}: is {w}x{h}x{c} but its target {tgt} is {tw}x{th}x{tc}")
 
 
+def _score_views(restored: list[np.ndarray], targets: list[np.ndarray], *, stereo: bool,
+                 ssim_mode: SSIMMode) -> Scores:
+    if stereo:
+        return score_stereo((restored[0], restored[1]), (targets[0], targets[1]), ssim_mode=ssim_mode)
+    return score(restored[0], targets[0], ssim_mode=ssim_mode)
+
+
 def _score(
-    restored: list[np.ndarray], src: Sample, tgt: Sample, *, stereo: bool, ssim_mode: SSIMMode
+    restored: list[np.ndarray], src: Sample, tgt: Sample, *, stereo: bool, ssim_mode: SSIMMode,
+    inputs: list[np.ndarray] | None = None,
 ) -> ItemResult:
+    """Score ``restored`` against the sample's targets; with ``inputs``, the inputs too (resized to the
+    target's size when the model changes it, bicubic as the SR literature's baseline)."""
     targets = [to_metric_array(read_image(p)) for p in tgt.paths]
     for r, t, p, q in zip(restored, targets, src.paths, tgt.paths, strict=True):
         _check_same(r, t, p, q)
-    if stereo:
-        s = score_stereo((restored[0], restored[1]), (targets[0], targets[1]), ssim_mode=ssim_mode)
-    else:
-        s = score(restored[0], targets[0], ssim_mode=ssim_mode)
-    return ItemResult(name=tgt.name, source=src.paths, target=tgt.paths, psnr=s.psnr, ssim=s.ssim)
+    s = _score_views(restored, targets, stereo=stereo, ssim_mode=ssim_mode)
+    baseline = None
+    if inputs is not None:
+        sized = [_resize_to(i, t) for i, t in zip(inputs, targets, strict=True)]
+        baseline = _score_views(sized, targets, stereo=stereo, ssim_mode=ssim_mode)
+    return ItemResult(name=tgt.name, source=src.paths, target=tgt.paths, psnr=s.psnr, ssim=s.ssim,
+                      baseline=baseline)
+
+
+def _resize_to(image: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``image`` at ``like``'s size: itself when it already is, else bicubic (OpenCV, as the SR benchmarks'
+    bicubic baseline), clamped to the [0, 255] scale."""
+    if image.shape[:2] == like.shape[:2]:
+        return image
+    import cv2
+
+    out = cv2.resize(image, (like.shape[1], like.shape[0]), interpolation=cv2.INTER_CUBIC)
+    return np.clip(out.reshape(like.shape[0], like.shape[1], -1), 0.0, 255.0)
 
 
 def evaluate_restored(
@@ -195,6 +229,17 @@ def evaluate_restored(
             progress(i, len(pairs), items[-1])
     return EvalResult(items=items, mean=mean_scores([Scores(it.psnr, it.ssim) for it in items]), stereo=stereo,
                       ssim_mode=ssim_mode, quantized=True, unused_targets=unused)
+
+
+def model_for_eval(*, model: str | None = None, weights: str | os.PathLike[str] | None = None,
+                   task: str | None = None, tlc: bool | None = None, device: str = "auto",
+                   progress: Progress | None = None) -> Restorer:
+    """The :class:`Restorer` for ``--model`` / ``--weights``, whole-image (no tiling) as the authors'
+    benchmark runs. The device is checked before anything is read or downloaded; what the user should
+    know about the weights (trained for another task) is in ``restorer.model.warnings``."""
+    resolve_device(device)
+    loaded = load(task=task, model=model, weights=weights, tlc=tlc, progress=progress)
+    return Restorer(loaded, device=device, tile=0)
 
 
 def restore_for_eval(restorer: Restorer, images: list[Image], *, quantize: bool) -> list[np.ndarray]:
@@ -230,29 +275,43 @@ def evaluate_model(
     for i, (src, tgt) in enumerate(pairs, 1):
         images = [read_image(p) for p in src.paths]
         restored = restore_for_eval(restorer, images, quantize=quantize)
-        items.append(_score(restored, src, tgt, stereo=stereo, ssim_mode=ssim_mode))
+        items.append(_score(restored, src, tgt, stereo=stereo, ssim_mode=ssim_mode,
+                            inputs=[to_metric_array(im) for im in images]))
         if progress is not None:
             progress(i, len(pairs), items[-1])
+    baseline = mean_scores([it.baseline for it in items if it.baseline is not None])
     return EvalResult(items=items, mean=mean_scores([Scores(it.psnr, it.ssim) for it in items]), stereo=stereo,
-                      ssim_mode=ssim_mode, quantized=quantize, model=model_name, unused_targets=unused)
+                      ssim_mode=ssim_mode, quantized=quantize, model=model_name, unused_targets=unused,
+                      baseline=baseline, baseline_method="bicubic" if restorer.model.scale != 1 else "input")
 
 
 def result_dict(result: EvalResult) -> dict:
-    """A JSON-ready view (``inf`` PSNR of identical images becomes the string ``"inf"``)."""
+    """A JSON-ready view (``docs/json.md``): ``inf`` PSNR of identical images becomes the string ``"inf"``;
+    ``source`` and ``target`` are a path for a mono image, a list of two for a stereo pair."""
 
     def num(x: float) -> float | str:
         return "inf" if x == float("inf") else round(x, 6)
 
+    def scores(s: Scores | None) -> dict | None:
+        return None if s is None else {"psnr": num(s.psnr), "ssim": num(s.ssim)}
+
+    def paths(ps: tuple[Path, ...]) -> str | list[str]:
+        return [str(p) for p in ps] if result.stereo else str(ps[0])
+
+    baseline = scores(result.baseline)
+    if baseline is not None:
+        baseline["method"] = result.baseline_method
     return {
         "model": result.model,
         "stereo": result.stereo,
         "ssim_mode": result.ssim_mode,
         "quantized": result.quantized,
         "count": len(result.items),
-        "mean": {"psnr": num(result.mean.psnr), "ssim": num(result.mean.ssim)},
+        "mean": scores(result.mean),
+        "baseline": baseline,
         "images": [
-            {"name": it.name, "source": [str(p) for p in it.source], "target": [str(p) for p in it.target],
-             "psnr": num(it.psnr), "ssim": num(it.ssim)}
+            {"name": it.name, "source": paths(it.source), "target": paths(it.target), "psnr": num(it.psnr),
+             "ssim": num(it.ssim), "baseline": scores(it.baseline)}
             for it in result.items
         ],
         "unused_targets": result.unused_targets,
@@ -260,6 +319,6 @@ def result_dict(result: EvalResult) -> dict:
 
 
 __all__ = [
-    "EvalResult", "ItemResult", "Sample", "evaluate_model", "evaluate_restored", "pair_samples",
+    "EvalResult", "ItemResult", "Sample", "evaluate_model", "evaluate_restored", "model_for_eval", "pair_samples",
     "restore_for_eval", "result_dict", "samples",
 ]

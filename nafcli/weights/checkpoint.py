@@ -48,6 +48,43 @@ _PICKLE_PROTO = 0x80
 def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     """Read a ``.pth`` or ``.safetensors`` file and return a plain ``{key: tensor}`` state dict."""
     p = Path(path)
+    kind, size, head = _sniff(p)
+    raw = _read_torch(p, head) if kind == "torch" else _read_safetensors(p, size)
+    return unwrap_state_dict(raw, source=str(p))
+
+
+def check_weights_file(path: str | os.PathLike[str]) -> None:
+    """Refuse at once, from its first bytes only, a weights file that is missing, empty or not a checkpoint:
+    the workflows check ``--weights`` before any input is skipped, without loading it."""
+    _sniff(Path(path))
+
+
+def peek_state_dict(path: str | os.PathLike[str]) -> StateDict | None:
+    """The file's keys and tensor shapes without reading its tensors, for checks before any work (which
+    architecture, which task): a zip ``.pth`` is memory-mapped (only its small pickle is read), a
+    safetensors file gives shapes in its header (as tensors on the meta device). None when that cannot be
+    done cheaply (a legacy pickle) or the file is damaged: the full read reports the real problem."""
+    p = Path(path)
+    try:
+        kind, _size, head = _sniff(p)
+        if kind == "safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                raw: Any = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+        elif head.startswith(_ZIP_MAGIC):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                raw = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            return None
+        return unwrap_state_dict(raw, source=str(p))
+    except Exception:  # noqa: BLE001 - a cheap look only: whatever fails here fails again, reported, on load
+        return None
+
+
+def _sniff(p: Path) -> tuple[str, int, bytes]:
+    """``("torch" | "safetensors", size, first bytes)``; :class:`CheckpointError` for anything else."""
     name = str(p)
     try:
         size = p.stat().st_size
@@ -58,12 +95,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> StateDict:
     if size == 0:
         raise NotACheckpointError(f"{name}: empty file, not a checkpoint")
     if head.startswith(_ZIP_MAGIC) or head[0] == _PICKLE_PROTO:
-        raw = _read_torch(p, head)
-    elif _looks_like_safetensors(head, size):
-        raw = _read_safetensors(p, size)
-    else:
-        raise NotACheckpointError(f"{name}: not a PyTorch or safetensors checkpoint")
-    return unwrap_state_dict(raw, source=name)
+        return "torch", size, head
+    if _looks_like_safetensors(head, size):
+        return "safetensors", size, head
+    raise NotACheckpointError(f"{name}: not a PyTorch or safetensors checkpoint")
 
 
 def _read_torch(p: Path, head: bytes) -> Any:

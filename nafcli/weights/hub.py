@@ -1,4 +1,5 @@
-"""The only module that talks to the Hugging Face hub: download, verify, cache, import, remove.
+"""The weights cache: find, download (through :mod:`.hub_client`, the only importer of huggingface_hub),
+verify, import and remove.
 
 * Downloads go through ``hf_hub_download`` with the entry's repo type and pinned revision and our library
   name/version, into the standard Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE`` honoured), so files are
@@ -7,12 +8,15 @@
   mtime, hash) in nafcli's own cache folder, so later runs do not re-hash hundreds of MB; a file whose
   size or mtime changed is hashed again. A mismatch raises :class:`HashMismatchError` naming both hashes and
   the file is not used (a downloaded one is deleted, so the next run fetches it afresh).
+* The cache is shared: several registry entries may name one hub file (a mirror's registry, an entry with a
+  stale hash), and the hub stores a content once for every revision and name that has it (one blob, many
+  snapshot links). A refused file is therefore deleted only when it is nobody's: not when another entry on
+  the same file has its hash (the refusing entry is the wrong one), and its blob not while another
+  snapshot link still points to it. ``models remove`` keeps a file another entry uses, for the same reason.
 * nafcli's own folder (``NAFCLI_CACHE``, default ``$HF_HOME/nafcli``) holds the markers, imported files
   (``imported/<id>/<file>``) and the safetensors copies written after the first verified load
   (``safetensors/<id>-<sha>.safetensors``), so later loads read no pickle.
 * Offline (``offline=True`` or ``HF_HUB_OFFLINE=1``): cache only, with an error that says what to do.
-
-huggingface_hub reads ``HF_ENDPOINT``, ``HF_HOME``… when it is imported; it is imported lazily here.
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._version import __version__
-from ..errors import CacheError, HashMismatchError, WeightsNotAvailableError
-from .registry import ModelEntry
+from ..errors import CacheError, HashMismatchError, NafcliError, WeightsNotAvailableError
+from .hub_client import download
+from .registry import ModelEntry, load_registry
 
 #: download progress: (bytes done, bytes total or None)
 Progress = Callable[[int, "int | None"], None]
@@ -153,7 +157,7 @@ def verify_file(
     sha = sha256_file(path, progress)
     if entry.sha256 is not None and sha != entry.sha256:
         raise HashMismatchError(
-            f"{path}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; the file was not used"
+            f"{path}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; the file was not used", actual=sha
         )
     _write_marker(entry, path, sha)
     return sha
@@ -171,8 +175,7 @@ def cached_file(entry: ModelEntry, *, progress: Progress | None = None) -> Path 
     try:
         verify_file(entry, path, progress=progress)
     except HashMismatchError as e:
-        _discard(path)
-        raise HashMismatchError(f"{e} (deleted it; run again to download it afresh)") from None
+        raise HashMismatchError(f"{e} ({_refuse(entry, path, e.actual)})", actual=e.actual) from None
     return path
 
 
@@ -182,15 +185,55 @@ def verified_sha(entry: ModelEntry) -> str | None:
     return None if path is None else _read_marker(entry, path)
 
 
+def sharing_entries(entry: ModelEntry) -> list[ModelEntry]:
+    """The other registry entries whose file is the same cached file (same repo, revision and file name)."""
+    here = hub_cache_path(entry)
+    if here is None:
+        return []
+    try:
+        entries = list(load_registry())
+    except NafcliError:
+        return []
+    return [e for e in entries if e.id != entry.id and hub_cache_path(e) == here]
+
+
+def _refuse(entry: ModelEntry, path: Path, sha: str | None) -> str:
+    """A file that failed ``entry``'s check: delete it unless another entry on the same file has exactly
+    its hash (then that entry's verified file stays, and this entry is the wrong one). Returns what was
+    done, for the message."""
+    owners = [e.id for e in sharing_entries(entry) if sha is not None and e.sha256 == sha]
+    if owners:
+        return (f"kept it: it is the verified file of {', '.join(owners)}; the registry's SHA-256 for {entry.id} "
+                "is wrong or stale")
+    _discard(path)
+    return "deleted it; run again to download it afresh"
+
+
 def _discard(path: Path) -> None:
-    """Remove a cached file: the snapshot link and the blob it points to."""
+    """Remove a cached file: the snapshot link, and the blob it points to unless another snapshot link
+    (another revision or file name with the same content) still needs it."""
     try:
         target = path.resolve()
         path.unlink(missing_ok=True)
-        if target != path and target.is_file():
+        if target != path and target.is_file() and not _linked_elsewhere(target):
             target.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def _linked_elsewhere(blob: Path) -> bool:
+    """Whether a snapshot link of the blob's repository folder (``<repo>/blobs/<etag>`` is linked from
+    ``<repo>/snapshots/<revision>/...``) resolves to ``blob``."""
+    snapshots = blob.parent.parent / "snapshots"
+    for folder, _dirs, files in os.walk(snapshots):
+        for name in files:
+            link = Path(folder, name)
+            try:
+                if link.is_symlink() and link.resolve() == blob:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 # --- download --------------------------------------------------------------------------------------
@@ -201,6 +244,27 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
     path = cached_file(entry)
     if path is not None:
         return path
+    check_obtainable(entry, offline=offline)
+    cache = hf_hub_cache()
+    _check_writable(cache, entry)
+    try:
+        downloaded = download(entry, cache, progress)
+    except OSError as e:  # the cache's own trouble (disk full, read-only): the client leaves it to us
+        raise _cache_error(cache, entry, e) from None
+    try:
+        verify_file(entry, downloaded)
+    except HashMismatchError as e:
+        raise HashMismatchError(f"{entry.id}: downloaded {e}; {_refuse(entry, downloaded, e.actual)}",
+                                actual=e.actual) from None
+    return downloaded
+
+
+def check_obtainable(entry: ModelEntry, *, offline: bool = False) -> None:
+    """Raise :class:`WeightsNotAvailableError` at once when the entry's file is not in the cache and
+    cannot be downloaded (not on the hub, or offline), without hashing or downloading anything: the
+    workflows call it before any input is skipped or run, so a finished batch still checks it."""
+    if present_file(entry) is not None:
+        return
     if not entry.on_hub:
         raise WeightsNotAvailableError(
             f"{entry.id}: {entry.file} is not on the Hugging Face hub; download it from the authors' page "
@@ -208,19 +272,10 @@ def fetch(entry: ModelEntry, *, offline: bool = False, progress: Progress | None
         )
     if offline_mode(offline):
         raise WeightsNotAvailableError(
-            f"{entry.id} is not in the cache and offline mode is on (--offline / HF_HUB_OFFLINE): run "
-            f"'nafcli models download {entry.id}' when online, fetch {entry.hub_url} by hand and run "
-            f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
+            f"{entry.id} is not in the cache and offline mode is on (HF_HUB_OFFLINE or --offline): run "
+            f"'nafcli models download {entry.id}' when online, or fetch {entry.hub_url} by hand and run "
+            f"'nafcli models import FILE --as {entry.id}'"
         )
-    cache = hf_hub_cache()
-    _check_writable(cache, entry)
-    downloaded = _download(entry, cache, progress)
-    try:
-        verify_file(entry, downloaded)
-    except HashMismatchError as e:
-        _discard(downloaded)
-        raise HashMismatchError(f"{entry.id}: downloaded {e}; deleted it") from None
-    return downloaded
 
 
 def _check_writable(cache: Path, entry: ModelEntry) -> None:
@@ -231,7 +286,7 @@ def _check_writable(cache: Path, entry: ModelEntry) -> None:
     if not os.access(cache, os.W_OK | os.X_OK):
         raise CacheError(
             f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
-            f"folder, or pass --weights FILE"
+            f"folder"
         )
     if entry.size is not None:
         free = shutil.disk_usage(cache).free
@@ -251,122 +306,13 @@ def _cache_error(cache: Path, entry: ModelEntry, e: OSError) -> CacheError:
     if e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
         return CacheError(
             f"{cache}: the Hugging Face cache is read-only; set HF_HUB_CACHE (or HF_HOME) to a writable "
-            f"folder, or pass --weights FILE"
+            f"folder"
         )
     return CacheError(f"{cache}: cannot write the cache ({e.strerror or e})")
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
-
-
-def _download(entry: ModelEntry, cache: Path, progress: Progress | None) -> Path:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        FileMetadataError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    no_net = (
-        f"{entry.id}: cannot download {entry.hub_url}"
-        " ({why}); check the network, or fetch the file by hand and run "
-        f"'nafcli models import FILE --as {entry.id}', or pass --weights FILE"
-    )
-    try:
-        with _quiet_hub_logs():
-            # One quick metadata request first: without a network, hf_hub_download would retry with
-            # back-off for ~25 s before failing; this fails at once with the same errors.
-            get_hf_file_metadata(
-                hf_hub_url(entry.repo_id, entry.file, repo_type=entry.repo_type, revision=entry.revision),  # type: ignore[arg-type]
-                library_name="nafcli",
-                library_version=__version__,
-            )
-            path = hf_hub_download(
-                entry.repo_id,  # type: ignore[arg-type]
-                entry.file,
-                repo_type=entry.repo_type,
-                revision=entry.revision,
-                library_name="nafcli",
-                library_version=__version__,
-                cache_dir=cache,
-                tqdm_class=_tqdm_class(progress) if progress is not None else None,
-            )
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, FileMetadataError) as e:
-        cause = e.__cause__ or e.__context__
-        why = "no connection" if cause is None else _short(cause)
-        raise WeightsNotAvailableError(no_net.format(why=why)) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        raise WeightsNotAvailableError(
-            f"{entry.id}: {entry.hub_url} is not on the hub (HTTP {status or 404}); the registry may be "
-            f"stale: fetch the file by hand and run 'nafcli models import FILE --as {entry.id}', or pass "
-            "--weights FILE"
-        ) from None
-    except HfHubHTTPError as e:
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    except (*_network_errors(), ConnectionError, TimeoutError) as e:
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM):
-            raise _cache_error(cache, entry, e) from None
-        raise WeightsNotAvailableError(no_net.format(why=_short(e))) from None
-    return Path(path)
-
-
-@contextmanager
-def _quiet_hub_logs() -> Iterator[None]:
-    """huggingface_hub logs each retry as a warning on stderr; our one-line error says it all."""
-    import logging
-
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR + 10)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP client's base error: httpx2 (huggingface_hub 2.x), httpx (1.x) or requests (older)."""
-    import importlib
-
-    for name, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            return (getattr(importlib.import_module(name), attr),)
-        except (ImportError, AttributeError):
-            continue
-    return ()
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(e).__name__}: {first}"[:200] if first else type(e).__name__
-
-
-def _tqdm_class(progress: Progress) -> type:
-    """A silent tqdm that forwards byte counts to ``progress`` (the library never prints)."""
-    from huggingface_hub.utils import tqdm as hf_tqdm
-
-    class _Forward(hf_tqdm):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003 - tqdm's signature
-            kwargs["disable"] = True
-            kwargs.pop("name", None)
-            self._done = int(kwargs.get("initial", 0) or 0)
-            self._total = kwargs.get("total")
-            super().__init__(*args, **kwargs)
-
-        def update(self, n=1):  # noqa: ANN001
-            self._done += int(n or 0)
-            progress(self._done, self._total)
-
-    return _Forward
 
 
 # --- import and remove -----------------------------------------------------------------------------
@@ -395,11 +341,37 @@ def import_file(entry: ModelEntry, source: Path, *, sha256: str | None = None) -
     return dest
 
 
-def remove(entry: ModelEntry) -> list[Path]:
-    """Delete the entry's cached file(s), its marker and its safetensors copies; returns what was removed."""
-    removed: list[Path] = []
+def already_imported(entry: ModelEntry, sha256: str) -> Path | None:
+    """The entry's imported copy when it already has exactly this hash (an import of the same file again),
+    else None."""
+    dest = imported_path(entry)
+    if not dest.is_file():
+        return None
+    known = _read_marker(entry, dest) or sha256_file(dest)
+    return dest if known == sha256 else None
+
+
+@dataclass
+class Removal:
+    """What ``remove`` deleted, and the files it kept because another registry entry uses them."""
+
+    removed: list[Path] = field(default_factory=list)
+    #: (path, the ids of the entries that still use it)
+    kept: list[tuple[Path, list[str]]] = field(default_factory=list)
+
+
+def remove(entry: ModelEntry) -> Removal:
+    """Delete the entry's cached file(s), its marker and its safetensors copies. A hub file that another
+    registry entry names too (same repo, revision and file) is kept: removing one model must not break
+    another."""
+    result = Removal()
+    removed = result.removed
     for p in (hub_cache_path(entry), imported_path(entry)):
         if p is not None and (p.is_file() or p.is_symlink()):
+            users = [e.id for e in sharing_entries(entry)] if p == hub_cache_path(entry) else []
+            if users:
+                result.kept.append((p, users))
+                continue
             _discard(p)
             removed.append(p)
     _marker_path(entry).unlink(missing_ok=True)
@@ -408,7 +380,7 @@ def remove(entry: ModelEntry) -> list[Path]:
         for p in folder.glob(f"{entry.id}-*.safetensors"):
             p.unlink(missing_ok=True)
             removed.append(p)
-    return removed
+    return result
 
 
 def reverify(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, str] | None:

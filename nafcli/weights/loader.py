@@ -12,14 +12,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import archs
 from ..archs import ArchSpec, LoadedModel, detect
-from ..errors import CheckpointError, HashMismatchError, InconsistentShapesError, UsageError
+from ..errors import (
+    CacheError,
+    CheckpointError,
+    HashMismatchError,
+    InconsistentShapesError,
+    NafcliError,
+    UnrecognisedWeightsError,
+    UsageError,
+    WeightsNotAvailableError,
+)
 from . import hub
-from .checkpoint import build_model, read_state_dict, save_safetensors, unwrap_state_dict
+from .checkpoint import (
+    build_model,
+    check_weights_file,
+    peek_state_dict,
+    read_state_dict,
+    save_safetensors,
+    unwrap_state_dict,
+)
 from .hub import Progress
 from .registry import TASK_TLC, ModelEntry, load_registry
 
@@ -72,7 +89,11 @@ def load(
         _check_task(spec, task, source)
         _check_scale(spec.scale, scale, source)
         use_tlc = resolve_tlc(tlc, spec=spec, task=task)
-        return build_model(state_dict, source=source, tlc=use_tlc, task=task)
+        loaded = build_model(state_dict, source=source, tlc=use_tlc, task=task)
+        fit = task_fit_warning(spec, task, source)
+        if fit is not None:
+            loaded.warnings.append(fit)
+        return loaded
     if config is not None:
         arch, hyper = config
         try:
@@ -115,6 +136,75 @@ def describe_choice(*, task: str | None = None, model: str | None = None,
     return resolve_entry(task=task, model=model, scale=scale).id
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What :func:`check_choice` found: the model's name, its registry entry (None for a weights file or a
+    state dict) and its architecture (None when it could not be seen without loading the file)."""
+
+    label: str
+    entry: ModelEntry | None = None
+    spec: ArchSpec | None = None
+
+
+def check_choice(*, task: str | None = None, model: str | None = None,
+                 weights: str | os.PathLike[str] | Mapping[str, Any] | None = None, scale: int | None = None,
+                 offline: bool = False) -> Choice:
+    """Everything about the model that can be known without loading it, checked before any work: one
+    source, the registry id, its task and scale (:func:`describe_choice`), and that the weights can be had:
+    a registry model is cached, or can be downloaded (on the hub, and not offline); a weights file exists
+    and starts like a checkpoint, and the architecture its key names and shapes describe
+    (:func:`~nafcli.weights.checkpoint.peek_state_dict`: no tensor is read) serves the task at that scale.
+    Nothing is hashed and no tensor is loaded."""
+    label = describe_choice(task=task, model=model, weights=weights, scale=scale)
+    if weights is not None:
+        if isinstance(weights, Mapping):
+            state_dict: Mapping[str, Any] | None = unwrap_state_dict(weights, source="state dict")
+        else:
+            check_weights_file(weights)
+            state_dict = peek_state_dict(weights)
+        if state_dict is None:
+            return Choice(label)
+        spec = detect(state_dict, source=label)
+        _check_task(spec, task, label)
+        _check_scale(spec.scale, scale, label)
+        return Choice(label, spec=spec)
+    entry = resolve_entry(task=task, model=model, scale=scale)
+    hub.check_obtainable(entry, offline=offline)
+    return Choice(label, entry, entry.spec)
+
+
+def _layout(spec: ArchSpec) -> dict[str, Any]:
+    """The hyperparameters but the width: what a training recipe fixes (the depth per level), so that a
+    file of another width still shows which official model it was made like."""
+    return {k: v for k, v in spec.config().items() if k != "width"}
+
+
+def task_fit_warning(spec: ArchSpec, task: str | None, source: str) -> str | None:
+    """One line when the registry says that weights of this architecture were trained for another task
+    (NAFNet's SIDD layout for deblurring, its GoPro/REDS layout for denoising), else None.
+
+    The file's spec is compared with the registry entries' specs, then with their layouts (all but the
+    width): when every match serves other tasks, the weights fit the task only by architecture. The file
+    is not hashed: the layout already tells every official model's task, and hashing hundreds of MB for a
+    warning would slow every ``--weights`` run.
+    """
+    if task is None:
+        return None
+    try:
+        entries = list(load_registry())
+    except NafcliError:
+        return None  # a broken registry is reported where it is needed, not by a warning
+    same = [e for e in entries if e.spec == spec] or [
+        e for e in entries if e.arch == spec.arch and _layout(e.spec) == _layout(spec)
+    ]
+    tasks = sorted({e.task for e in same})
+    if not same or task in tasks:
+        return None
+    hint = _COMMANDS.get(tasks[0])
+    return (f"{source}: {spec.describe()} is laid out as {same[0].id}, trained for {' / '.join(tasks)}, not "
+            f"{task}; expect a poor result" + (f" (for {tasks[0]}: '{hint}')" if hint else ""))
+
+
 def _check_task(spec: ArchSpec, task: str | None, source: str) -> None:
     tasks = archs.architecture_of(spec).tasks
     if task is not None and task not in tasks:
@@ -154,7 +244,11 @@ def load_entry(
                 return _from_file(copy, entry, use_tlc)
             except CheckpointError:
                 copy.unlink(missing_ok=True)  # a damaged copy: fall back to the original
-    path = hub.fetch(entry, offline=offline, progress=progress)
+    try:
+        path = hub.fetch(entry, offline=offline, progress=progress)
+    except (WeightsNotAvailableError, CacheError) as e:
+        # the hub's ways out hold for every command; this one for those that take a weights file
+        raise type(e)(f"{e}, or pass --weights FILE") from None
     model = _from_file(path, entry, use_tlc)
     sha = hub.verified_sha(entry)
     if sha is not None:
@@ -178,26 +272,69 @@ def looks_like_path(text: str | os.PathLike[str]) -> bool:
     return p.exists() or os.sep in str(text) or p.suffix in (".pth", ".safetensors", ".pt")
 
 
-def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) -> tuple[ModelEntry, Path]:
+def _by_architecture(src: Path, spec: ArchSpec, reg: Any) -> list[ModelEntry]:
+    """The entries a file of architecture ``spec`` can be: those of that architecture whose hash is not
+    known (a file with a known hash was matched by it). :class:`UnrecognisedWeightsError` (exit 1) saying what the file holds
+    when none or several are, with the ids to choose from."""
+    same = [e for e in reg if e.spec == spec]
+    candidates = [e for e in same if e.sha256 is None]
+    if len(candidates) == 1:
+        return candidates
+    what = f"{src}: holds {spec.describe()}"
+    if len(candidates) > 1:
+        ids = ", ".join(e.id for e in candidates)
+        raise UnrecognisedWeightsError(f"{what}, the architecture of {ids}; name it with --as ID")
+    use = "pass the file itself with --weights to denoise, deblur or sr"
+    if same:
+        ids = ", ".join(e.id for e in same)
+        raise UnrecognisedWeightsError(f"{what}, the architecture of {ids}, but its SHA-256 is that of none of their files; "
+                         f"not imported ({use})")
+    raise UnrecognisedWeightsError(f"{what}, which is no registry model ('nafcli models list'); not imported ({use})")
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_weights` did: the entry, its cached copy, and ``status``: ``imported``,
+    ``unchanged`` (the same file was imported before; nothing was rewritten) or ``replaced`` (another file
+    had been imported as this model)."""
+
+    entry: ModelEntry
+    path: Path
+    status: str
+
+    def describe(self, source: str | os.PathLike[str]) -> str:
+        if self.status == "unchanged":
+            return f"{source} is already imported as {self.entry.id} ({self.path}); nothing rewritten"
+        if self.status == "replaced":
+            return f"imported {source} as {self.entry.id}, replacing the file imported before"
+        return f"imported {source} as {self.entry.id}"
+
+
+def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) -> ImportResult:
     """Copy a local file (e.g. from the authors' Google Drive) into the cache as a registry model.
 
-    The entry is ``as_id``, else the one whose SHA-256 or file name matches. The file must have the
-    entry's SHA-256 when the registry knows it; otherwise its tensors must describe the entry's
-    architecture and hyperparameters. Returns the entry and the cached copy.
+    The entry is ``as_id``, else the one the file is, whatever its name: the entry with its SHA-256, else
+    the entry of its file name, else the one entry without a known hash whose architecture and
+    hyperparameters its tensors describe (``nafssr-t-x4.pth`` as much as ``NAFSSR-T_4x.pth``). The file
+    must have the entry's SHA-256 when the registry knows it; otherwise its tensors must describe the
+    entry's architecture. Importing the same file again rewrites nothing and says so.
+    A refused file is exit code 1 (the file failed); an unknown ``as_id`` is 2.
     """
     src = Path(source)
     if not src.is_file():
         raise CheckpointError(f"{src}: no such file")
     reg = load_registry()
     sha = hub.sha256_file(src)
+    spec = None
     if as_id is not None:
         entry = reg.get(as_id)
     else:
-        by_hash = [e for e in reg if e.sha256 == sha]
-        by_name = [e for e in reg if e.file.lower() == src.name.lower()]
-        matches = by_hash or by_name
+        matches = [e for e in reg if e.sha256 == sha] or [e for e in reg if e.file.lower() == src.name.lower()]
+        if not matches:
+            spec = detect(read_state_dict(src), source=str(src))
+            matches = _by_architecture(src, spec, reg)
         if len(matches) != 1:
-            raise UsageError(f"{src}: cannot tell which model this is; name it with --as ID")
+            raise UnrecognisedWeightsError(f"{src}: cannot tell which model this is; name it with --as ID")
         entry = matches[0]
     if entry.sha256 is not None:
         if sha != entry.sha256:
@@ -205,9 +342,13 @@ def import_weights(source: str | os.PathLike[str], *, as_id: str | None = None) 
                 f"{src}: SHA-256 {sha} but {entry.id} must have {entry.sha256}; not imported"
             )
     else:
-        spec = detect(read_state_dict(src), source=str(src))
+        spec = spec or detect(read_state_dict(src), source=str(src))
         if spec != entry.spec:
             raise InconsistentShapesError(
                 f"{src}: holds {spec.describe()}, but {entry.id} is {entry.spec.describe()}; not imported"
             )
-    return entry, hub.import_file(entry, src, sha256=sha)
+    same = hub.already_imported(entry, sha)
+    if same is not None:
+        return ImportResult(entry, same, "unchanged")
+    before = hub.imported_path(entry).is_file()
+    return ImportResult(entry, hub.import_file(entry, src, sha256=sha), "replaced" if before else "imported")
