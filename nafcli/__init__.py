@@ -1,8 +1,8 @@
 """nafcli: image restoration with the NAFNet family (NAFNet, NAFNetLocal/TLC, NAFSSR).
 
-The public API: :class:`Restorer` (a model on a device: ``restore`` numpy arrays or PIL images),
-:func:`load` (the one way to get a model), and the workflows the command line runs,
-:func:`restore_paths` and :func:`super_resolve`, with their option records.
+The public API: :class:`Restorer` (a model on a device: ``restore`` numpy arrays or PIL images,
+``restore_video`` video files), :func:`load` (the one way to get a model), and the workflows the command
+line runs, :func:`restore_paths` and :func:`super_resolve`, with their option records.
 
 The heavy parts (torch) are imported on first use, so ``import nafcli`` stays cheap.
 """
@@ -21,6 +21,7 @@ __all__ = [
     "OutputOptions",
     "Restorer",
     "RunSettings",
+    "VideoOptions",
     "__version__",
     "detect",
     "load",
@@ -39,12 +40,20 @@ _LAZY = {
     "ModelChoice": "nafcli.jobs.workflows",
     "RunSettings": "nafcli.jobs.workflows",
     "OutputOptions": "nafcli.jobs.workflows",
+    "VideoOptions": "nafcli.jobs.workflows",
 }
 
 if TYPE_CHECKING:
     from .archs import detect
     from .inference.restorer import Restorer
-    from .jobs.workflows import ModelChoice, OutputOptions, RunSettings, restore_paths, super_resolve
+    from .jobs.workflows import (
+        ModelChoice,
+        OutputOptions,
+        RunSettings,
+        VideoOptions,
+        restore_paths,
+        super_resolve,
+    )
     from .weights.checkpoint import read_state_dict
     from .weights.loader import load
 

@@ -46,6 +46,21 @@ def _format(value: str | None) -> str | None:
     return fmt
 
 
+def _time(name: str):  # noqa: ANN202 - a parser factory
+    """A parser of ``--start``/``--duration`` values (seconds, M:SS, H:MM:SS.mmm): the video layer's one
+    parser, its message as a usage error."""
+
+    def parse(value: str) -> float:
+        from ..imaging.video_probe import parse_time  # PyAV: only once a command runs with this option
+
+        try:
+            return parse_time(value)
+        except UsageError as e:
+            raise typer.BadParameter(str(e), param_hint=name) from None
+
+    return parse
+
+
 def parse_pixels(text: str) -> int:
     """``200M`` / ``1.5G`` / ``5e7`` / ``40000000`` -> a pixel count; BadParameter otherwise."""
     t = text.strip().lower().replace("_", "")
@@ -208,7 +223,7 @@ DeviceOpt = Annotated[
 InputsArg = Annotated[
     list[str],
     typer.Argument(metavar="INPUT...", show_default=False,
-                   help="Images, folders or glob patterns ('photos/*.jpg'); images are recognised by content."),
+                   help="Images, videos, folders or glob patterns ('photos/*.jpg'); recognised by content."),
 ]
 OutputOpt = Annotated[
     Path | None,
@@ -305,4 +320,31 @@ BatchSizeOpt = Annotated[
     int | None,
     typer.Option("--batch-size", parser=_size("--batch-size"), metavar="auto|N", show_default="auto",
                  help="Equal tiles per forward pass: auto (fills GPU memory; 1 on CPU) or N."),
+]
+
+# --- videos (see docs/video.md) -------------------------------------------------------------------
+
+CodecOpt = Annotated[
+    str | None,
+    typer.Option("--codec", metavar="ENCODER", show_default=False,
+                 help="Videos: the encoder (libx264, libx265, libsvtav1, libvpx-vp9, ffv1, ...). Default: the "
+                 "input's codec where there is an encoder for it (lossless stays lossless), else H.264 "
+                 "(libx264)."),
+]
+CrfOpt = Annotated[
+    int | None,
+    typer.Option("--crf", metavar="N", min=0, max=63, show_default=False,
+                 help="Videos: constant-quality level, lower is better. Default: visually lossless for the "
+                 "encoder (H.264 17, HEVC 18, VP9 18, AV1 20; MPEG-4 and lossless codecs have none)."),
+]
+StartOpt = Annotated[
+    float | None,
+    typer.Option("--start", parser=_time("--start"), metavar="TIME", show_default=False,
+                 help="Videos: begin at TIME (seconds, M:SS or H:MM:SS.mmm); sound and subtitles are cut "
+                 "with the picture."),
+]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option("--duration", parser=_time("--duration"), metavar="TIME", show_default=False,
+                 help="Videos: keep TIME from --start on (seconds, M:SS or H:MM:SS.mmm), e.g. a 5 s preview."),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,9 @@ class CliEvents:
         self._progress: Any = None
         self._files: Any = None
         self._tiles: Any = None
+        self._frames: Any = None
+        #: when the current job started (a video's frame rate counts from there)
+        self._job_t0 = 0.0
         self._download: Any = None
         self._download_bar: Any = None
         if self._show:
@@ -139,6 +143,10 @@ class CliEvents:
         if self._tiles is not None:
             self._progress.remove_task(self._tiles)
             self._tiles = None
+        if self._frames is not None:
+            self._progress.remove_task(self._frames)
+            self._frames = None
+        self._job_t0 = time.monotonic()
 
     def tiles(self, done: int, total: int) -> None:
         if self._progress is None or total <= 1:
@@ -146,6 +154,17 @@ class CliEvents:
         if self._tiles is None:
             self._tiles = self._progress.add_task("  tiles", total=total)
         self._progress.update(self._tiles, completed=done, total=total)
+
+    def frames(self, done: int, total: int | None) -> None:
+        """A video's frames, with their rate, under the files bar (the ETA column works from the rate)."""
+        if self._progress is None:
+            return
+        elapsed = time.monotonic() - self._job_t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        label = f"  frames {rate:.2f} fps" if rate < 10 else f"  frames {rate:.0f} fps"
+        if self._frames is None:
+            self._frames = self._progress.add_task(label, total=total)
+        self._progress.update(self._frames, completed=done, total=total, description=label)
 
     def warning(self, job: Job | None, message: str) -> None:
         if not self.quiet:
@@ -181,11 +200,12 @@ class CliEvents:
 
 def result_json(result: JobResult, model: str) -> dict[str, Any]:
     """The ``--json`` object for one job (schema: ``docs/json.md``): ``input`` and ``output`` are a path for
-    a single image, a list for a stereo pair; sizes are ``[width, height]`` of one input and one output."""
+    a single image or video, a list for a stereo pair; sizes are ``[width, height]`` of one input and one
+    output; a video adds its frames, duration, fps and codecs in and out."""
     job = result.job
     d = result.details
     one = len(job.inputs) == 1
-    return {
+    record = {
         "input": str(job.inputs[0]) if one else [str(p) for p in job.inputs],
         "output": (str(job.outputs[0]) if job.outputs else None) if one else [str(p) for p in job.outputs],
         "status": result.status,
@@ -201,6 +221,9 @@ def result_json(result: JobResult, model: str) -> dict[str, Any]:
         "seconds": round(result.seconds, 4),
         "warnings": result.warnings,
     }
+    if job.kind == "video":
+        record.update(d.get("video") or {"kind": "video"})
+    return record
 
 
 def summary_line(report: BatchReport) -> str:

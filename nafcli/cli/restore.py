@@ -1,4 +1,5 @@
-"""``nafcli denoise`` and ``nafcli deblur``: any number of images, folders or patterns through NAFNet.
+"""``nafcli denoise`` and ``nafcli deblur``: any number of images and videos, folders or patterns through
+NAFNet.
 
 Both commands parse their options and call :func:`nafcli.jobs.workflows.restore_paths`; this module only
 turns options into the workflow's records and the report into an exit code.
@@ -12,8 +13,11 @@ import typer
 
 from .options import (
     BatchSizeOpt,
+    CodecOpt,
     CompileOpt,
+    CrfOpt,
     DeviceOpt,
+    DurationOpt,
     FailFastOpt,
     FormatOpt,
     HelpCommand,
@@ -31,6 +35,7 @@ from .options import (
     QuietOpt,
     RecursiveOpt,
     ReferenceOpt,
+    StartOpt,
     SuffixOpt,
     ThreadsOpt,
     TileOpt,
@@ -77,15 +82,19 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
         fail_fast: FailFastOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False,
         max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = None,
         threads: ThreadsOpt = 0, reference: ReferenceOpt = False, tile: TileOpt = None, overlap: OverlapOpt = None,
-        batch_size: BatchSizeOpt = None, verbose: VerboseOpt = False,
+        batch_size: BatchSizeOpt = None, verbose: VerboseOpt = False, codec: CodecOpt = None, crf: CrfOpt = None,
+        start: StartOpt = None, duration: DurationOpt = None,
     ) -> None:
-        run_command("restore_paths", inputs, locals(), task=task, recursive=recursive)
+        from ..jobs.video_work import VideoOptions
+
+        video = VideoOptions(codec=codec, crf=crf, start=start, duration=duration)
+        run_command("restore_paths", inputs, locals(), task=task, recursive=recursive, video=video)
 
     return command
 
 
 def register(app: typer.Typer) -> None:
-    app.command("denoise", cls=HelpCommand, help="Remove noise from photos (NAFNet trained on SIDD).")(
+    app.command("denoise", cls=HelpCommand, help="Remove noise from photos and videos (NAFNet trained on SIDD).")(
         _command("denoise"))
-    app.command("deblur", cls=HelpCommand,
-                help="Remove motion blur from photos (NAFNet trained on GoPro or REDS, with TLC).")(_command("deblur"))
+    app.command("deblur", cls=HelpCommand, help="Remove motion blur from photos and videos (NAFNet trained on "
+                "GoPro or REDS, with TLC).")(_command("deblur"))

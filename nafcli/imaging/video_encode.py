@@ -113,6 +113,11 @@ def _find_encoder(name: str) -> av.Codec | None:
     return codec if codec.type == "video" else None
 
 
+def has_encoder(name: str) -> bool:
+    """Whether the bundled FFmpeg has a video encoder called ``name`` (what ``codec=`` accepts)."""
+    return _find_encoder(name) is not None
+
+
 def _pix_fmt(codec: av.Codec, want: str) -> str:
     """``want`` if the encoder takes it, else FFmpeg's least lossy choice among those it takes."""
     formats = [f.name for f in codec.video_formats or []]

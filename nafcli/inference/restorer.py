@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,7 +24,12 @@ from ..imaging.image import Image
 from . import compiled as compiled_mode
 from .settings import DTYPES, choose_precision, compile_module, resolve_device
 from .sizing import Cut, OutOfMemory, TiledRunner, check_cut, parse_size
-from .tensors import floats_to_tensor, split_views, tensor_to_image, views_to_tensor
+from .tensors import floats_to_tensor, image_to_tensor, split_views, tensor_to_image, views_to_tensor
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..imaging.video import VideoResult
 
 #: progress callback: (tiles done, tiles total)
 Progress = Callable[[int, int], None]
@@ -351,6 +356,82 @@ class Restorer:
     def restore_pair_images(self, left: Image, right: Image, progress: Progress | None = None) -> Restoration:
         """Restore a decoded stereo pair (a model that takes two views)."""
         return self.restore_views([left, right], progress)
+
+    def restore_frames(self, frames: Sequence[Image], progress: Progress | None = None) -> Restoration:
+        """Restore equally sized images (the frames of a video) in one run of the engine, as N x 3 x H x W.
+
+        Each frame is converted and rounded back exactly as a photo is (:mod:`.tensors`), and the network
+        treats the frames of a batch independently, so a frame comes out as :meth:`restore_image` would
+        give it (to float rounding). :meth:`frames_per_pass` says how many to give at once.
+        """
+        if self.model.views != 1:
+            raise UsageError("a stereo model (NAFSSR) restores left/right pairs, not video frames")
+        if not frames:
+            return Restoration([], RunInfo(device=str(self.device), precision=self.precision, path=self.path))
+        first = frames[0]
+        for other in frames[1:]:
+            if other.pixels.shape != first.pixels.shape:
+                raise UsageError(f"frames of one batch must be the same size ({first.width}x{first.height} "
+                                 f"and {other.width}x{other.height})")
+        parts = [image_to_tensor(f) for f in frames]
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        del parts
+        y, info = self.run(x, progress)
+        del x
+        outs = [tensor_to_image(y[i : i + 1], like, self.model.scale) for i, like in enumerate(frames)]
+        return Restoration(outs, info)
+
+    def frames_per_pass(self, height: int, width: int) -> int:
+        """How many ``width`` x ``height`` frames :meth:`restore_frames` should get at once: ``batch_size``
+        whole frames per forward pass (``auto``: what fits on CUDA, 1 on the CPU); 1 when a frame is cut
+        into tiles (its tiles are batched instead)."""
+        return self.runner.frames_per_pass(height, width)
+
+    def restore_video(
+        self,
+        src: str | os.PathLike[str],
+        dst: str | os.PathLike[str],
+        *,
+        codec: str | None = None,
+        crf: int | None = None,
+        start: float | str | None = None,
+        duration: float | str | None = None,
+        batch_size: int | None = None,
+        queue_size: int = 8,
+        progress: Callable[[int, int | None], None] | None = None,
+        warn: Callable[[str], None] | None = None,
+        on_batch: Callable[[RunInfo], None] | None = None,
+    ) -> VideoResult:
+        """Restore every frame of the video ``src`` into ``dst``, sound and everything else copied.
+
+        The frames take the photo path (:meth:`restore_frames`: same tiles, precision, device, TLC), while
+        decoding and encoding run on threads of their own (:func:`nafcli.imaging.video.transcode`, whose
+        options these are: ``codec``/``crf`` override the "visually lossless" defaults, ``start`` and
+        ``duration`` trim (seconds, or ``"1:02.5"``), ``dst``'s extension picks the container).
+        ``batch_size``: frames per call (None: :meth:`frames_per_pass`). ``progress(frames_done, total)``,
+        ``warn(message)`` and ``on_batch(run_info)`` are called on this thread. ``dst`` is written to a
+        temporary file and renamed at the end (an existing ``dst`` is replaced, the input never); on an
+        error or Ctrl-C nothing is left. Returns the run record (frames, duration, fps, codecs, seconds,
+        warnings).
+        """
+        from ..imaging.video import parse_time, probe, transcode
+
+        if self.model.views != 1:
+            raise UsageError("a stereo model (NAFSSR) restores left/right pairs, not videos")
+        first = parse_time(start) if isinstance(start, str) else start
+        span = parse_time(duration) if isinstance(duration, str) else duration
+        if batch_size is None:
+            info = probe(src)
+            batch_size = self.frames_per_pass(info.height, info.width)
+
+        def restore(batch: list[np.ndarray]) -> list[np.ndarray]:
+            done = self.restore_frames([Image(pixels=f) for f in batch])
+            if on_batch is not None:
+                on_batch(done.info)
+            return [im.pixels for im in done.images]
+
+        return transcode(src, dst, restore, codec=codec, crf=crf, start=first, duration=span, batch_size=batch_size,
+                         queue_size=queue_size, progress=progress, warn=warn)
 
     # -- numpy / PIL (the Python API) ---------------------------------------------------------------
 

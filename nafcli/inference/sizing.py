@@ -282,6 +282,31 @@ class TiledRunner:
         batch = self.batch if self.batch is not None else self._auto_batch(x, mode, plan)
         return Cut(plan, max(1, min(batch, plan.tiles)), tile_size=self.tile, overlap=self.overlap)
 
+    # -- whole frames (videos) ---------------------------------------------------------------------
+
+    def frames_per_pass(self, height: int, width: int, channels: int = 3) -> int:
+        """How many equally sized inputs (the frames of a video) to run together, N x C x H x W.
+
+        Only frames that go through the network whole (one tile, or ``--tile 0``) are stacked: then
+        ``--batch-size`` counts frames per forward pass, and ``auto`` is as many as fit in 70 % of the free
+        CUDA memory (at most :data:`CUDA_MAX_BATCH`), 1 on the CPU, where a batch only adds memory. Frames
+        cut into several tiles go one at a time, their tiles batched as a photo's are, so a pass never
+        holds more than ``--batch-size`` tiles either way.
+        """
+        if not isinstance(self.mode, Tiles):
+            return 1
+        probe = torch.empty((1, channels, height, width), device="meta")
+        cut = self.plan(probe)
+        if cut.plan is not None and cut.plan.tiles > 1:
+            return 1
+        if self.batch is not None:
+            return self.batch
+        if self.device.type != "cuda":
+            return 1
+        th, tw = (height, width) if cut.plan is None else cut.plan.tile_size
+        per_frame = self._bytes_per_px(self.mode, channels) * th * tw
+        return max(1, min(int(0.7 * cuda_free(self.device) // max(per_frame, 1.0)), CUDA_MAX_BATCH))
+
     # -- full-width strips --------------------------------------------------------------------------
 
     def _budget(self) -> int:

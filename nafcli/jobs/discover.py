@@ -5,16 +5,17 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .names import (
     OutputNames,
     has_image_extension,
+    input_kind,
     is_hidden_or_system,
     is_output,
     is_system_dir,
-    looks_like_image,
+    looks_like_input,
 )
 
 
@@ -37,6 +38,8 @@ class Source:
     problem: str | None = None
     #: a folder under ``-o`` for this input's output (the two-folder stereo layout: ``left``, ``right``)
     subfolder: str = ""
+    #: ``"image"`` or ``"video"`` (:func:`~.names.input_kind`): which job kind restores it
+    kind: str = "image"
 
 
 def discover(
@@ -49,9 +52,10 @@ def discover(
     """Expand files, directories and glob patterns into sources, in a stable (sorted) order.
 
     Files named explicitly are always tried, whatever they hold (a bad one then fails with a reason).
-    In directories, a file is taken when its content is an image or its extension says it should be
-    one; hidden and system files are skipped, and so are earlier outputs (names that ``exclude_suffix``
-    makes: a suffix, or an :class:`~.names.OutputNames` rule) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
+    In directories, a file is taken when its content is an image or a video, or its extension says it
+    should be one (each source's ``kind`` says which); hidden and system files are skipped, and so are
+    earlier outputs (names that ``exclude_suffix`` makes: a suffix, or an :class:`~.names.OutputNames`
+    rule) and ``exclude_dirs`` (an output folder inside the input folder), so a re-run
     over the same folder does not restore its own results.
     """
     sources = Sources()
@@ -62,6 +66,8 @@ def discover(
         key = src.path.resolve() if src.problem is None else src.path
         if key not in seen:
             seen.add(key)
+            if src.problem is None and input_kind(src.path) == "video":
+                src = replace(src, kind="video")
             sources.append(src)
 
     for item in inputs:
@@ -77,7 +83,7 @@ def discover(
         elif glob.has_magic(text):
             matches = sorted(glob.glob(text, recursive=recursive))
             files = [Path(m) for m in matches if Path(m).is_file() and not is_hidden_or_system(Path(m))]
-            files = [f for f in files if looks_like_image(f)]
+            files = [f for f in files if looks_like_input(f)]
             if not files:
                 add(Source(path, path.parent, problem=f"{text}: no images match this pattern"))
             base = _glob_base(text)
@@ -142,6 +148,6 @@ def _walk(
             continue
         if is_output(p, exclude_suffix):
             continue
-        if looks_like_image(p):
+        if looks_like_input(p):
             found.append(p)
     return found

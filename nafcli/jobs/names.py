@@ -19,6 +19,14 @@ from ..imaging.formats import EXTENSIONS, WRITABLE, output_format, sniff_file
 #: extensions that suggest an image; a file with one is tried (and fails cleanly if it is not one)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif"})
 
+#: extensions that suggest a video (content decides first: see :func:`input_kind`); an output keeps its
+#: input's extension when it is one of these, so the container stays the same
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg",
+                              ".mpeg", ".vob", ".flv", ".ivf", ".mxf", ".wmv", ".asf", ".3gp", ".3g2", ".ogv"})
+#: the container of a video output whose input's extension names none (a video found by its content):
+#: Matroska holds every codec and stream kind the input may have
+VIDEO_FALLBACK_EXTENSION = ".mkv"
+
 #: files that operating systems scatter in photo folders
 SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
 SYSTEM_DIRS = frozenset({"__macosx", "$recycle.bin", "system volume information", "@eadir"})
@@ -52,6 +60,36 @@ def has_image_extension(path: Path) -> bool:
 def looks_like_image(path: Path) -> bool:
     """An image by its extension or, whatever its name, by its content."""
     return has_image_extension(path) or sniff_file(path) is not None
+
+
+def has_video_extension(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def input_kind(path: Path) -> str | None:
+    """``"image"``, ``"video"`` or None (neither), by content first, then by extension.
+
+    An image's signature decides at once; then the video layer's :func:`~nafcli.imaging.video.is_video`
+    (container signatures, else FFmpeg), so a video named ``.jpg`` goes the video way. A file neither
+    recognises keeps the kind its extension suggests, so that it fails with that kind's reason
+    (``clip.mp4: empty file (0 bytes), not a video``, not "not an image").
+    """
+    if sniff_file(path) is not None:
+        return "image"
+    from ..imaging.video_probe import is_video  # PyAV: only once inputs are looked at, not for --help
+
+    if is_video(path):
+        return "video"
+    if has_image_extension(path):
+        return "image"
+    if has_video_extension(path):
+        return "video"
+    return None
+
+
+def looks_like_input(path: Path) -> bool:
+    """An image or a video (what denoise and deblur take from folders and patterns)."""
+    return looks_like_image(path) or input_kind(path) is not None
 
 
 def is_output(path: Path, rule: str | OutputNames | None) -> bool:
@@ -194,6 +232,15 @@ def output_name(src: Path, suffix: str, fmt: str | None, *, names: OutputNames |
     result, else PNG), spelled as the input spells it when it is the input's own."""
     rule = names if names is not None else OutputNames(suffix=suffix)
     return rule.stem(src) + output_extension(src, output_format(src, fmt))
+
+
+def video_output_name(src: Path, suffix: str, *, names: OutputNames | None = None) -> str:
+    """``clip.mov`` -> ``clip_deblurred.mov``: the name ``names`` makes (default ``{stem}{suffix}``); a
+    video keeps its container (``--format`` is for photos), and one found by its content under another
+    extension is written as Matroska."""
+    rule = names if names is not None else OutputNames(suffix=suffix)
+    ext = src.suffix if has_video_extension(src) else VIDEO_FALLBACK_EXTENSION
+    return rule.stem(src) + ext
 
 
 def mirrored(src: Path, root: Path, out_dir: Path, name: str) -> Path:

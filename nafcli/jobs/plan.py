@@ -16,12 +16,14 @@ from .discover import Source
 from .names import (
     DEFAULT_NAME,
     SUFFIXES,
+    VIDEO_EXTENSIONS,
     OutputClaims,
     OutputNames,
     mirrored,
     output_name,
     parse_name_template,
     same_file,
+    video_output_name,
 )
 from .pairing import Pair, Pairing, pair_folder, pair_folders
 
@@ -42,6 +44,8 @@ class Job:
     skip_kind: str | None = None
     #: set at planning time: the job is not run and reported as failed with this reason
     problem: str | None = None
+    #: which job kind runs it: ``"image"`` (photos, stereo pairs) or ``"video"`` (one video in, one out)
+    kind: str = "image"
 
     @property
     def name(self) -> str:
@@ -104,19 +108,36 @@ def plan(groups: Sequence[Sequence[Source]], spec: OutputSpec, *, file_output: b
         if problem is not None:
             jobs.append(Job(inputs, (), problem=problem))
             continue
+        kind = "video" if any(s.kind == "video" for s in group) else "image"
+        if single_file and out is not None and _kind_of_name(out) != kind:
+            want = ("a video: use .mp4, .mkv, .mov, .webm, ..." if kind == "video"
+                    else "an image: use .png, .jpg, .webp or .tif")
+            jobs.append(Job(inputs, (), problem=f"{inputs[0]}: -o {out} cannot hold {want}", kind=kind))
+            continue
         outputs = tuple(out if single_file and out is not None else output_path(s, spec) for s in group)
-        jobs.append(_claim(inputs, outputs, claims, spec.overwrite))
+        job = _claim(inputs, outputs, claims, spec.overwrite)
+        job.kind = kind
+        jobs.append(job)
     return jobs
+
+
+def _kind_of_name(path: Path) -> str:
+    """What an ``-o FILE`` name is for, by its extension."""
+    return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image"
 
 
 def _output_is_file(out: Path, spec: OutputSpec, inputs: int) -> bool:
     """Whether ``-o`` names the output file of a single input (else it is a folder), refusing what cannot
     be meant: a file name for several inputs, a new name with an extension nafcli cannot write for one
     input (``out.xyz`` would silently become a folder), a ``--format`` that contradicts the file's
-    extension (the extension would win)."""
+    extension (the extension would win). A video extension names a video file."""
     ext = out.suffix.lower()
     if out.is_dir() or not ext:
         return False
+    if ext in VIDEO_EXTENSIONS:
+        if inputs > 1:
+            raise UsageError(f"-o {out}: {inputs} inputs need an output folder, not a file name")
+        return True
     if ext not in WRITABLE:
         if inputs == 1 and not out.exists():
             raise UsageError(
@@ -134,7 +155,10 @@ def _output_is_file(out: Path, spec: OutputSpec, inputs: int) -> bool:
 def output_path(src: Source, spec: OutputSpec) -> Path:
     """Where ``src``'s result goes when ``-o`` is a folder or absent: the input tree mirrored under
     ``-o`` (and its sub-folder), or beside the input, ``NAME<suffix>.<format>``."""
-    name = output_name(src.path, spec.effective_suffix, spec.fmt, names=spec.names)
+    if src.kind == "video":
+        name = video_output_name(src.path, spec.effective_suffix, names=spec.names)
+    else:
+        name = output_name(src.path, spec.effective_suffix, spec.fmt, names=spec.names)
     if spec.output is None:
         return src.path.with_name(name)
     return mirrored(src.path, src.root, spec.output / src.subfolder, name)

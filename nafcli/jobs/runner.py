@@ -34,8 +34,9 @@ class Events:
     """Callbacks from the workflows and :func:`run_jobs`; the default does nothing. The CLI subclasses it
     to draw progress and print one line per failure: nothing below the CLI prints.
 
-    ``job_finished`` and ``warning`` come from the calling thread, in job order; ``job_started`` and
-    ``tiles`` from the thread that runs the network (the calling thread unless there are several workers).
+    ``job_finished`` and ``warning`` come from the calling thread, in job order; ``job_started``,
+    ``tiles`` and ``frames`` from the thread that runs the network (the calling thread unless there are
+    several workers).
     """
 
     def download(self, done: int, total: int | None) -> None:
@@ -49,6 +50,9 @@ class Events:
 
     def tiles(self, done: int, total: int) -> None:
         """Tiles done within the current image."""
+
+    def frames(self, done: int, total: int | None) -> None:
+        """Frames done within the current video (``total``: None when the file does not say)."""
 
     def warning(self, job: Job | None, message: str) -> None:
         """Something the user should know that did not stop the job (``job`` None: about the whole run,
@@ -64,17 +68,27 @@ class Events:
 
 class JobEvents:
     """What a stage may report while it works on one job: warnings (kept with the job and reported with
-    its result, in order) and tile progress (passed on at once)."""
+    its result, in order) and tile and frame progress (passed on at once)."""
 
-    def __init__(self, events: Events) -> None:
+    def __init__(self, events: Events, stop: threading.Event | None = None) -> None:
         self._events = events
+        self._stop = stop
         self.warnings: list[str] = []
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run is stopping (Ctrl-C): a stage that takes long (a video) and runs on a worker
+        thread, which Ctrl-C does not reach, should stop at its next step and clean up."""
+        return self._stop is not None and self._stop.is_set()
 
     def warning(self, job: Job, message: str) -> None:
         self.warnings.append(message)
 
     def tiles(self, done: int, total: int) -> None:
         self._events.tiles(done, total)
+
+    def frames(self, done: int, total: int | None) -> None:
+        self._events.frames(done, total)
 
 
 class Work(Protocol):
@@ -183,6 +197,7 @@ class _Run:
         self.next = 0  # the next job to report
         self.writes_ended = False
         self._writer_thread: threading.Thread | None = None
+        self._ended: list[threading.Event] = []
 
     def _cancelled(self, index: int) -> bool:
         """Whether a job is not to be started: after Ctrl-C, or after a ``fail_fast`` failure."""
@@ -204,7 +219,7 @@ class _Run:
                 break
             if not job.runnable:
                 continue
-            item = _Item(index, job, JobEvents(self.events), self.clock())
+            item = _Item(index, job, JobEvents(self.events, self.stop), self.clock())
             try:
                 item.data = stage.read(job, item.events)
             except BaseException as e:  # noqa: BLE001 - recorded with the job, reported in order
@@ -235,6 +250,12 @@ class _Run:
             self._put(self.write_q, item)
             if reporting:
                 self._drain(block=False)
+
+    def _compute_thread(self, stage: Work, ended: threading.Event) -> None:
+        try:
+            self._compute(stage, False)
+        finally:
+            ended.set()
 
     def _writer(self) -> None:
         stage = self.workers[0]
@@ -286,9 +307,12 @@ class _Run:
         start = self.clock()
         reader = threading.Thread(target=self._reader, name="nafcli-read", daemon=True)
         writer = self._writer_thread = threading.Thread(target=self._writer, name="nafcli-write", daemon=True)
-        computes = [] if len(self.workers) == 1 else [
-            threading.Thread(target=self._compute, args=(w, False), name=f"nafcli-compute-{i}", daemon=True)
-            for i, w in enumerate(self.workers)
+        #: set by each worker thread as it ends: Thread.join interrupted by Ctrl-C can leave a thread that
+        #: still runs marked as ended (Python 3.11), so the wait after Ctrl-C does not rely on it
+        self._ended = [threading.Event() for _ in self.workers] if len(self.workers) > 1 else []
+        computes = [
+            threading.Thread(target=self._compute_thread, args=(w, e), name=f"nafcli-compute-{i}", daemon=True)
+            for i, (w, e) in enumerate(zip(self.workers, self._ended, strict=False))  # none with one worker
         ]
         for t in (reader, writer, *computes):
             t.start()
@@ -317,11 +341,14 @@ class _Run:
         return self.report
 
     def _stop_writing(self) -> None:
-        """Start nothing more; let the writer finish what was computed (or remove its temporary file)."""
+        """Start nothing more; let the writer finish what was computed (or remove its temporary file) and
+        the workers on threads finish their step (a video removes its partial file)."""
         self.stop.set()
         self._end_writes()
         if self._writer_thread is not None:
             self._writer_thread.join()
+        for ended in self._ended:
+            ended.wait()
 
     def _drain(self, block: bool) -> None:
         """Report the jobs whose turn has come, in order: skipped and refused ones at once, runnable ones

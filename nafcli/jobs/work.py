@@ -8,8 +8,8 @@ threads of :func:`~nafcli.jobs.runner.run_jobs`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from ..archs import LoadedModel
 from ..imaging.image import Image
@@ -17,7 +17,7 @@ from ..imaging.read import read_image
 from ..imaging.write import write_image
 from ..inference.restorer import Progress, Restoration
 from .plan import Job
-from .runner import JobEvents, JobOutcome
+from .runner import JobEvents, JobOutcome, Work
 
 
 class RestorerLike(Protocol):
@@ -69,3 +69,31 @@ class ImageWork:
 def restore_job(restorer: RestorerLike, *, max_pixels: int | None = None, quality: int | None = None) -> ImageWork:
     """The work of image jobs for ``restorer``."""
     return ImageWork(restorer, max_pixels=max_pixels, quality=quality)
+
+
+class ByKind:
+    """Several job kinds in one batch (photos and videos from one folder): each stage of a job goes to
+    the :class:`~nafcli.jobs.runner.Work` of its ``kind``. The runner sees one job kind, so its reader,
+    writer and ordering serve them all."""
+
+    def __init__(self, kinds: Mapping[str, Work]) -> None:
+        self.kinds = dict(kinds)
+
+    def _work(self, job: Job) -> Any:
+        try:
+            return self.kinds[job.kind]
+        except KeyError:
+            raise AssertionError(f"{job.name}: no work for {job.kind!r} jobs in this batch") from None
+
+    def read(self, job: Job, events: JobEvents) -> Any:
+        return self._work(job).read(job, events)
+
+    def compute(self, job: Job, data: Any, events: JobEvents) -> Any:
+        return self._work(job).compute(job, data, events)
+
+    def write(self, job: Job, data: Any, result: Any, events: JobEvents) -> JobOutcome:
+        return self._work(job).write(job, data, result, events)
+
+    def __call__(self, job: Job, events: JobEvents) -> JobOutcome:
+        """All three stages in one call, as :meth:`ImageWork.__call__`."""
+        return self._work(job)(job, events)

@@ -1,10 +1,11 @@
 """The workflows: validate -> discover -> plan -> load (only when there is work) -> run -> results.
 
 One function per command family, called by the CLI and from Python with the same options:
-:func:`restore_paths` (denoise, deblur: any files, folders and patterns) and :func:`super_resolve` (stereo
-pairs). Options come in three small records (:class:`ModelChoice`, :class:`RunSettings`,
-:class:`OutputOptions`); progress, warnings and per-file results go to an :class:`~.runner.Events` object;
-the result is a :class:`~.runner.BatchReport`. Nothing here prints.
+:func:`restore_paths` (denoise, deblur: any files, folders and patterns, photos and videos) and
+:func:`super_resolve` (stereo pairs). Options come in small records (:class:`ModelChoice`,
+:class:`RunSettings`, :class:`OutputOptions`, and :class:`VideoOptions` for videos); progress, warnings
+and per-file results go to an :class:`~.runner.Events` object; the result is a
+:class:`~.runner.BatchReport`. Nothing here prints.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,10 +28,12 @@ from ..inference.restorer import Restorer
 from ..inference.settings import check_precision, choose_precision, configure_threads, resolve_devices
 from ..inference.sizing import check_cut, parse_size
 from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
-from .discover import discover
+from .discover import Source, discover
+from .names import input_kind
 from .plan import Job, OutputSpec, plan, stereo_groups
-from .runner import BatchReport, Events, WholeJob, run_jobs
-from .work import ImageWork, restore_job
+from .runner import BatchReport, Events, WholeJob, Work, run_jobs
+from .video_work import VideoOptions, VideoWork
+from .work import ByKind, restore_job
 
 #: ``--max-pixels`` when none is given: refuse images above 200 megapixels
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -91,18 +94,41 @@ def restore_paths(
     recursive: bool = False,
     fail_fast: bool = False,
     events: Events | None = None,
+    video: VideoOptions = VideoOptions(),
 ) -> BatchReport:
-    """Restore every image among ``inputs`` (files, folders, glob patterns) with a ``task`` model."""
+    """Restore every image and video among ``inputs`` (files, folders, glob patterns) with a ``task``
+    model. Videos are recognised by content and restored frame by frame (``video``: codec, quality,
+    trimming); ``--format`` and ``--quality`` are for photos."""
     checked = validate(task, model, run, output)
+    _check_video_options(video)
     spec = _output_spec(task, output, model, checked)
     exclude = [output.output] if output.output is not None and output.output.is_dir() else []
     sources = discover(inputs, recursive=recursive, exclude_suffix=spec.names, exclude_dirs=exclude)
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events())
+    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events(), video)
     report.in_subfolders = sources.in_subfolders
     return report
+
+
+def _check_video_options(video: VideoOptions) -> None:
+    """Options that would fail every video the same way are usage errors, said once before any input is
+    looked at (like every other option, whether or not the inputs hold a video)."""
+    if video.codec is not None:
+        from ..imaging.video_encode import has_encoder  # PyAV: only when a codec is named
+
+        if not has_encoder(video.codec):
+            raise UsageError(f"--codec {video.codec}: no such video encoder in the FFmpeg that PyAV bundles "
+                             "(e.g. libx264, libx265, libsvtav1, libvpx-vp9, ffv1)")
+    if video.crf is not None and not 0 <= video.crf <= 63:
+        raise UsageError(f"--crf must be between 0 and 63, not {video.crf}")
+    if video.start is not None and video.start < 0:
+        raise UsageError(f"--start must not be negative, not {video.start}")
+    if video.duration is not None and video.duration <= 0:
+        raise UsageError(f"--duration must be positive, not {video.duration}")
+    if video.queue_size < 1:
+        raise UsageError(f"the video queue size must be at least 1, not {video.queue_size}")
 
 
 def super_resolve(
@@ -124,8 +150,18 @@ def super_resolve(
                            None if right is None else Path(right), exclude=spec.names)
     if not groups:
         raise UsageError("no images found to super-resolve")
+    groups = [[_refuse_video(s) for s in g] for g in groups]
     jobs = plan(groups, spec, file_output=False)
     return _run(jobs, "stereo-sr", checked, model, run, output, fail_fast, events or Events())
+
+
+def _refuse_video(source: Source) -> Source:
+    """Stereo super-resolution needs the two views of a scene; a video is refused (failed, with the reason)
+    rather than read as a broken image."""
+    if source.problem is None and source.path.is_file() and input_kind(source.path) == "video":
+        return replace(source, problem=f"{source.path}: is a video; stereo super-resolution (nafcli sr) takes "
+                       "left/right image pairs, not videos (nafcli denoise and deblur take videos)")
+    return source
 
 
 def _output_spec(task: str, output: OutputOptions, choice: ModelChoice, checked: Checked) -> OutputSpec:
@@ -201,10 +237,11 @@ def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None
 
 
 def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
-         output: OutputOptions, fail_fast: bool, events: Events) -> BatchReport:
+         output: OutputOptions, fail_fast: bool, events: Events, video: VideoOptions | None = None) -> BatchReport:
     devices, tile, label = checked.devices, checked.tile, checked.label
     compile_mode = parse_mode(run.compile)
-    workers: list[ImageWork] = []
+    workers: list[Work] = []
+    videos = video is not None and any(j.kind == "video" for j in jobs)
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
                       offline=choice.offline, progress=events.download)
@@ -222,15 +259,26 @@ def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run:
             restorer = Restorer(model, device=device, precision=run.precision, compile=compile_mode,
                                 fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
             if compile_mode == "auto":
-                # each worker gets about its share of the batch
+                # each worker gets about its share of the batch (photos: a video's frames decide as they come)
                 share = runnable[i :: len(devices)]
                 restorer.plan_inputs(size for job in share if (size := image_size(job.inputs[0])) is not None)
-            workers.append(restore_job(restorer, max_pixels=output.max_pixels or None, quality=output.quality))
+            workers.append(_work(restorer, output, video if videos else None))
         label = loaded.label
     events.batch_started(len(jobs), label)
     report = run_jobs(jobs, workers or [WholeJob(_nothing_to_run)], events=events, fail_fast=fail_fast)
     report.model = label
     return report
+
+
+def _work(restorer: Restorer, output: OutputOptions, video: VideoOptions | None) -> Work:
+    """The job kinds of a batch on one device: photos, and videos when the batch has any."""
+    max_pixels = output.max_pixels or None
+    images = restore_job(restorer, max_pixels=max_pixels, quality=output.quality)
+    if video is None:
+        return images
+    notes = (f"--format {output.fmt} applies to photos; a video keeps its container (name another with "
+             "-o FILE.mkv)",) if output.fmt else ()
+    return ByKind({"image": images, "video": VideoWork(restorer, video, max_pixels=max_pixels, notes=notes)})
 
 
 def _nothing_to_run(job: Job, events: Events):  # noqa: ANN202 - never called: every job is skipped or refused
