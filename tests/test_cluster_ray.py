@@ -104,6 +104,26 @@ def test_a_ray_run_writes_what_the_local_run_writes(ray_instance, corpus: Path, 
 
 
 @pytest.mark.slow
+def test_stereo_pairs_on_ray(ray_instance, tmp_path: Path) -> None:
+    from helpers.models import PIPELINE
+
+    rng = np.random.default_rng(5)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name in ("a", "b", "c"):
+        for view in ("L", "R"):
+            Image.fromarray((rng.random((20, 24, 3)) * 255).astype(np.uint8)).save(pairs / f"{name}_{view}.png")
+    (pairs / "lonely_L.png").write_bytes((pairs / "a_L.png").read_bytes())  # no right view: refused
+    sr = ("sr", pairs, "-w", PIPELINE / "sr-nafssr-x4.pth", "--json")
+    local = cli(*sr, "-o", tmp_path / "local", "-d", "cpu")
+    on_ray = cli(*sr, "-o", tmp_path / "ray", "--ray")
+    assert local.exit_code == on_ray.exit_code == 1
+    assert written(tmp_path / "ray") == written(tmp_path / "local") and len(written(tmp_path / "ray")) == 6
+    assert records(on_ray.stdout, tmp_path / "ray") == records(local.stdout, tmp_path / "local")
+    assert summary(on_ray.stderr) == summary(local.stderr) == "3 done, 0 skipped, 1 failed"
+
+
+@pytest.mark.slow
 def test_fail_fast_on_ray_reports_what_the_local_run_reports(ray_instance, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     _photos(inputs, 4, prefix="b")
