@@ -124,15 +124,24 @@ def test_stereo_pairs_on_ray(ray_instance, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fail_fast_on_ray_reports_what_the_local_run_reports(ray_instance, tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    _photos(inputs, 4, prefix="b")
-    (inputs / "a_bad.png").write_text("not an image")  # first in job order
-    local = denoise(inputs, tmp_path / "local", "-d", "cpu", "--fail-fast")
-    on_ray = denoise(inputs, tmp_path / "ray", "--ray", "--fail-fast")
+def test_fail_fast_and_relative_paths_on_ray(ray_instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paths relative to the driver's folder (the workers were started in another) mean the same files
+    and messages; --fail-fast stops where the local run stops."""
+    monkeypatch.chdir(tmp_path)
+    _photos(Path("in"), 2, prefix="b")
+    (Path("in") / "c_bad.png").write_text("not an image")  # third in job order
+    _photos(Path("in"), 2, prefix="d")
+    local = denoise(Path("in"), Path("local"), "-d", "cpu", "--fail-fast")
+    on_ray = denoise(Path("in"), Path("ray"), "--ray", "--fail-fast")
     assert local.exit_code == on_ray.exit_code == 1
-    assert records(on_ray.stdout, tmp_path / "ray") == records(local.stdout, tmp_path / "local")
-    assert summary(on_ray.stderr) == summary(local.stderr) == "0 done, 0 skipped, 1 failed"
+    assert records(on_ray.stdout, Path("ray")) == records(local.stdout, Path("local"))
+    assert [r["output"] for r in records(on_ray.stdout, Path("ray"))][:2] == ["OUT/b00_denoised.png",
+                                                                              "OUT/b01_denoised.png"]
+    assert summary(on_ray.stderr) == summary(local.stderr) == "2 done, 0 skipped, 1 failed"
+    assert errors(on_ray.stderr) == errors(local.stderr)
+    assert errors(on_ray.stderr)[0].startswith("error: in/c_bad.png: ")
+    for name in ("b00_denoised.png", "b01_denoised.png"):
+        assert (Path("ray") / name).read_bytes() == (Path("local") / name).read_bytes()
 
 
 def _pool_workers() -> list[int]:
