@@ -1,29 +1,35 @@
-"""What running through Ray costs: items/s and per-item overhead, Ray's actor pool against a plain loop.
+"""What running through Ray costs: images (items) per second and per-item overhead, Ray against local.
 
-Prints numbers, asserts nothing. For each worker count W it runs the same items through
-``nafcli.jobs.ray_backend.run_on_ray`` (W workers of ``--threads`` CPUs each, on a local instance
-started once) and through a plain local loop in this process, and reports:
+Prints numbers, asserts nothing. Two kinds of measurement (``--workload``):
 
-* Ray's start-up and shut-down (once), and the pool's start (first result minus one item's work);
-* wall time and items/s of both paths; the local loop runs with ``W x --threads`` torch threads, as a
-  local nafcli run uses every core it is given, and with ``--threads`` threads (a single worker's
-  speed, from which the ideal W-worker time ``ceil(N / W) x t_item`` comes);
-* the per-item overhead once the pool is up: ``(W x (wall - pool start) - total work) / N``, the work
-  measured inside the workers (scheduling, the round trip to the driver, pickling, the attempt count).
+``nafnet``: the issue's figure, end to end. nafcli's denoise batch (``workflows.restore_paths``: discovery,
+plan, the weights checked on the driver, read, restore, atomic write, results in job order) with
+NAFNet-SIDD-width32 and random weights on ``--items`` generated photos of ``--size``, run locally and with
+``--ray``, alternately, ``--repeat`` times each (medians). For W workers of ``--threads`` threads the local
+run has ``W x --threads`` torch threads in one process and the Ray run a local instance of
+``W x --threads`` CPUs with one worker per ``--threads`` CPUs, so both use the same cores. Reported: wall
+time and images/s of both, Ray's extra wall time in per cent, the instance's start and stop (apart: a
+cluster is started once for many runs; a ``--ray`` run without an address pays them, also shown), the
+pool's start (first result less its work) and the per-image overhead once the pool is up,
+``(W x (wall - pool start) - work) / N``, the work as the workers timed it. The 1-minute load average
+before and after each run is printed: take the figures on a quiet machine only. The target
+(issue 13): ``--workload nafnet --items 100 --size 816x612 --workers 1,2`` (half a megapixel), Ray at
+most 10 % slower than local.
 
-Workloads (``--workload``):
+``spin`` (or ``MODULE:FUNCTION``, ``FUNCTION(args, threads) -> Workload``): the backend alone,
+``nafcli.jobs.ray_backend.run_on_ray`` against a plain loop in this process, on ``--cost-ms`` of torch
+matrix products per item (0 measures pure scheduling): Ray's start, the pool's start, items/s, and the
+per-item overhead as above; the loop runs with ``W x --threads`` threads and with ``--threads`` (a single
+worker's speed, from which the ideal W-worker time ``ceil(N / W) x t_item`` comes).
 
-* ``spin``: ``--cost-ms`` of torch matrix products per item (0 measures pure scheduling);
-* ``nafnet``: nafcli's real denoise job (read, restore, write atomically) with NAFNet-SIDD-width32 and
-  random weights on ``--items`` generated photos of ``--size``; the issue's target is
-  ``--workload nafnet --items 100 --size 816x612`` (half a megapixel) with Ray at most 10 % slower
-  than the local run;
-* ``MODULE:FUNCTION``: your own, ``FUNCTION(args, threads) -> Workload`` (see :class:`Workload`).
-
-Smoke runs on a shared machine only (the figures mean something on a quiet one):
+Smoke runs (on a shared machine the figures mean little):
 
     python benchmarks/ray_overhead.py --workload spin --items 40 --cost-ms 50 --workers 1,2
     python benchmarks/ray_overhead.py --workload nafnet --items 4 --size 256x256 --workers 1
+
+The full run (several minutes per configuration and path):
+
+    python benchmarks/ray_overhead.py --workload nafnet --items 100 --size 816x612 --workers 2,1 --repeat 3
 """
 
 from __future__ import annotations
@@ -89,58 +95,148 @@ def spin_workload(args: argparse.Namespace, threads: int) -> Workload:
                     f"spin: {reps} products of 256^2 per item (~{args.cost_ms} ms on 1 thread here)")
 
 
-def nafnet_workload(args: argparse.Namespace, threads: int) -> Workload:
-    """nafcli's denoise job on generated photos, NAFNet-SIDD-width32 with random weights."""
+def nafnet_corpus(args: argparse.Namespace) -> tuple[Path, Path]:
+    """``--items`` photos of ``--size`` (a smooth scene with sensor-like noise, so PNG compresses them as it
+    does photos) and a checkpoint of NAFNet-SIDD-width32 with random weights, made once per benchmark."""
     import numpy as np
     import torch
-    from nafcli.batch import Events, OutputSpec, discover, plan, restore_job
-    from nafcli.model import spec_from_config
     from PIL import Image as PILImage
+
+    from nafcli.weights import load
 
     w, h = map(int, args.size.lower().split("x"))
     tmp = Path(_SCRATCH.name)
     weights, src = tmp / "NAFNet-SIDD-width32-random.pth", tmp / "in"
-    if not weights.exists():  # built once per benchmark run, for every worker count and path
-        torch.manual_seed(0)
-        config = {"width": 32, "enc_blk_nums": [2, 2, 4, 8], "middle_blk_num": 12,
-                  "dec_blk_nums": [2, 2, 2, 2]}
-        module = spec_from_config("nafnet", config).build(tlc=False)
-        with torch.no_grad():
-            for p in module.parameters():
-                p.copy_(torch.randn_like(p) * 0.02)
-        torch.save({"params": module.state_dict()}, weights)
+    if not weights.exists():
+        model = load(model="nafnet-sidd-width32", pretrained=False)  # seeded: the same weights every run
+        torch.save({"params": model.module.state_dict()}, weights)
         src.mkdir()
         rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         for i in range(args.items):
-            PILImage.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / f"img{i:04d}.png")
-    runs = [len(list(tmp.glob("out*")))]
+            scene = np.stack([128 + 100 * np.sin((xx + 13 * i) / (40 + c * 17)) * np.cos(yy / (55 + c * 9))
+                              for c in range(3)], axis=-1)
+            noisy = np.clip(scene + rng.normal(0, 12, scene.shape), 0, 255).astype(np.uint8)
+            PILImage.fromarray(noisy).save(src / f"img{i:04d}.png")
+    return src, weights
 
-    def jobs() -> list[Any]:
-        """A fresh output folder per run, so no run skips what an earlier one wrote."""
-        runs[0] += 1
-        return plan(discover([src]), OutputSpec("denoise", tmp / f"out{runs[0]}"))
 
-    def make() -> Any:
-        import torch
+def _noting_events() -> Any:
+    """An ``Events`` that notes when each job is reported (the first result marks the pool's start)."""
+    from nafcli.jobs.runner import Events
 
-        from nafcli import Restorer
+    class Noted(Events):
+        def __init__(self) -> None:
+            self.times: list[float] = []
 
-        torch.set_num_threads(threads)
-        return restore_job(Restorer.from_file(weights, device=args.device))
+        def job_finished(self, result: Any) -> None:
+            self.times.append(time.perf_counter())
 
-    def work(job_fn: Any, job: Any) -> Any:
-        return job_fn(job, Events())
+    return Noted()
 
-    return Workload(jobs(), make, work,
-                    f"nafnet: NAFNet-SIDD-width32 (random weights) on {args.items} PNGs of {w}x{h} "
-                    f"on {args.device}, in {tmp}")
+
+def nafnet_run(src: Path, weights: Path, *, threads: int, ray: bool, device: str, run_id: str) -> dict[str, Any]:
+    """One end-to-end batch through :func:`nafcli.jobs.workflows.restore_paths`, as ``nafcli denoise`` runs
+    it: locally with ``threads`` torch threads, or on the Ray instance this process is connected to with
+    one worker per ``threads`` CPUs. Returns wall time, the workers' busy seconds per image and the time
+    to the first result."""
+    import shutil
+
+    from nafcli.jobs import workflows
+
+    out = Path(_SCRATCH.name) / f"out-{run_id}"
+    noted = _noting_events()
+    scale_out = workflows.ScaleOut(ray=True, ray_cpus_per_worker=threads) if ray else workflows.ScaleOut()
+    load_before = _loadavg()
+    t0 = time.perf_counter()
+    report = workflows.restore_paths(
+        [src], task="denoise", model=workflows.ModelChoice(weights=weights),
+        run=workflows.RunSettings(device=device, threads=threads), output=workflows.OutputOptions(output=out),
+        events=noted, scale_out=scale_out)
+    wall = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    done = [r for r in report.results if r.status == "done"]
+    if len(done) != len(report.results):
+        raise SystemExit(f"{run_id}: {len(report.results) - len(done)} images failed: {report.results[0].error}")
+    return {"wall": wall, "n": len(done), "busy": [r.seconds for r in done], "start": t0, "reported": noted.times,
+            "load": (load_before, _loadavg())}
+
+
+def _steady(r: dict[str, Any], workers: int) -> tuple[float, float, float]:
+    """``(pool start, seconds per image per worker in the steady state, end)`` of a run.
+
+    The pool's start is the time to the first result less its work; the steady state lies between the
+    first and the last result, during which the W workers finish ``N - W`` images; the end is what
+    follows the last result (the pipeline's shut-down)."""
+    times, n = r["reported"], r["n"]
+    start = times[0] - r["start"] - r["busy"][0]
+    per_image = workers * (times[-1] - times[0]) / (n - workers) if n > workers else float("nan")
+    end = r["start"] + r["wall"] - times[-1]
+    return start, per_image, end
+
+
+def _loadavg() -> float:
+    """The 1-minute load average (what "a quiet machine" is judged by)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def nafnet_main(args: argparse.Namespace, counts: list[int]) -> None:
+    """The issue's figure: the Ray path against the plain local run, end to end, for 1 and 2 workers.
+
+    For W workers of ``--threads`` threads, the local run has ``W x --threads`` torch threads (one process
+    using the same cores) and the Ray run a local instance of ``W x --threads`` CPUs (started before the
+    timing; its start-up is reported apart) with one worker per ``--threads`` CPUs. Runs alternate local
+    and Ray, ``--repeat`` times each; medians are reported, with the load average around every run.
+    """
+    from nafcli.jobs.ray_backend import import_ray, ray_session
+
+    ray = import_ray()
+    src, weights = nafnet_corpus(args)
+    print(f"nafnet: NAFNet-SIDD-width32 (random weights) on {args.items} PNGs of {args.size} on {args.device}; "
+          f"ray {ray.__version__}; {args.repeat} run(s) of each path, medians")
+    for w in counts:
+        cpus = w * args.threads
+        t0 = time.perf_counter()
+        session = ray_session(num_cpus=cpus)
+        session.__enter__()
+        started = time.perf_counter() - t0
+        runs: dict[str, list[dict[str, Any]]] = {"local": [], "ray": []}
+        try:
+            for rep in range(args.repeat):
+                for path in ("local", "ray"):
+                    r = nafnet_run(src, weights, threads=cpus if path == "local" else args.threads,
+                                   ray=path == "ray", device=args.device, run_id=f"{w}-{path}-{rep}")
+                    runs[path].append(r)
+                    print(f"  {w} worker(s), {path:5s} run {rep + 1}: {r['wall']:8.2f} s  "
+                          f"(load {r['load'][0]:.2f} -> {r['load'][1]:.2f})", flush=True)
+        finally:
+            t1 = time.perf_counter()
+            session.__exit__(None, None, None)
+            stopped = time.perf_counter() - t1
+        med = {k: statistics.median(r["wall"] for r in v) for k, v in runs.items()}
+        n = runs["local"][0]["n"]
+        # the work of the images after each worker's first (which pays one-off costs: oneDNN's kernels)
+        work = statistics.median(statistics.fmean(r["busy"][w:] or r["busy"]) for r in runs["ray"])
+        start, per_image, end = (statistics.median(x) for x in zip(*(_steady(r, w) for r in runs["ray"]), strict=True))
+        print(f"\n{w} worker(s) x {args.threads} thread(s), {n} images (medians of {args.repeat})")
+        print(f"  local, {cpus} thread(s), one process: {med['local']:8.2f} s  {n / med['local']:6.3f} images/s  "
+              f"({1000 * med['local'] / n:.0f} ms/image)")
+        print(f"  ray, {w} worker(s) x {args.threads} thread(s):  {med['ray']:8.2f} s  {n / med['ray']:6.3f} images/s  "
+              f"({100 * (med['ray'] / med['local'] - 1):+.1f} % wall vs local)")
+        print(f"    local Ray instance: started in {started:.2f} s, stopped in {stopped:.2f} s (a --ray run without "
+              f"an address pays both: {100 * ((med['ray'] + started + stopped) / med['local'] - 1):+.1f} % vs local)")
+        print(f"    pool start (workers started, model loaded; first result less its work): {start:.2f} s; "
+              f"after the last result: {end:.2f} s")
+        print(f"    steady state: {1000 * per_image:.0f} ms per image per worker, of which work (as the workers "
+              f"timed it) {1000 * work:.0f} ms: per-image overhead {1000 * (per_image - work):+.1f} ms")
 
 
 def load_workload(args: argparse.Namespace, threads: int) -> Workload:
     if args.workload == "spin":
         return spin_workload(args, threads)
-    if args.workload == "nafnet":
-        return nafnet_workload(args, threads)
     module, _, func = args.workload.partition(":")
     return getattr(importlib.import_module(module), func)(args, threads)
 
@@ -207,8 +303,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="nafnet: cpu, cuda, ...")
     ap.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray worker (1: one per GPU)")
     ap.add_argument("--in-flight", default="1", help="in_flight_per_worker values to try, e.g. 1,2")
+    ap.add_argument("--repeat", type=int, default=1, help="nafnet: runs of each path (medians reported)")
     args = ap.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
+    if args.workload == "nafnet":
+        nafnet_main(args, counts)
+        return
 
     from nafcli.jobs.ray_backend import import_ray, ray_session
 

@@ -176,8 +176,19 @@ class VideoWriteError(VideoError):
 
 
 class MissingExtraError(NafcliError):
-    """A feature needs an optional dependency that is not installed; the message names the extra."""
+    """A feature needs an optional dependency that is not installed; the message names the extra. An
+    environment that cannot work, found before anything runs: exit code 2."""
+
+    exit_code = 2
 
 
 class ClusterError(NafcliError):
-    """The Ray cluster could not be started or reached, or its workers could not run the jobs."""
+    """The Ray cluster's workers could not run the jobs (they die while starting, results do not come
+    back): exit code 1, as for a run-time failure."""
+
+
+class ClusterUnavailableError(ClusterError):
+    """No Ray cluster to run on: a local instance that cannot start, an address that cannot be reached,
+    a cluster without the GPUs asked for. The environment cannot work and no job ran: exit code 2."""
+
+    exit_code = 2

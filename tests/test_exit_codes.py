@@ -72,9 +72,18 @@ CASES: dict[str, Case] = {
                                       "--format jpg contradicts -o"),
     "denoise a file name for many inputs": Case("denoise {img} {done} -w {w} -o {tmp}/x.png", 2, "x.png"),
     "denoise nothing found": Case("denoise {empty} -w {w}", 2, "no images found"),
+    "denoise shard past its count": Case("denoise " + DONE_SKIPPED + " --shard 3/3", 2, "--shard '3/3': expected K/N"),
+    "denoise shard not K/N": Case("denoise " + DONE_SKIPPED + " --shard half", 2, "--shard 'half': expected K/N"),
+    "denoise ray cpus without ray": Case("denoise " + DONE_SKIPPED + " --ray-cpus-per-worker 2", 2,
+                                         "--ray-cpus-per-worker needs --ray"),
+    "denoise ray cpus zero": Case("denoise " + DONE_SKIPPED + " --ray --ray-cpus-per-worker 0", 2,
+                                  "--ray-cpus-per-worker", one_line=False),
+    "denoise ray on a named device": Case("denoise {done} -w {w} --ray -d cuda:0", 2, "--device cuda:0 with --ray"),
+    "denoise all skipped on ray": Case("denoise " + DONE_SKIPPED + " --ray", 0, "1 skipped", one_line=False),
     # --- deblur -------------------------------------------------------------------------------------
     "deblur ok": Case("deblur {img} -w {w} -d cpu -o {tmp}/sharp.png", 0),
     "deblur model of another task": Case("deblur {img} -m nafnet-sidd-width32", 2, "is for denoise, not deblur"),
+    "deblur ray on every device": Case("deblur {img} -w {w} --ray-address auto -d all", 2, "--device all with --ray"),
     "deblur above --max-pixels": Case("deblur {img} -w {w} -d cpu -o {tmp}/b.png --max-pixels 100", 1,
                                       "above the limit", one_line=True),
     # --- sr -----------------------------------------------------------------------------------------
@@ -86,6 +95,7 @@ CASES: dict[str, Case] = {
     "sr scale neither 2 nor 4": Case("sr {left} {right} --scale 3", 2, "--scale", one_line=False),
     "sr a mono model": Case("sr {left} {right} -w {w}", 2, "not for stereo-sr"),
     "sr offline nothing cached": Case("sr {left} {right} --offline", 2, "offline"),
+    "sr shard past its count": Case("sr {left} {right} -w {sr_w} --shard 2/1", 2, "--shard '2/1'"),
     # --- models -------------------------------------------------------------------------------------
     "models list ok": Case("models list --json", 0),
     "models list malformed registry": Case("models list", 2, "not valid TOML",

@@ -32,7 +32,7 @@ SHORT_FLAGS = {"-q": "--quiet", "-t": "--threads", "-m": "--model", "-w": "--wei
                "-d": "--device", "-p": "--precision", "-v": "--verbose", "-h": "--help"}
 #: metavars of values that are not a list of choices
 KINDS = {"ID", "ID...", "FILE", "DIR", "PATH", "N", "TEXT", "TEMPLATE", "PIXELS", "DEVICE", "INPUT...",
-         "ARCH:JSON", "ENCODER", "TIME"}
+         "ARCH:JSON", "ENCODER", "TIME", "K/N", "ADDRESS"}
 _CHOICES = re.compile(r"^[a-z0-9:]+(\|[a-zA-Z0-9:]+)+$")
 #: options whose value is of a different kind in different commands (denoise -o: a file or a folder; sr -o:
 #: a folder)

@@ -385,7 +385,7 @@ def test_without_ray_the_error_names_the_extra(monkeypatch) -> None:
     with pytest.raises(MissingExtraError) as err:
         run_on_ray([1], no_state, slow_item)
     assert str(err.value) == MISSING_RAY == '--ray needs the optional extra: pip install "nafcli[ray]"'
-    assert isinstance(err.value, NafcliError) and err.value.exit_code == 1
+    assert isinstance(err.value, NafcliError) and err.value.exit_code == 2  # the environment cannot work
 
 
 def test_importing_the_backend_does_not_import_ray() -> None:

@@ -348,3 +348,31 @@ DurationOpt = Annotated[
     typer.Option("--duration", parser=_time("--duration"), metavar="TIME", show_default=False,
                  help="Videos: keep TIME from --start on (seconds, M:SS or H:MM:SS.mmm), e.g. a 5 s preview."),
 ]
+
+# --- beyond one process (see docs/scale-out.md) -----------------------------------------------------
+
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", metavar="K/N", show_default=False,
+                 help="Run shard K of N (0 <= K < N): every N-th job of the batch sorted by input path, skipped "
+                 "ones included, so the N tasks of a job array (Slurm, Kubernetes), each given the same command "
+                 "line, cover the batch exactly once."),
+]
+RayOpt = Annotated[
+    bool,
+    typer.Option("--ray", help="Run the jobs on Ray: a local instance started for the run (on 127.0.0.1), or the "
+                 "cluster of --ray-address. Needs pip install \"nafcli\\[ray]\"; inputs, outputs and the model "
+                 "cache must be on a filesystem every node sees (docs/scale-out.md)."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", metavar="ADDRESS", show_default=False,
+                 help="The Ray cluster to run on, as ray.init takes it: auto (the cluster 'ray start' made this "
+                 "node part of), HOST:PORT or ray://HOST:10001. Implies --ray."),
+]
+RayCpusOpt = Annotated[
+    int | None,
+    typer.Option("--ray-cpus-per-worker", metavar="N", min=1, show_default=False,
+                 help="With --ray: CPUs (and torch threads) of each CPU worker, one worker per N CPUs of the "
+                 "cluster (default 1); beside a GPU, CPUs reserved for each GPU worker."),
+]

@@ -33,8 +33,12 @@ from .options import (
     PrecisionOpt,
     QualityOpt,
     QuietOpt,
+    RayAddressOpt,
+    RayCpusOpt,
+    RayOpt,
     RecursiveOpt,
     ReferenceOpt,
+    ShardOpt,
     StartOpt,
     SuffixOpt,
     ThreadsOpt,
@@ -64,9 +68,11 @@ def run_command(workflow: str, inputs: Any, o: dict[str, Any], **extra: Any) -> 
     output = workflows.OutputOptions(output=o["output"], suffix=o["suffix"], name=o["name"], fmt=o["fmt"],
                                      quality=o["quality"], overwrite=o["overwrite"],
                                      max_pixels=parse_pixels(o["max_pixels"]))
+    scale_out = workflows.ScaleOut(shard=o.get("shard"), ray=o.get("ray", False), ray_address=o.get("ray_address"),
+                                   ray_cpus_per_worker=o.get("ray_cpus_per_worker"))
     with CliEvents(quiet=o["quiet"], as_json=o["as_json"], verbose=o["verbose"]) as events:
         report = getattr(workflows, workflow)(inputs, model=model, run=run, output=output, fail_fast=o["fail_fast"],
-                                              events=events, **extra)
+                                              events=events, scale_out=scale_out, **extra)
     code = finish_batch(report, quiet=o["quiet"])
     if code:
         raise typer.Exit(code)
@@ -83,7 +89,8 @@ def _command(task: str):  # noqa: ANN202 - a Typer command function
         max_pixels: MaxPixelsOpt = "200M", precision: PrecisionOpt = "fp32", compile: CompileOpt = None,
         threads: ThreadsOpt = 0, reference: ReferenceOpt = False, tile: TileOpt = None, overlap: OverlapOpt = None,
         batch_size: BatchSizeOpt = None, verbose: VerboseOpt = False, codec: CodecOpt = None, crf: CrfOpt = None,
-        start: StartOpt = None, duration: DurationOpt = None,
+        start: StartOpt = None, duration: DurationOpt = None, shard: ShardOpt = None, ray: RayOpt = False,
+        ray_address: RayAddressOpt = None, ray_cpus_per_worker: RayCpusOpt = None,
     ) -> None:
         from ..jobs.video_work import VideoOptions
 

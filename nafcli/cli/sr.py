@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
         fmt: opt.FormatOpt = None, quality: opt.QualityOpt = None, overwrite: opt.OverwriteOpt = False,
         fail_fast: opt.FailFastOpt = False, quiet: opt.QuietOpt = False, as_json: opt.JsonOpt = False,
         max_pixels: opt.MaxPixelsOpt = "200M", precision: opt.PrecisionOpt = "fp32", compile: opt.CompileOpt = None,
-        threads: opt.ThreadsOpt = 0, verbose: opt.VerboseOpt = False,
+        threads: opt.ThreadsOpt = 0, verbose: opt.VerboseOpt = False, shard: opt.ShardOpt = None,
+        ray: opt.RayOpt = False, ray_address: opt.RayAddressOpt = None, ray_cpus_per_worker: opt.RayCpusOpt = None,
     ) -> None:
         if scale is not None and scale not in (2, 4):
             raise typer.BadParameter("NAFSSR models are x2 or x4", param_hint="--scale")

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ..errors import ClusterError, MissingExtraError, NafcliError, UsageError
+from ..errors import ClusterError, ClusterUnavailableError, MissingExtraError, NafcliError, UsageError
 
 T = TypeVar("T")
 W = TypeVar("W")
@@ -385,7 +385,7 @@ def _pool_size(ray: Any, workers: int | None, n_items: int, gpus: float, cpus: f
         if gpus > 0:
             workers = int(total.get("GPU", 0) // gpus)
             if workers < 1:
-                raise ClusterError(f"the Ray cluster has {total.get('GPU', 0):g} GPUs; "
+                raise ClusterUnavailableError(f"the Ray cluster has {total.get('GPU', 0):g} GPUs; "
                                    f"a worker needs {gpus:g}")
         else:
             workers = max(1, int(total.get("CPU", 0) // (cpus or 1)))
@@ -459,7 +459,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         except Exception as e:  # noqa: BLE001 - connection refused, version mismatch, ...
             ray.shutdown()  # whatever half of a local instance was started
             where = "start a local Ray instance" if address is None else f"connect to Ray at {address}"
-            raise ClusterError(f"could not {where}: {_describe(e)}") from None
+            raise ClusterUnavailableError(f"could not {where}: {_describe(e)}") from None
         except BaseException:  # Ctrl-C while Ray starts
             ray.shutdown()
             raise
@@ -564,5 +564,5 @@ def _start_local(ray: Any, num_cpus: int | None, quiet: dict[str, Any]) -> None:
     node_ip = get_node_ip_address()
     if node_ip != _LOOPBACK:
         ray.shutdown()
-        raise ClusterError(f"the local Ray instance came up on {node_ip}, not {_LOOPBACK} "
+        raise ClusterUnavailableError(f"the local Ray instance came up on {node_ip}, not {_LOOPBACK} "
                            f"(Ray {ray.__version__}); start Ray yourself and pass its address")

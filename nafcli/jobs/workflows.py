@@ -11,23 +11,31 @@ and per-file results go to an :class:`~.runner.Events` object; the result is a
 from __future__ import annotations
 
 import copy
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from ..archs import TilingMode
-from ..errors import NafcliError, UsageError
+from ..archs import LoadedModel, TilingMode
+from ..errors import DeviceError, NafcliError, UsageError
 from ..imaging.formats import OUTPUT_FORMATS, normalise_format
 from ..imaging.read import image_size
 from ..inference.allocator import tune_for_tiles
 from ..inference.compiled import parse_mode
 from ..inference.restorer import Restorer
-from ..inference.settings import check_precision, choose_precision, configure_threads, resolve_devices
+from ..inference.settings import (
+    PRECISIONS,
+    check_precision,
+    choose_precision,
+    configure_threads,
+    resolve_devices,
+)
 from ..inference.sizing import check_cut, parse_size
 from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
+from .cluster import ScaleOut, check_scale_out, run_on_ray_cluster, shard_jobs
 from .discover import Source, discover
 from .names import input_kind
 from .plan import Job, OutputSpec, plan, stereo_groups
@@ -95,11 +103,13 @@ def restore_paths(
     fail_fast: bool = False,
     events: Events | None = None,
     video: VideoOptions = VideoOptions(),
+    scale_out: ScaleOut = ScaleOut(),
 ) -> BatchReport:
     """Restore every image and video among ``inputs`` (files, folders, glob patterns) with a ``task``
     model. Videos are recognised by content and restored frame by frame (``video``: codec, quality,
-    trimming); ``--format`` and ``--quality`` are for photos."""
-    checked = validate(task, model, run, output)
+    trimming); ``--format`` and ``--quality`` are for photos. ``scale_out``: a shard of the batch, on Ray
+    or not (:mod:`.cluster`)."""
+    checked = validate(task, model, run, output, scale_out)
     _check_video_options(video)
     spec = _output_spec(task, output, model, checked)
     exclude = [output.output] if output.output is not None and output.output.is_dir() else []
@@ -107,7 +117,7 @@ def restore_paths(
     if not sources:
         raise UsageError("no images found in " + ", ".join(map(str, inputs)))
     jobs = plan([[s] for s in sources], spec)
-    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events(), video)
+    report = _run(jobs, task, checked, model, run, output, fail_fast, events or Events(), scale_out, video)
     report.in_subfolders = sources.in_subfolders
     return report
 
@@ -141,10 +151,11 @@ def super_resolve(
     output: OutputOptions = OutputOptions(),
     fail_fast: bool = False,
     events: Events | None = None,
+    scale_out: ScaleOut = ScaleOut(),
 ) -> BatchReport:
     """Stereo super-resolution of ``LEFT RIGHT``, a folder of pairs, one image (as both views), or two
     folders paired by name (``left``/``right``)."""
-    checked = validate("stereo-sr", model, run, output)
+    checked = validate("stereo-sr", model, run, output, scale_out)
     spec = _output_spec("stereo-sr", output, model, checked)
     groups = stereo_groups([Path(p) for p in inputs], None if left is None else Path(left),
                            None if right is None else Path(right), exclude=spec.names)
@@ -152,7 +163,7 @@ def super_resolve(
         raise UsageError("no images found to super-resolve")
     groups = [[_refuse_video(s) for s in g] for g in groups]
     jobs = plan(groups, spec, file_output=False)
-    return _run(jobs, "stereo-sr", checked, model, run, output, fail_fast, events or Events())
+    return _run(jobs, "stereo-sr", checked, model, run, output, fail_fast, events or Events(), scale_out)
 
 
 def _refuse_video(source: Source) -> Source:
@@ -174,25 +185,33 @@ def _output_spec(task: str, output: OutputOptions, choice: ModelChoice, checked:
 
 @dataclass(frozen=True)
 class Checked:
-    """What :func:`validate` resolved on the way: the devices, the tile (None: auto) and the model's name."""
+    """What :func:`validate` resolved on the way: the devices (none on Ray: its workers have their own),
+    the tile (None: auto), the model's name and the shard ``(K, N)`` if any."""
 
     devices: list[torch.device]
     tile: int | None
     label: str
+    shard: tuple[int, int] | None = None
 
 
-def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions) -> Checked:
+def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions,
+             scale_out: ScaleOut = ScaleOut()) -> Checked:
     """Everything a command line can get wrong, checked before any input is found, skipped or run, so a
     batch whose outputs all exist still fails on a bad option (exit code 2), and loads nothing.
 
     The device and precision; the counts; the output options; the model (id, task, scale, and that its
     weights can be had: cached or downloadable; a weights file that exists and, from its key names and
     shapes alone, holds an architecture of this task and scale); the tile against its overlap, by the
-    rules of the model's tiling (:func:`_tiling`). The weights themselves are read only when there is work.
+    rules of the model's tiling (:func:`_tiling`); the shard and the Ray options
+    (:func:`~.cluster.check_scale_out`). The weights themselves are read only when there is work, and
+    the Ray cluster contacted only then; its workers' devices are checked where they run.
     """
-    devices = resolve_devices(run.device)
+    shard = check_scale_out(scale_out, run.device)
+    devices = [] if scale_out.on_ray else resolve_devices(run.device)
     for device in devices:
         check_precision(run.precision, device)
+    if run.precision not in PRECISIONS:
+        check_precision(run.precision, torch.device("cpu"))  # the unknown-precision message
     if run.threads is not None and run.threads < 0:
         raise UsageError(f"--threads must be >= 0 (0: the usable cores), not {run.threads}")
     parse_mode(run.compile)
@@ -205,7 +224,7 @@ def validate(task: str, choice: ModelChoice, run: RunSettings, output: OutputOpt
     mode = _tiling(task, picked, choice)
     if mode is not None:
         check_cut(mode, tile, overlap)
-    return Checked(devices, tile, picked.label)
+    return Checked(devices, tile, picked.label, shard)
 
 
 def _check_output(output: OutputOptions) -> None:
@@ -237,11 +256,15 @@ def _tiling(task: str, picked: Choice, choice: ModelChoice) -> TilingMode | None
 
 
 def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
-         output: OutputOptions, fail_fast: bool, events: Events, video: VideoOptions | None = None) -> BatchReport:
+         output: OutputOptions, fail_fast: bool, events: Events, scale_out: ScaleOut = ScaleOut(),
+         video: VideoOptions | None = None) -> BatchReport:
+    if checked.shard is not None:
+        jobs = shard_jobs(jobs, *checked.shard)
+    video = video if video is not None and any(j.kind == "video" and j.runnable for j in jobs) else None
+    if scale_out.on_ray:
+        return _run_on_ray(jobs, task, checked, choice, run, output, fail_fast, events, scale_out, video)
     devices, tile, label = checked.devices, checked.tile, checked.label
-    compile_mode = parse_mode(run.compile)
     workers: list[Work] = []
-    videos = video is not None and any(j.kind == "video" for j in jobs)
     if any(j.runnable for j in jobs):
         loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
                       offline=choice.offline, progress=events.download)
@@ -256,13 +279,10 @@ def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run:
         for i, device in enumerate(devices):
             # one copy of the weights per device (the first worker takes the loaded one)
             model = loaded if i == 0 else copy.deepcopy(loaded)
-            restorer = Restorer(model, device=device, precision=run.precision, compile=compile_mode,
-                                fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
-            if compile_mode == "auto":
-                # each worker gets about its share of the batch (photos: a video's frames decide as they come)
-                share = runnable[i :: len(devices)]
-                restorer.plan_inputs(size for job in share if (size := image_size(job.inputs[0])) is not None)
-            workers.append(_work(restorer, output, video if videos else None))
+            # each worker gets about its share of the batch (photos: a video's frames decide as they come)
+            share = runnable[i :: len(devices)]
+            sizes = (size for job in share if (size := image_size(job.inputs[0])) is not None)
+            workers.append(_work(model, device, run, output, tile, video, sizes))
         label = loaded.label
     events.batch_started(len(jobs), label)
     report = run_jobs(jobs, workers or [WholeJob(_nothing_to_run)], events=events, fail_fast=fail_fast)
@@ -270,8 +290,16 @@ def _run(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run:
     return report
 
 
-def _work(restorer: Restorer, output: OutputOptions, video: VideoOptions | None) -> Work:
-    """The job kinds of a batch on one device: photos, and videos when the batch has any."""
+def _work(model: LoadedModel, device: torch.device, run: RunSettings, output: OutputOptions, tile: int | None,
+          video: VideoOptions | None, sizes: Iterable[tuple[int, int]] = ()) -> Work:
+    """One worker's job function, local and on Ray alike: the model on its device with the run's settings,
+    for photos, and for videos when the batch has any. ``sizes``: the photos it will likely get, (height,
+    width) each, for ``--compile auto`` to weigh the warm-up against."""
+    compile_mode = parse_mode(run.compile)
+    restorer = Restorer(model, device=device, precision=run.precision, compile=compile_mode,
+                        fast=not run.reference, tile=tile, overlap=run.overlap, batch_size=run.batch_size)
+    if compile_mode == "auto":
+        restorer.plan_inputs(sizes)
     max_pixels = output.max_pixels or None
     images = restore_job(restorer, max_pixels=max_pixels, quality=output.quality)
     if video is None:
@@ -279,6 +307,43 @@ def _work(restorer: Restorer, output: OutputOptions, video: VideoOptions | None)
     notes = (f"--format {output.fmt} applies to photos; a video keeps its container (name another with "
              "-o FILE.mkv)",) if output.fmt else ()
     return ByKind({"image": images, "video": VideoWork(restorer, video, max_pixels=max_pixels, notes=notes)})
+
+
+def _run_on_ray(jobs: list[Job], task: str, checked: Checked, choice: ModelChoice, run: RunSettings,
+                output: OutputOptions, fail_fast: bool, events: Events, scale_out: ScaleOut,
+                video: VideoOptions | None) -> BatchReport:
+    """The runnable jobs on Ray (:mod:`.cluster`). The weights are resolved, downloaded and verified here,
+    once, before any worker starts (its warnings and name reported as locally); each worker then loads
+    them from the same cache or file, offline."""
+    label = checked.label
+    if any(j.runnable for j in jobs):
+        loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
+                      offline=choice.offline, progress=events.download)
+        for message in loaded.warnings:
+            events.warning(None, message)
+        label = loaded.label
+        del loaded  # the driver computes nothing
+    events.batch_started(len(jobs), label)
+    build = functools.partial(_ray_worker, task, replace(choice, offline=True), run, output, checked.tile, video)
+    report = run_on_ray_cluster(jobs, build, scale_out=scale_out, device=run.device, threads=run.threads or 0,
+                                events=events, fail_fast=fail_fast)
+    report.model = label
+    return report
+
+
+def _ray_worker(task: str, choice: ModelChoice, run: RunSettings, output: OutputOptions, tile: int | None,
+                video: VideoOptions | None, device: str, threads: int) -> Work:
+    """A Ray worker's job function (runs there, once per worker): the checks that depend on the worker's
+    device, the model loaded as the driver loaded it, the threads the worker was given."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"a Ray worker given a GPU finds no CUDA device (torch {torch.__version__})")
+    check_precision(run.precision, dev)
+    loaded = load(task=task, model=choice.model, weights=choice.weights, tlc=choice.tlc, scale=choice.scale,
+                  offline=choice.offline)
+    configure_threads(threads, dev)
+    tune_for_tiles("auto" if tile is None else tile)
+    return _work(loaded, dev, run, output, tile, video)
 
 
 def _nothing_to_run(job: Job, events: Events):  # noqa: ANN202 - never called: every job is skipped or refused

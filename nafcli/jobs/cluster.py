@@ -1,0 +1,228 @@
+"""Beyond one process: a job array's share of a batch (``--shard K/N``) and a Ray cluster (``--ray``).
+
+Both start from the plan the driver made (discovery, output names, skip-existing, refusals), so a batch
+is the same batch however it is spread, and the user sees the same progress, ``--json`` records (in job
+order), summary and exit code as from a local run.
+
+``--shard K/N`` keeps every N-th job of the planned list sorted by input path (skipped and refused jobs
+included, so the split does not move when a re-run finds some outputs done): N tasks of a Slurm array or
+a Kubernetes indexed job, each given the same command line, cover the batch exactly once.
+
+``--ray`` hands the runnable jobs to :func:`~.ray_backend.run_on_ray`: an actor pool, one worker per GPU
+or per ``--ray-cpus-per-worker`` CPUs, each holding one model built once (``build``, from the workflow)
+and running nafcli's own job function on each job, so reading, writing (atomic, 16-bit, alpha,
+metadata) and per-file errors are those of a local run. The weights are resolved, downloaded and
+verified once, on the driver; the workers load them from the same cache (or ``--weights`` file), which
+with the inputs and outputs must be on a filesystem every node sees at the same path
+(``docs/scale-out.md``). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import CheckpointError, ClusterUnavailableError, UsageError, WeightsNotAvailableError
+from ..weights import hub
+from .plan import Job
+from .ray_backend import import_ray, parse_shard, ray_session, run_on_ray, shard
+from .runner import BatchReport, Events, JobResult, run_jobs
+
+#: ``--device`` values ``--ray`` takes: Ray gives each GPU worker its own GPU, so no index is named
+RAY_DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    """How a batch is spread: a shard of it (``"K/N"``), and whether it runs on Ray (a local instance,
+    or the cluster at ``ray_address`` as ``ray.init`` takes it; giving an address implies ``ray``)."""
+
+    shard: str | None = None
+    ray: bool = False
+    ray_address: str | None = None
+    #: CPUs (and torch threads) of each CPU worker; for GPU workers, CPUs reserved beside the GPU
+    ray_cpus_per_worker: int | None = None
+
+    @property
+    def on_ray(self) -> bool:
+        return self.ray or self.ray_address is not None
+
+
+def check_scale_out(scale_out: ScaleOut, device: str) -> tuple[int, int] | None:
+    """The checks of :func:`~.workflows.validate` for these options (exit code 2, before anything runs):
+    the shard, the options that need ``--ray``, the devices ``--ray`` takes, and that Ray is installed
+    (:class:`~nafcli.errors.MissingExtraError`). The cluster is not contacted: a batch with nothing
+    left to do never connects. Returns the shard as ``(K, N)``, or None."""
+    parsed = None if scale_out.shard is None else parse_shard(scale_out.shard)
+    cpus = scale_out.ray_cpus_per_worker
+    if cpus is not None and cpus < 1:
+        raise UsageError(f"--ray-cpus-per-worker must be at least 1, not {cpus}")
+    if not scale_out.on_ray:
+        if cpus is not None:
+            raise UsageError("--ray-cpus-per-worker needs --ray")
+        return parsed
+    if scale_out.ray_address is not None and not scale_out.ray_address.strip():
+        raise UsageError("--ray-address: give an address (auto, HOST:PORT or ray://HOST:PORT)")
+    if (device or "auto").strip().lower() not in RAY_DEVICES:
+        raise UsageError(f"--device {device} with --ray: use auto, cpu or cuda (Ray places one worker on each "
+                         "GPU of the cluster itself)")
+    import_ray()
+    return parsed
+
+
+def shard_jobs(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
+    """Shard ``k`` of ``n`` of the planned jobs: every ``n``-th of them in the order of their input paths
+    (compared as strings, so the shell's locale, which orders a glob's expansion, does not move a job
+    between shards), kept in plan order. Round-robin (:func:`~.ray_backend.shard`): each folder is
+    spread over all the shards."""
+    order = sorted(range(len(jobs)), key=lambda i: [str(p) for p in jobs[i].inputs])
+    mine = set(shard(order, k, n))
+    return [job for i, job in enumerate(jobs) if i in mine]
+
+
+# --- the driver ------------------------------------------------------------------------------------
+
+#: builds a worker's job function on a Ray worker: ``build(device, threads)``
+Build = Callable[[str, int], Any]
+
+
+def run_on_ray_cluster(jobs: Sequence[Job], build: Build, *, scale_out: ScaleOut, device: str, threads: int,
+                       events: Events, fail_fast: bool = False) -> BatchReport:
+    """Run the runnable ``jobs`` on Ray, reporting every job to ``events`` in job order, as
+    :func:`~.runner.run_jobs` does for a local run; the :class:`~.runner.BatchReport` the same.
+
+    ``device`` is ``auto`` (GPU workers when the cluster has GPUs, else CPU workers), ``cpu`` or ``cuda``;
+    ``threads`` the torch threads of each worker (0: the worker's CPUs, or 2 beside a GPU). A worker that
+    dies has its job retried on another (the job function writes atomically and takes over the
+    temporary file the dead one left); Ctrl-C stops the cluster's work and returns the results so far
+    with ``interrupted`` set; ``fail_fast`` stops it after the first failure in job order (outputs other
+    workers finished meanwhile stay: they are whole, and a re-run skips them).
+    """
+    start = time.perf_counter()
+    jobs = list(jobs)
+    report = BatchReport()
+    order = _InOrder(jobs, events, report, fail_fast)
+    runnable = [i for i, job in enumerate(jobs) if job.runnable]
+    try:
+        order.flush()
+        if runnable:
+            ray = import_ray()
+            with ray_session(scale_out.ray_address):
+                gpus, cpus, worker_device, worker_threads = _placement(ray, device, scale_out, threads)
+                make = functools.partial(_start_worker, build, worker_device, worker_threads, os.getcwd(),
+                                         _cache_environment())
+                run_on_ray([jobs[i] for i in runnable], make, _run_job, num_gpus_per_worker=gpus,
+                           cpus_per_worker=cpus, on_result=lambda k, r: order.arrived(runnable[k], r),
+                           on_failure=_lost)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    except _Stopped:
+        pass
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+class _Stopped(Exception):
+    """Raised from a result callback to end the Ray run after a ``fail_fast`` failure."""
+
+
+class _InOrder:
+    """Results as they arrive, in any order, reported in job order: skipped and refused jobs at their
+    turn, a runnable one once its result is in (the reporting of :func:`~.runner.run_jobs`)."""
+
+    def __init__(self, jobs: list[Job], events: Events, report: BatchReport, fail_fast: bool) -> None:
+        self.jobs = jobs
+        self.events = events
+        self.report = report
+        self.fail_fast = fail_fast
+        self.arrived_results: dict[int, JobResult] = {}
+        self.next = 0
+
+    def arrived(self, index: int, result: JobResult) -> None:
+        self.arrived_results[index] = replace(result, job=self.jobs[index])  # the driver's own Job
+        self.flush()
+
+    def flush(self) -> None:
+        while self.next < len(self.jobs):
+            index, job = self.next, self.jobs[self.next]
+            if job.runnable:
+                if index not in self.arrived_results:
+                    return
+                result = self.arrived_results.pop(index)
+                self.events.job_started(job, index, len(self.jobs))
+                for message in result.warnings:
+                    self.events.warning(job, message)
+            else:
+                self.events.job_started(job, index, len(self.jobs))
+                result = (JobResult(job, "failed", error=job.problem) if job.problem is not None
+                          else JobResult(job, "skipped", error=job.skip))
+            self.report.results.append(result)
+            self.events.job_finished(result)
+            self.next += 1
+            if self.fail_fast and result.status == "failed":
+                self.next = len(self.jobs)
+                raise _Stopped
+
+
+def _placement(ray: Any, device: str, scale_out: ScaleOut, threads: int) -> tuple[float, int | None, str, int]:
+    """``(GPUs, CPUs, device, torch threads)`` of each worker, from ``--device`` and what the cluster has."""
+    device = (device or "auto").strip().lower()
+    cpus = scale_out.ray_cpus_per_worker
+    if device == "auto":
+        device = "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
+    if device == "cuda":
+        return 1, cpus, "cuda", threads or min(2, cpus or 2)
+    cpus = cpus or 1
+    return 0, cpus, "cpu", threads or cpus
+
+
+def _cache_environment() -> dict[str, str]:
+    """Where the driver found the weights, for the workers' loads: its cache folders as resolved here
+    (a cluster's workers inherit the environment of ``ray start``, not the driver's), the registry it
+    read, and offline mode (workers never download: the driver did)."""
+    env = {"HF_HUB_CACHE": str(hub.hf_hub_cache().absolute()), "NAFCLI_CACHE": str(hub.nafcli_cache().absolute()),
+           "HF_HUB_OFFLINE": "1"}
+    registry = os.environ.get("NAFCLI_WEIGHTS_TOML")
+    if registry:
+        env["NAFCLI_WEIGHTS_TOML"] = os.path.abspath(registry)
+    return env
+
+
+# --- on the workers --------------------------------------------------------------------------------
+
+
+def _start_worker(build: Build, device: str, threads: int, cwd: str, env: dict[str, str]) -> Any:
+    """A Ray worker's start: in the driver's folder (relative paths, and the messages naming them, are
+    as on the driver), with its weights cache; then ``build`` makes the job function (the model loaded
+    once). A node that does not see the driver's folder or weights is told apart from a broken job."""
+    host = socket.gethostname()
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ClusterUnavailableError(
+            f"Ray worker on {host}: cannot enter the driver's folder {cwd} ({e.strerror or e}); inputs and "
+            "outputs must be on a filesystem every node sees at the same path (docs/scale-out.md)") from None
+    os.environ.update(env)
+    try:
+        return build(device, threads)
+    except (WeightsNotAvailableError, CheckpointError) as e:
+        raise ClusterUnavailableError(
+            f"Ray worker on {host}: {e} (the weights the driver loaded must be on a filesystem every node sees: "
+            "docs/scale-out.md)") from None
+
+
+def _run_job(work: Any, job: Job) -> JobResult:
+    """One job on a worker, through :func:`~.runner.run_jobs`: its stages, warnings, per-file errors and
+    timing exactly as in a local run."""
+    results = run_jobs([job], work).results
+    return results[0] if results else JobResult(job, "failed", error=f"{job.name}: interrupted on its Ray worker")
+
+
+def _lost(job: Job, reason: str) -> JobResult:
+    """A job that got no result from the cluster (its workers kept dying): a failed job, named."""
+    return JobResult(job, "failed", error=f"{job.name}: {reason}")
