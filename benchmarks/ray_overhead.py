@@ -191,7 +191,7 @@ def nafnet_main(args: argparse.Namespace, counts: list[int]) -> None:
     timing; its start-up is reported apart) with one worker per ``--threads`` CPUs. Runs alternate local
     and Ray, ``--repeat`` times each; medians are reported, with the load average around every run.
     """
-    from nafcli.jobs.ray_backend import import_ray, ray_session
+    from nafcli.jobs.ray_session import import_ray, ray_session
 
     ray = import_ray()
     src, weights = nafnet_corpus(args)
@@ -310,7 +310,7 @@ def main() -> None:
         nafnet_main(args, counts)
         return
 
-    from nafcli.jobs.ray_backend import import_ray, ray_session
+    from nafcli.jobs.ray_session import import_ray, ray_session
 
     ray = import_ray()
 

@@ -31,7 +31,7 @@ SIZE = (96, 128)  # rows, columns: a few tens of milliseconds per image with the
 @pytest.fixture(scope="module")
 def ray_instance():  # noqa: ANN201
     pytest.importorskip("ray")
-    from nafcli.jobs.ray_backend import ray_session
+    from nafcli.jobs.ray_session import ray_session
 
     with ray_session(num_cpus=2):
         yield
@@ -121,6 +121,35 @@ def test_stereo_pairs_on_ray(ray_instance, tmp_path: Path) -> None:
     assert written(tmp_path / "ray") == written(tmp_path / "local") and len(written(tmp_path / "ray")) == 6
     assert records(on_ray.stdout, tmp_path / "ray") == records(local.stdout, tmp_path / "local")
     assert summary(on_ray.stderr) == summary(local.stderr) == "3 done, 0 skipped, 1 failed"
+
+
+@pytest.mark.slow
+def test_videos_on_ray_and_in_shards_are_restored_as_locally(ray_instance, tmp_path: Path) -> None:
+    """A folder mixing a photo and two videos (the job kinds of denoise): on Ray, and split in two shards,
+    the same frames, timestamps and records as the local run."""
+    from helpers.videos import decoded, make_clip
+
+    src = tmp_path / "in"
+    _photos(src, 1)
+    make_clip(src / "clip.mkv", frames=6)
+    make_clip(src / "vfr.mkv", frames=5, vfr=True, audio=None)
+    local = denoise(src, tmp_path / "local", "-d", "cpu")
+    on_ray = denoise(src, tmp_path / "ray", "--ray")
+    shards = [denoise(src, tmp_path / "shards", "-d", "cpu", "--shard", f"{k}/2") for k in range(2)]
+    assert local.exit_code == on_ray.exit_code == 0 and [s.exit_code for s in shards] == [0, 0]
+    for out in ("ray", "shards"):
+        mine, base = written(tmp_path / out), written(tmp_path / "local")
+        assert sorted(mine) == sorted(base) and len(base) == 3  # the same files, no temporary one left
+        photos = [k for k in base if not k.endswith(".mkv")]
+        assert [mine[k] for k in photos] == [base[k] for k in photos]  # photos byte for byte; videos by frame
+        for clip in ("clip_denoised.mkv", "vfr_denoised.mkv"):
+            mine, theirs = decoded(tmp_path / out / clip), decoded(tmp_path / "local" / clip)
+            assert [pts for pts, _ in mine] == [pts for pts, _ in theirs] and len(mine) in (5, 6)
+            assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(mine, theirs, strict=True))
+    assert records(on_ray.stdout, tmp_path / "ray") == records(local.stdout, tmp_path / "local")
+    got = sorted((r for s in shards for r in records(s.stdout, tmp_path / "shards")), key=lambda r: r["input"])
+    assert got == sorted(records(local.stdout, tmp_path / "local"), key=lambda r: r["input"])
+    assert {r["kind"] for r in got if "kind" in r} == {"video"} and len(got) == 3
 
 
 @pytest.mark.slow

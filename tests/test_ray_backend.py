@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nafcli.errors import ClusterError, DeviceError, MissingExtraError, NafcliError, UsageError
-from nafcli.jobs.ray_backend import MISSING_RAY, parse_shard, run_on_ray, shard
+from nafcli.jobs.ray_backend import parse_shard, run_on_ray, shard
+from nafcli.jobs.ray_session import MISSING_RAY
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +99,7 @@ def ray_instance():
     ray = pytest.importorskip("ray")
     from ray import cloudpickle
 
-    from nafcli.jobs.ray_backend import ray_session
+    from nafcli.jobs.ray_session import ray_session
 
     # pytest imports this file as a top-level module that Ray's workers cannot import: ship its
     # functions by value

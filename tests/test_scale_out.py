@@ -22,7 +22,7 @@ from nafcli.errors import UsageError
 from nafcli.jobs import workflows
 from nafcli.jobs.cluster import shard_jobs
 from nafcli.jobs.plan import Job
-from nafcli.jobs.ray_backend import MISSING_RAY
+from nafcli.jobs.ray_session import MISSING_RAY
 from nafcli.jobs.work import ImageWork
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")

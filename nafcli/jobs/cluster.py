@@ -30,8 +30,9 @@ from typing import Any
 from ..errors import CheckpointError, ClusterUnavailableError, UsageError, WeightsNotAvailableError
 from ..weights import hub
 from .plan import Job
-from .ray_backend import import_ray, parse_shard, ray_session, run_on_ray, shard
-from .runner import BatchReport, Events, JobResult, run_jobs
+from .ray_backend import parse_shard, run_on_ray, shard
+from .ray_session import import_ray, ray_session
+from .runner import BatchReport, Events, JobResult, deliver, run_jobs
 
 #: ``--device`` values ``--ray`` takes: Ray gives each GPU worker its own GPU, so no index is named
 RAY_DEVICES = ("auto", "cpu", "cuda")
@@ -150,21 +151,12 @@ class _InOrder:
     def flush(self) -> None:
         while self.next < len(self.jobs):
             index, job = self.next, self.jobs[self.next]
-            if job.runnable:
-                if index not in self.arrived_results:
-                    return
-                result = self.arrived_results.pop(index)
-                self.events.job_started(job, index, len(self.jobs))
-                for message in result.warnings:
-                    self.events.warning(job, message)
-            else:
-                self.events.job_started(job, index, len(self.jobs))
-                result = (JobResult(job, "failed", error=job.problem) if job.problem is not None
-                          else JobResult(job, "skipped", error=job.skip))
-            self.report.results.append(result)
-            self.events.job_finished(result)
+            if job.runnable and index not in self.arrived_results:
+                return
+            self.events.job_started(job, index, len(self.jobs))
+            result = self.arrived_results.pop(index) if job.runnable else JobResult.planned(job)
             self.next += 1
-            if self.fail_fast and result.status == "failed":
+            if deliver(result, self.report, self.events, self.fail_fast):
                 self.next = len(self.jobs)
                 raise _Stopped
 

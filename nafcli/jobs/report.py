@@ -25,6 +25,13 @@ class JobResult:
     #: how the model ran (None for jobs that did not run)
     run: RunInfo | None = None
 
+    @classmethod
+    def planned(cls, job: Job) -> JobResult:
+        """The result planning decided for a job that does not run: failed (refused) or skipped, with why."""
+        if job.problem is not None:
+            return cls(job, "failed", error=job.problem)
+        return cls(job, "skipped", error=job.skip)
+
 
 @dataclass
 class BatchReport:

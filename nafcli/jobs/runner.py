@@ -372,16 +372,11 @@ class _Run:
                     self.next = len(self.jobs)
                     raise KeyboardInterrupt
                 result = self._result(item)
-                for message in result.warnings:
-                    self.events.warning(job, message)
             else:
                 self.events.job_started(job, index, len(self.jobs))
-                result = (JobResult(job, "failed", error=job.problem) if job.problem is not None
-                          else JobResult(job, "skipped", error=job.skip))
-            self.report.results.append(result)
-            self.events.job_finished(result)
+                result = JobResult.planned(job)
             self.next += 1
-            if self.fail_fast and result.status == "failed":
+            if deliver(result, self.report, self.events, self.fail_fast):
                 self.stop_after = index if self.stop_after is None else min(self.stop_after, index)
                 self.next = len(self.jobs)
                 return
@@ -402,6 +397,17 @@ class _Run:
             first = str(e).splitlines()[0] if str(e) else ""
             error = f"{job.name}: unexpected {type(e).__name__}: {first}"
         return JobResult(job, "failed", error=error, seconds=seconds, warnings=list(item.events.warnings))
+
+
+def deliver(result: JobResult, report: BatchReport, events: Events, fail_fast: bool) -> bool:
+    """Record a job's result, in its turn, and tell ``events``; True when ``fail_fast`` ends the batch
+    here. The one way results are reported, for local runs and for those on Ray (:mod:`.cluster`): the
+    job's warnings first, then the result."""
+    for message in result.warnings:
+        events.warning(result.job, message)
+    report.results.append(result)
+    events.job_finished(result)
+    return fail_fast and result.status == "failed"
 
 
 class _Cancelled(Exception):
