@@ -59,8 +59,8 @@ def test_is_video_by_content_not_name(tmp_path):
 
 
 def test_layer_imports_no_torch_and_no_other_nafcli_module():
-    """The video layer sits below inference: numpy, PyAV, the standard library and nafcli.errors only
-    (nafcli._version comes with the package root)."""
+    """The video layer sits below inference: numpy, PyAV, the standard library, nafcli.errors and the
+    file helpers of its own layer only (nafcli._version comes with the package root)."""
     import ast
     import subprocess
     import sys
@@ -69,7 +69,8 @@ def test_layer_imports_no_torch_and_no_other_nafcli_module():
             "print(sorted(m for m in sys.modules if m.startswith(('nafcli', 'torch', 'PIL', 'cv2'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = ast.literal_eval(out.stdout)
-    assert loaded == ["nafcli", "nafcli._version", "nafcli.errors", "nafcli.imaging", "nafcli.imaging.video",
+    assert loaded == ["nafcli", "nafcli._version", "nafcli.errors", "nafcli.imaging", "nafcli.imaging.files",
+                      "nafcli.imaging.video",
                       "nafcli.imaging.video_decode", "nafcli.imaging.video_encode", "nafcli.imaging.video_probe"]
 
 

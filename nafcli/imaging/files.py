@@ -29,9 +29,9 @@ except ImportError:  # not POSIX: random temporary names only
 TEMP_SUFFIX = ".part"
 
 
-def _umask() -> int:
-    """The process umask: from /proc on Linux (no change to process state, safe beside other threads),
-    else by setting it and putting it back (POSIX has no getter)."""
+def umask() -> int:
+    """The process umask: from /proc on Linux (no change to process state, safe beside other threads
+    creating files), else by setting it and putting it back (POSIX has no getter)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -95,7 +95,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         # mkstemp creates the file 0600; give it the mode a plain open() would (0666 less the umask),
         # or every output would be unreadable to the user's group and other tools' service accounts.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -33,10 +33,11 @@ from typing import Any
 import av
 import numpy as np
 
-from nafcli.errors import UsageError, VideoError, VideoWriteError
-from nafcli.imaging.video_decode import END, FRAME, PACKET, WARN, Channel, Decoder, Frame, Stopped, Window
-from nafcli.imaging.video_encode import Output, open_output, to_video_frame
-from nafcli.imaging.video_probe import (
+from ..errors import UsageError, VideoError, VideoWriteError
+from .files import umask
+from .video_decode import END, FRAME, PACKET, WARN, Channel, Decoder, Frame, Stopped, Window
+from .video_encode import Output, open_output, to_video_frame
+from .video_probe import (
     StreamInfo,
     VideoInfo,
     describe,
@@ -123,26 +124,12 @@ def transcode(
     return job.run(codec, crf, start, duration)
 
 
-def _umask() -> int:
-    """The process umask, read from /proc on Linux: setting it to read it back would race with other
-    threads creating files (POSIX has no getter); elsewhere that is the only way."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _mkstemp_beside(dst: Path) -> str:
     """An empty file beside ``dst`` whose name ends in ``dst``'s extension (FFmpeg picks the muxer by
     it), with the mode a plain ``open()`` gives (mkstemp's 0600 would hide the video from others)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=f".part{dst.suffix}", dir=dst.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
     finally:
         os.close(fd)
     return tmp

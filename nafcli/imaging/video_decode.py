@@ -19,9 +19,9 @@ from av.container import InputContainer
 from av.stream import Stream
 from av.video.stream import VideoStream
 
-from nafcli.errors import VideoReadError
-from nafcli.imaging.video_encode import to_rgb
-from nafcli.imaging.video_probe import VideoInfo, reason
+from ..errors import VideoReadError
+from .video_encode import to_rgb
+from .video_probe import VideoInfo, reason
 
 #: what travels through a channel: a decoded frame, a copied stream's packet, a warning for the caller
 #: (kept in order with the frames), the end of the stream

@@ -19,8 +19,8 @@ from av.stream import Stream
 from av.video.reformatter import Interpolation
 from av.video.stream import VideoStream
 
-from nafcli.errors import UnsupportedVideoError, VideoWriteError
-from nafcli.imaging.video_probe import VideoInfo, bit_depth, reason
+from ..errors import UnsupportedVideoError, VideoWriteError
+from .video_probe import VideoInfo, bit_depth, reason
 
 #: the encoder for a decoded codec, where FFmpeg's own default encoder for that codec is not the one to
 #: use or does not exist under the codec's name; any other codec goes to FFmpeg's default encoder for it

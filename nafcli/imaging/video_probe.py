@@ -21,7 +21,7 @@ from av.container import InputContainer
 from av.stream import Disposition
 from av.video.stream import VideoStream
 
-from nafcli.errors import UnsupportedVideoError, UsageError, VideoReadError
+from ..errors import UnsupportedVideoError, UsageError, VideoReadError
 
 #: how many leading bytes the signature checks read (an MPEG-TS needs three 188-byte packets, M2TS 192)
 _HEAD = 600
