@@ -343,6 +343,22 @@ class FastNAFBlock(nn.Module):
         return conv_then(x, y, self.conv5.weight, self.conv5.bias, 0, 1, "add")
 
 
+class FastNetwork(nn.Module):
+    """What every fast network takes from its reference the same way: the TLC setting, the compute dtype,
+    the first convolution, and a :class:`FastNAFBlock` for each reference block (:meth:`fast_block`).
+    Subclasses build the rest, then move themselves to ``dtype`` and channels_last."""
+
+    def __init__(self, ref: nn.Module, *, dtype: torch.dtype, fold_sca: bool) -> None:
+        super().__init__()
+        self.tlc = ref.tlc
+        self.compute_dtype = dtype
+        self.intro = conv_like(ref.intro)  # type: ignore[arg-type]
+        self._fold_sca = fold_sca
+
+    def fast_block(self, block: NAFBlock) -> FastNAFBlock:
+        return FastNAFBlock(block, block.sca[0].window, fold_sca=self._fold_sca)
+
+
 def build_fast(fast_type: type[nn.Module], ref_type: type[nn.Module], ref: nn.Module, *, dtype: torch.dtype,
                fold_sca: bool) -> nn.Module:
     """``fast_type(ref)`` in eval mode without gradients: the fast equivalent of a reference network of

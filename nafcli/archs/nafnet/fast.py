@@ -6,26 +6,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast_blocks import CHANNELS_LAST, FastNAFBlock, build_fast, conv_like
+from ..fast_blocks import CHANNELS_LAST, FastNetwork, build_fast, conv_like
 from .net import NAFNet
 
 
-class FastNAFNet(nn.Module):
+class FastNAFNet(FastNetwork):
     """:class:`~nafcli.archs.NAFNet` (with or without TLC) on the fast path.
 
     Input: N x C x H x W float32 (any memory format); output: float32, same layout as the reference.
     """
 
     def __init__(self, ref: NAFNet, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
-        super().__init__()
-        self.tlc = ref.tlc
+        super().__init__(ref, dtype=dtype, fold_sca=fold_sca)
         self.size_multiple = ref.size_multiple
-        self.compute_dtype = dtype
-        self.intro = conv_like(ref.intro)
         self.ending = conv_like(ref.ending)
 
         def blocks(seq: nn.Sequential) -> nn.Sequential:
-            return nn.Sequential(*[FastNAFBlock(b, b.sca[0].window, fold_sca=fold_sca) for b in seq])
+            return nn.Sequential(*[self.fast_block(b) for b in seq])
 
         self.encoders = nn.ModuleList(blocks(s) for s in ref.encoders)
         self.downs = nn.ModuleList(conv_like(d) for d in ref.downs)

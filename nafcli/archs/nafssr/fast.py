@@ -8,7 +8,7 @@ from torch import nn
 
 from ..fast_blocks import (
     CHANNELS_LAST,
-    FastNAFBlock,
+    FastNetwork,
     build_fast,
     conv_like,
     fold_norm,
@@ -48,20 +48,15 @@ class FastSCAM(nn.Module):
         return out
 
 
-class FastNAFSSR(nn.Module):
+class FastNAFSSR(FastNetwork):
     """:class:`~nafcli.archs.NAFSSR` on the fast path; both views share each NAFBlock call."""
 
     size_multiple = 1
 
     def __init__(self, ref: NAFSSR, *, dtype: torch.dtype = torch.float32, fold_sca: bool = False) -> None:
-        super().__init__()
-        self.tlc = ref.tlc
+        super().__init__(ref, dtype=dtype, fold_sca=fold_sca)
         self.up_scale = ref.up_scale
-        self.compute_dtype = dtype
-        self.intro = conv_like(ref.intro)
-        self.blks = nn.ModuleList(
-            FastNAFBlock(w.module.blk, w.module.blk.sca[0].window, fold_sca=fold_sca) for w in ref.body
-        )
+        self.blks = nn.ModuleList(self.fast_block(w.module.blk) for w in ref.body)
         self.fusions = nn.ModuleList(FastSCAM(w.module.fusion) for w in ref.body)
         self.up = conv_like(ref.up[0])
         self.to(dtype=dtype, memory_format=CHANNELS_LAST)
