@@ -16,7 +16,7 @@ from helpers.models import REPO
 
 from nafcli.archs import NAFNetSpec
 from nafcli.errors import DeviceError, UsageError
-from nafcli.inference import compiled, restorer
+from nafcli.inference import compiled, forward
 from nafcli.inference.restorer import Restorer
 from nafcli.weights import load
 
@@ -143,7 +143,7 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIns:
         made.append(s)
         return s
 
-    monkeypatch.setattr(restorer, "compile_module", fake_compile)
+    monkeypatch.setattr(forward, "compile_module", fake_compile)
     monkeypatch.setattr(compiled, "cxx_compiler", lambda: "/usr/bin/c++")
     return made
 
@@ -153,7 +153,7 @@ def test_auto_compiles_when_the_planned_work_repays_it(cache: Path, stand_in: St
     x = torch.rand((1, 3, 48, 48))
     ref, _ = Restorer(model, device="cpu", fast=False).run(x)
     r = Restorer(model, device="cpu", tile=0, compile="auto")
-    key = r._stats_key((1, 3, 48, 48))
+    key = r.forward.stats_key((1, 3, 48, 48))
     # measured before on this machine: compiled twice as fast, a 1e-6 s warm-up: any planned work repays it
     compiled.record_stats(key, {"eager_seconds": 1.0, "compiled_seconds": 0.5, "cold_seconds": 1e-6})
     r.plan_inputs([(48, 48)] * 3)
@@ -172,7 +172,7 @@ def test_auto_compiles_when_the_planned_work_repays_it(cache: Path, stand_in: St
 
 def test_auto_runs_eagerly_when_the_work_is_small(cache: Path, stand_in: StandIns) -> None:
     r = Restorer(tiny_model(), device="cpu", tile=0, compile="auto")
-    compiled.record_stats(r._stats_key((1, 3, 32, 32)), {"eager_seconds": 1.0, "compiled_seconds": 0.9,
+    compiled.record_stats(r.forward.stats_key((1, 3, 32, 32)), {"eager_seconds": 1.0, "compiled_seconds": 0.9,
                                                           "cold_seconds": 100.0})
     _, info = r.run(torch.rand((1, 3, 32, 32)))
     _, again = r.run(torch.rand((1, 3, 32, 32)))
@@ -232,14 +232,14 @@ def test_a_compilation_that_keeps_failing(cache: Path, stand_in: StandIns, monke
         stand_in.append(s)
         return s
 
-    monkeypatch.setattr(restorer, "compile_module", always_failing)
+    monkeypatch.setattr(forward, "compile_module", always_failing)
     model = tiny_model()
     x = torch.rand((1, 3, 32, 32))
     with pytest.raises(DeviceError, match="compilation failed") as e:
         Restorer(model, device="cpu", compile=True).run(x)
     assert "\n" not in str(e.value)
     r = Restorer(model, device="cpu", tile=0, compile="auto")
-    compiled.record_stats(r._stats_key((1, 3, 32, 32)), {"eager_seconds": 1.0, "compiled_seconds": 0.1,
+    compiled.record_stats(r.forward.stats_key((1, 3, 32, 32)), {"eager_seconds": 1.0, "compiled_seconds": 0.1,
                                                           "cold_seconds": 1e-6})
     r.plan_inputs([(32, 32)] * 3)
     r.run(x)
@@ -255,10 +255,10 @@ def test_plan_inputs_counts_forwards_per_network_shape(cache: Path) -> None:
     r = Restorer(tiny_model(), device="cpu", tile=64, overlap=8, compile="auto")
     r.plan_inputs([(100, 100), (100, 100), (40, 40)])
     # 100x100 in 64-px tiles: 2x2 tiles each; a 40x40 image, smaller than a tile, runs whole
-    assert r._planned == {(1, 3, 64, 64): 8, (1, 3, 40, 40): 1}
+    assert r.forward.planned == {(1, 3, 64, 64): 8, (1, 3, 40, 40): 1}
     off = Restorer(tiny_model(), device="cpu", compile="off")
     off.plan_inputs([(100, 100)])
-    assert not off._planned
+    assert not off.forward.planned
 
 
 # -- the real thing (opt-in: tens of seconds) -----------------------------------------------------

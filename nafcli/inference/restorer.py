@@ -18,21 +18,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..archs import LoadedModel
-from ..errors import DeviceError, PairMismatchError, UsageError
+from ..errors import PairMismatchError, UsageError
 from ..imaging.adapters import from_user, to_user
 from ..imaging.image import Image
 from . import compiled as compiled_mode
-from .settings import DTYPES, choose_precision, compile_module, resolve_device
-from .sizing import Cut, OutOfMemory, TiledRunner, check_cut, parse_size
+from .forward import Forward
+from .settings import DTYPES, choose_precision, resolve_device
+from .sizing import Cut, TiledRunner, check_cut, parse_size
 from .tensors import floats_to_tensor, image_to_tensor, split_views, tensor_to_image, views_to_tensor
+from .tiling import Progress
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..imaging.video import VideoResult
-
-#: progress callback: (tiles done, tiles total)
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -117,41 +116,27 @@ class Restorer:
                 self.fast = True
             except TypeError:
                 pass  # a network the fast path does not know (a user's wrapper, a test double) runs as it is
-        self._setup_compile(compiled_mode.parse_mode(compile))
+        self.forward = Forward(self.module, self.device, self.precision, fast=self.fast,
+                               mode=compiled_mode.parse_mode(compile),
+                               model_key=compiled_mode.model_key(model.spec.describe(), bool(model.tlc)))
         tile_px, overlap_px = parse_size(tile, "--tile"), parse_size(overlap, "--overlap")
         check_cut(model.tiling, tile_px, overlap_px)  # here, not on the first image: every image would fail
         self.runner = TiledRunner(
-            self._forward, self.device, model.tiling, scale=model.scale, tile=tile_px, overlap=overlap_px,
+            self.forward, self.device, model.tiling, scale=model.scale, tile=tile_px, overlap=overlap_px,
             batch=parse_size(batch_size, "--batch-size", minimum=1),
         )
 
-    # -- compiled mode ------------------------------------------------------------------------------
+    # -- compiled mode (the network call: :class:`~.forward.Forward`) --------------------------------
 
-    def _setup_compile(self, mode: str) -> None:
-        self.compile_mode = mode
-        #: pending lines for the next RunInfo.notes
-        self._notes: list[str] = []
-        if mode != "off" and self.device.type == "cpu" and compiled_mode.cxx_compiler() is None:
-            if mode == "on":
-                raise UsageError("--compile: no C++ compiler found (CPU compilation needs g++, or the one $CXX "
-                                 "names); install one, or run without --compile")
-            self._notes.append(compiled_mode.decide(forwards_left=0, eager_seconds=0.0, entry=None,
-                                                    device_type="cpu", compiler=False).reason)
-            self.compile_mode = "off"
-        self._compiled_module: Any = None
-        #: per network input shape: compiled (True) or eager (False); absent: not decided yet (auto)
-        self._use_compiled: dict[tuple[int, ...], bool] = {}
-        self._compiled_shapes: set[tuple[int, ...]] = set()
-        self._timed_shapes: set[tuple[int, ...]] = set()
-        #: forwards still to come per network input shape (plan_inputs, or the current image)
-        self._planned: Counter[tuple[int, ...]] = Counter()
-        self._compile_seconds = 0.0
-        self._ran_compiled = False
+    @property
+    def compile_mode(self) -> str:
+        """``off``, ``on`` or ``auto`` (``off`` also when no C++ compiler could compile on the CPU)."""
+        return self.forward.mode
 
     @property
     def compiled(self) -> bool:
         """Whether compiled mode may run (``on``, or ``auto`` before or after deciding to compile)."""
-        return self.compile_mode == "on" or (self.compile_mode == "auto" and any(self._use_compiled.values()))
+        return self.forward.compiled
 
     @property
     def path(self) -> str:
@@ -165,7 +150,7 @@ class Restorer:
         channels = self.model.in_channels * self.model.views
         for h, w in sizes:
             x = torch.empty((1, channels, h, w), device="meta")
-            self._planned.update(self._forward_shapes(x, self.runner.plan(x)))
+            self.forward.plan(self._forward_shapes(x, self.runner.plan(x)))
 
     @staticmethod
     def _forward_shapes(x: torch.Tensor, cut: Cut) -> Counter[tuple[int, ...]]:
@@ -179,92 +164,6 @@ class Restorer:
         if rest:
             shapes[(rest * n, c, th, tw)] += 1
         return shapes
-
-    def _stats_key(self, shape: tuple[int, ...]) -> str:
-        name = str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device)
-        model = compiled_mode.model_key(self.model.spec.describe(), bool(self.model.tlc))
-        return compiled_mode.stats_key(model, self.precision, shape, name)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = tuple(int(d) for d in x.shape)
-        if self._planned[shape] > 0:
-            self._planned[shape] -= 1
-        if self.compile_mode == "off":
-            return self._forward_module(self.module, x)
-        use = self._use_compiled.get(shape)
-        if use is None and self.compile_mode == "on":
-            use = self._use_compiled[shape] = True
-        if use is None:
-            # auto: this forward runs eagerly and is timed; the forwards still planned decide the rest
-            t0 = time.perf_counter()
-            out = self._forward_module(self.module, x)
-            self._sync()
-            seconds = time.perf_counter() - t0
-            key = self._stats_key(shape)
-            decision = compiled_mode.decide(forwards_left=self._planned[shape], eager_seconds=seconds,
-                                            entry=compiled_mode.load_stats().get(key), device_type=self.device.type)
-            compiled_mode.record_stats(key, {"eager_seconds": seconds})
-            self._use_compiled[shape] = decision.compile
-            self._notes.append(decision.reason)
-            return out
-        if not use:
-            return self._forward_module(self.module, x)
-        if shape not in self._compiled_shapes:
-            return self._compile_for(x, shape)
-        self._ran_compiled = True
-        if shape not in self._timed_shapes:  # the first compiled forward after the warm-up: its speed
-            self._timed_shapes.add(shape)
-            t0 = time.perf_counter()
-            out = self._forward_module(self._compiled_module, x)
-            self._sync()
-            compiled_mode.record_stats(self._stats_key(shape), {"compiled_seconds": time.perf_counter() - t0})
-            return out
-        return self._forward_module(self._compiled_module, x)
-
-    def _compile_for(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        """The first compiled call for a shape: compiles, or loads the kernels from the cache; timed and
-        recorded. A failure empties the cache and compiles once more; a second failure is one line
-        (``on``) or an eager run (``auto``)."""
-        from torch._dynamo.utils import counters
-
-        t0 = time.perf_counter()
-        for attempt in (1, 2):
-            hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
-            try:
-                if self._compiled_module is None:
-                    compiled_mode.use_cache()
-                    self._compiled_module = compile_module(self.module, self.device)
-                out = self._forward_module(self._compiled_module, x)
-                self._sync()
-            except (KeyboardInterrupt, OutOfMemory):
-                raise
-            except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the image
-                torch._dynamo.reset()
-                self._compiled_module = None
-                self._compiled_shapes.clear()
-                if attempt == 1:
-                    compiled_mode.clear_cache()
-                    continue
-                first = (str(e).strip().splitlines() or [""])[0][:200]
-                if self.compile_mode == "on":
-                    raise DeviceError(f"--compile: compilation failed ({type(e).__name__}: {first}); "
-                                      "run without --compile") from None
-                self._use_compiled = dict.fromkeys(self._use_compiled, False)
-                self._notes.append(f"compile auto: compilation failed ({type(e).__name__}: {first}): "
-                                   "running eagerly")
-                return self._forward_module(self.module, x)
-            break
-        seconds = time.perf_counter() - t0
-        self._compile_seconds += seconds
-        self._compiled_shapes.add(shape)
-        self._ran_compiled = True
-        warm = counters["inductor"]["fxgraph_cache_hit"] > hits and counters["inductor"]["fxgraph_cache_miss"] == misses
-        compiled_mode.record_stats(self._stats_key(shape), {("warm_seconds" if warm else "cold_seconds"): seconds})
-        return out
 
     # -- construction -------------------------------------------------------------------------------
 
@@ -294,38 +193,22 @@ class Restorer:
         """Run N x C x H x W float32 in [0, 1] (CPU; C = 3 per view) through the model, cut as its tiling
         mode says; returns the float32 output on the CPU, clamped to [0, 1], and what was done."""
         start = time.perf_counter()
-        self._compile_seconds = 0.0
-        self._ran_compiled = False
-        if self.compile_mode == "auto":
-            # forwards of this image not announced by plan_inputs: at least this image's count
-            for shape, count in self._forward_shapes(x, self.runner.plan(x)).items():
-                self._planned[shape] = max(self._planned[shape], count)
+        # forwards of this image not announced by plan_inputs: at least this image's count (auto)
+        self.forward.begin(self._forward_shapes(x, self.runner.plan(x)) if self.compile_mode == "auto" else Counter())
         with torch.inference_mode():
             out, cut = self.runner.run(x.to(torch.float32), progress)
             out.clamp_(0.0, 1.0)
         return out, self._info(x, cut, time.perf_counter() - start)
 
     def _info(self, x: torch.Tensor, cut: Cut, seconds: float) -> RunInfo:
-        path = ("fast" if self.fast else "reference") + ("+compiled" if self._ran_compiled else "")
+        path = ("fast" if self.fast else "reference") + ("+compiled" if self.forward.ran_compiled else "")
         info = RunInfo(device=str(self.device), precision=self.precision, path=path, seconds=seconds,
-                       compile_seconds=self._compile_seconds, batch_size=cut.batch, warnings=list(cut.notes),
+                       compile_seconds=self.forward.compile_seconds, batch_size=cut.batch, warnings=list(cut.notes),
                        tile_size=cut.tile_size, overlap=cut.overlap, tile_shape=(int(x.shape[-2]), int(x.shape[-1])),
-                       notes=self._notes)
-        self._notes = []
+                       notes=self.forward.take_notes())
         if cut.plan is not None:
             info.tiles, info.grid, info.tile_shape = cut.plan.tiles, cut.plan.grid, cut.plan.tile_size
         return info
-
-    def _forward_module(self, module: Any, x: torch.Tensor) -> torch.Tensor:
-        if module is self._compiled_module and self.device.type == "cuda":
-            # CUDA-graph replay reuses its output buffers: mark the step, and keep our own copy.
-            torch.compiler.cudagraph_mark_step_begin()
-            return module(x).clone()
-        if self.precision == "fp32" or self.fast:
-            # The fast module casts itself (statistics in float32); no autocast needed.
-            return module(x)
-        with torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision]):
-            return module(x)
 
     # -- decoded images -----------------------------------------------------------------------------
 

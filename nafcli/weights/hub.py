@@ -26,16 +26,12 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CacheError, HashMismatchError, NafcliError, WeightsNotAvailableError
-from .hub_client import download
+from .hub_client import Progress, download
 from .registry import ModelEntry, load_registry
-
-#: download progress: (bytes done, bytes total or None)
-Progress = Callable[[int, "int | None"], None]
 
 _TRUE = ("1", "true", "yes", "on")
 
