@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ..errors import UsageError
-from .options import DeviceOpt, HelpCommand, ThreadsOpt, TileOpt
-
-if TYPE_CHECKING:
-    from ..quality.bench import BenchResult
+from .options import HelpCommand, OneDeviceOpt, ThreadsOpt, TileOpt
+from .tables import render_bench
 
 
 def _parse_arch_config(value: str) -> tuple[str, dict]:
@@ -29,10 +27,6 @@ def _parse_arch_config(value: str) -> tuple[str, dict]:
             f"--arch-config {value!r}: expected ARCH:JSON, e.g. "
             'nafnet:{"width": 16, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}'
         ) from None
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:,.0f} MiB"
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +55,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--precision", "-p", metavar="fp32|bf16|fp16|auto", help="fp32, bf16, fp16 or auto; repeat for several rows."),
         ] = None,
         tile: TileOpt = None,
-        device: DeviceOpt = "auto",
+        device: OneDeviceOpt = "auto",
         repeat: Annotated[
             int, typer.Option("--repeat", "-n", metavar="N", help="Timed runs per path (median reported).")
         ] = 3,
@@ -118,53 +112,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(result.to_dict(), indent=1))
             return
-        render_table(result)
-
-
-def _pct(share: float | None) -> str:
-    return "" if share is None else f"{100 * share:.0f} %"
-
-
-def render_table(result: BenchResult) -> None:
-    """The result as a table on stdout; notes (auto's choice, the allocator, what the limit is) on stderr."""
-    from rich.console import Console
-    from rich.table import Table
-
-    shape = "x".join(map(str, result.input_shape))
-    table = Table(
-        title=f"{result.model}: {result.architecture}, input {shape}, {result.device}, "
-        f"{result.threads} threads, tile {result.tile}"
-    )
-    columns = ("path", "precision", "median s", "MP/s", "GFLOP/s", "limit GFLOP/s", "of limit", "MP/s at limit",
-               "peak mem", "vs reference", "PSNR dB", "warm-up s")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("path", "precision") else "right")
-    for p in result.paths:
-        at_limit = p.megapixels_per_second_at_limit(result.pixels)
-        table.add_row(
-            p.label,
-            p.precision_label,
-            f"{p.median:.3f}",
-            f"{p.megapixels_per_second(result.pixels):.3f}",
-            f"{p.gflops_per_second:.1f}",
-            "" if p.limit_gflops_per_second is None else f"{p.limit_gflops_per_second:.1f}",
-            _pct(p.share_of_limit),
-            "" if at_limit is None else f"{at_limit:.3f}",
-            _mib(p.peak_memory_bytes),
-            "" if p.speedup is None else f"{p.speedup:.2f}x",
-            "" if p.psnr_vs_reference is None else f"{p.psnr_vs_reference:.1f}",
-            f"{p.warmup_seconds:.2f}",
-        )
-    Console(file=sys.stdout, width=190).print(table)
-    print(f"auto: {result.auto_precision} ({result.auto_reason})", file=sys.stderr)
-    if any(p.limit_gflops_per_second for p in result.paths):
-        print("limit: this device's throughput on the model's own 1x1-convolution products at the input each "
-              "row ran, in its dtype, measured right before and after the row; 'of limit': the row's GFLOP/s "
-              "over it", file=sys.stderr)
-    for p in result.paths:
-        if p.limit_drift is not None and abs(p.limit_drift - 1) > 0.1:
-            print(f"note: {p.label} {p.precision}: the limit moved by {100 * (p.limit_drift - 1):+.0f} % during "
-                  "the row (the machine's speed drifted; rerun on a quiet machine)", file=sys.stderr)
-    if result.allocator_tuned:
-        print("fast rows: glibc malloc keeps freed blocks for reuse, as nafcli runs (reference row: the "
-              "default allocator; NAFCLI_MALLOC_TUNING=0 for both)", file=sys.stderr)
+        render_bench(result)

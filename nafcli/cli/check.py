@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from .options import DeviceOpt, HelpCommand, WeightsOpt
+from .options import HelpCommand, OneDeviceOpt, WeightsOpt
 
 _LABELS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "not-downloaded": "not downloaded",
            "not-checkable": "not checkable"}
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                          "found by hash, architecture or file name).", show_default=False),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-        device: DeviceOpt = "auto",
+        device: OneDeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
         from ..quality.check import PASS_DB, check_file, check_models, checkable_note, exit_code

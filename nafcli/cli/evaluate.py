@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from ..imaging.files import atomic_write_bytes
-from .options import DeviceOpt, HelpCommand, WeightsOpt
+from .options import HelpCommand, OneDeviceOpt, WeightsOpt
 from .render import download_progress
+from .tables import print_eval, score, write_eval_csv
 
 
 class EvalTask(str, Enum):
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
         csv_path: Annotated[Path | None, typer.Option("--csv", metavar="FILE", help="Also write per-image scores to FILE.",
                                                       dir_okay=False, show_default=False)] = None,
-        device: DeviceOpt = "auto",
+        device: OneDeviceOpt = "auto",
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     ) -> None:
         from ..quality.evaluate import ItemResult, evaluate_model, evaluate_restored, result_dict
@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         def progress(done: int, total: int, item: ItemResult) -> None:
             if not quiet:
                 base = "" if item.baseline is None else (
-                    f" (input: {_fmt(item.baseline.psnr, 4)} dB, SSIM {_fmt(item.baseline.ssim, 4)})")
-                print(f"[{done}/{total}] {item.name}: {_fmt(item.psnr, 4)} dB, SSIM {_fmt(item.ssim, 4)}{base}",
+                    f" (input: {score(item.baseline.psnr, 4)} dB, SSIM {score(item.baseline.ssim, 4)})")
+                print(f"[{done}/{total}] {item.name}: {score(item.psnr, 4)} dB, SSIM {score(item.ssim, 4)}{base}",
                       file=sys.stderr, flush=True)
 
         mode = ssim_mode.value
@@ -103,11 +103,11 @@ def register(app: typer.Typer) -> None:
             result = evaluate_model(restorer, input_dir, target, ssim_mode=mode, quantize=not unquantized,
                                     model_name=name, progress=progress)
         if csv_path is not None:
-            _write_csv(csv_path, result)
+            write_eval_csv(csv_path, result)
         if as_json:
             print(json.dumps(result_dict(result), indent=2))
         else:
-            _print_table(result)
+            print_eval(result)
         if result.unused_targets and not quiet:
             print(f"note: {len(result.unused_targets)} target(s) had no counterpart, e.g. "
                   f"{result.unused_targets[0]!r}", file=sys.stderr)
@@ -121,52 +121,3 @@ def _load(model: str | None, weights: Path | None, task: EvalTask | None, tlc: b
         restorer = model_for_eval(model=model, weights=weights, task=None if task is None else TASKS[task],
                                   tlc=tlc, device=device, progress=progress)
     return restorer, restorer.model.label
-
-
-def _fmt(x: float, digits: int) -> str:
-    return "inf" if x == float("inf") else f"{x:.{digits}f}"
-
-
-def _print_table(result) -> None:
-    """Per-image scores and their mean; after a model run, the inputs' own scores beside them (the
-    baseline: what the model added is the difference)."""
-    width = max([len("image")] + [len(it.name) for it in result.items] + [len(f"mean ({len(result.items)})")])
-    base = result.baseline_method if result.baseline is not None else None
-    head = f"{'image':<{width}}  {'PSNR (dB)':>10}  {'SSIM':>7}"
-    if base:
-        head += f"  {base + ' PSNR':>12}  {base + ' SSIM':>12}"
-    print(head)
-
-    def row(label: str, scores, baseline) -> str:  # noqa: ANN001 - Scores, Scores | None
-        text = f"{label:<{width}}  {_fmt(scores.psnr, 4):>10}  {_fmt(scores.ssim, 4):>7}"
-        if base and baseline is not None:
-            text += f"  {_fmt(baseline.psnr, 4):>12}  {_fmt(baseline.ssim, 4):>12}"
-        return text
-
-    for it in result.items:
-        print(row(it.name, it, it.baseline))
-    print(row(f"mean ({len(result.items)})", result.mean, result.baseline))
-    if base:
-        gain = result.mean.psnr - result.baseline.psnr
-        how = "the input as it is" if base == "input" else "the input upscaled bicubic"
-        print(f"{base}: {how} against the target; the model adds {_fmt(gain, 2)} dB")
-
-
-def _write_csv(path: Path, result) -> None:
-    """name, source(s), target(s), psnr, ssim per image; a last row ``mean`` with the averages."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    base = result.baseline is not None
-    w.writerow(["name", "source", "target", "psnr", "ssim"] + (["input_psnr", "input_ssim"] if base else []))
-
-    def extra(b) -> list[str]:  # noqa: ANN001 - Scores | None
-        return ([_fmt(b.psnr, 6), _fmt(b.ssim, 6)] if b is not None else ["", ""]) if base else []
-
-    for it in result.items:
-        w.writerow([it.name, ";".join(map(str, it.source)), ";".join(map(str, it.target)),
-                    _fmt(it.psnr, 6), _fmt(it.ssim, 6), *extra(it.baseline)])
-    w.writerow(["mean", "", "", _fmt(result.mean.psnr, 6), _fmt(result.mean.ssim, 6), *extra(result.baseline)])
-    atomic_write_bytes(path, buf.getvalue().encode())

@@ -217,6 +217,11 @@ DeviceOpt = Annotated[
                  help="auto (CUDA when available), cpu, cuda, cuda:N, all (one worker per CUDA device; the CPU "
                  "where there is none) or a list such as cuda:0,cuda:2."),
 ]
+#: ``--device`` of the commands that run on one device (bench, check, eval)
+OneDeviceOpt = Annotated[
+    str,
+    typer.Option("--device", "-d", metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+]
 
 # --- inputs and outputs ----------------------------------------------------------------------------
 
