@@ -10,8 +10,9 @@ run has ``W x --threads`` torch threads in one process and the Ray run a local i
 ``W x --threads`` CPUs with one worker per ``--threads`` CPUs, so both use the same cores. Reported: wall
 time and images/s of both, Ray's extra wall time in per cent, the instance's start and stop (apart: a
 cluster is started once for many runs; a ``--ray`` run without an address pays them, also shown), the
-pool's start (first result less its work) and the per-image overhead once the pool is up,
-``(W x (wall - pool start) - work) / N``, the work as the workers timed it. The 1-minute load average
+pool's start (first result less its work), the seconds per image per worker once the pool is up, and
+the per-image overhead against the local run, ``(Ray wall - local wall) / N`` (each Ray worker holds two
+jobs, one computing while the other is read or written, so a job's own timing includes its wait). The 1-minute load average
 before and after each run is printed: take the figures on a quiet machine only. The target
 (issue 13): ``--workload nafnet --items 100 --size 816x612 --workers 1,2`` (half a megapixel), Ray at
 most 10 % slower than local.
@@ -230,8 +231,10 @@ def nafnet_main(args: argparse.Namespace, counts: list[int]) -> None:
               f"an address pays both: {100 * ((med['ray'] + started + stopped) / med['local'] - 1):+.1f} % vs local)")
         print(f"    pool start (workers started, model loaded; first result less its work): {start:.2f} s; "
               f"after the last result: {end:.2f} s")
-        print(f"    steady state: {1000 * per_image:.0f} ms per image per worker, of which work (as the workers "
-              f"timed it) {1000 * work:.0f} ms: per-image overhead {1000 * (per_image - work):+.1f} ms")
+        print(f"    steady state: {1000 * per_image:.0f} ms per image per worker; per-image overhead against the "
+              f"local run: {1000 * (med['ray'] - med['local']) / n:+.1f} ms (wall difference / images)")
+        print(f"    (the workers' own timing of a job, {1000 * work:.0f} ms, includes waiting for its turn at the "
+              "model: each worker holds two jobs, one computing while the other is read or written)")
 
 
 def load_workload(args: argparse.Namespace, threads: int) -> Workload:

@@ -195,8 +195,8 @@ def test_tiled_equals_whole_image(size, radius, extra, blend, tile, scale, multi
     model = conv_stack(radius, scale, seed=radius * 10 + scale)
     x = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(h * 1000 + w))
     with torch.no_grad():
-        got = run_tiled(x, model, tile=tile, overlap=overlap, blend=blend, scale=scale,
-                        size_multiple=multiple, batch_size=batch)
+        plan = plan_tiles(h, w, tile, overlap, blend=blend, size_multiple=multiple)
+        got = run_tiled(x, model, plan, scale=scale, batch_size=batch)
         want = model(x)  # no border context: border tiles see the image edge as the whole image does
     assert got.shape == want.shape == (2, 3, h * scale, w * scale)
     assert (got - want).abs().max().item() <= 1e-5
@@ -216,7 +216,7 @@ def test_tiled_with_reflected_border_equals_whole_padded_image(size, radius, bor
     x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h + 7 * w))
     plan = plan_tiles(h, w, tile, radius, border=border, size_multiple=8)
     with torch.no_grad():
-        got = run_tiled(x, model, tile=0, plan=plan, scale=scale)
+        got = run_tiled(x, model, plan, scale=scale)
         full = model(reflect_pad(x, plan))
     want = full[..., border * scale : (border + h) * scale, border * scale : (border + w) * scale]
     assert (got - want).abs().max().item() <= 1e-5
@@ -227,7 +227,7 @@ def test_overlap_below_the_receptive_field_is_not_exact():
     model = conv_stack(4)
     x = torch.rand(1, 3, 92, 92, generator=torch.Generator().manual_seed(0))  # tiles share just 2 px
     with torch.no_grad():
-        got = run_tiled(x, model, tile=32, overlap=1, blend=0)
+        got = run_tiled(x, model, plan_tiles(92, 92, 32, 1, blend=0))
         want = model(x)
     assert (got - want).abs().max().item() > 1e-3
 
@@ -244,8 +244,7 @@ def test_progress_and_batches_and_output_device():
     x = torch.rand(1, 3, 90, 130)
     plan = plan_tiles(90, 130, 40, 2)
     with torch.no_grad():
-        out = run_tiled(x, fn, tile=40, overlap=2, batch_size=4, progress=lambda d, n: seen.append((d, n)),
-                        out_device="cpu")
+        out = run_tiled(x, fn, plan, batch_size=4, progress=lambda d, n: seen.append((d, n)), out_device="cpu")
     assert out.dtype == torch.float32 and out.device.type == "cpu"
     assert sum(calls) == plan.tiles and max(calls) == 4
     assert all(c == 4 for c in calls[:-1])
@@ -295,4 +294,4 @@ def test_grown_tiles_keep_exactness():
     plan = plan_tiles(203, 311, 64, 3, size_multiple=8, max_tile=90)
     assert plan.tile_size[0] > 64 and plan.tile_size[1] > 64
     with torch.no_grad():
-        assert (run_tiled(x, model, tile=0, plan=plan, scale=2) - model(x)).abs().max().item() <= 1e-5
+        assert (run_tiled(x, model, plan, scale=2) - model(x)).abs().max().item() <= 1e-5

@@ -31,11 +31,9 @@ class Forward:
 
     def __init__(self, module: torch.nn.Module, device: torch.device, precision: str, *, fast: bool, mode: str,
                  model_key: str) -> None:
-        self.module = module
-        self.device = device
-        self.precision = precision
-        self.fast = fast
+        self.module, self.device, self.precision, self.fast = module, device, precision, fast
         self.model_key = model_key
+        #: ``off``, ``on`` or ``auto``; ``off`` too when the CPU has no C++ compiler to compile with
         self.mode = mode
         #: pending lines for the next RunInfo.notes (:meth:`take_notes`)
         self._notes: list[str] = []

@@ -187,8 +187,8 @@ class TiledRunner:
                     if progress is not None:
                         progress(1, 1)
                 else:
-                    out = run_tiled(x, self.forward, scale=self.scale, batch_size=cut.batch, progress=progress,
-                                    tile=0, plan=cut.plan, out_device=self._out_device(x))
+                    out = run_tiled(x, self.forward, cut.plan, scale=self.scale, batch_size=cut.batch,
+                                    progress=progress, out_device=self._out_device(x))
                 return out.cpu(), cut
             except OutOfMemory:
                 pass  # handled outside the except block, so the failed run's tensors are released

@@ -253,19 +253,15 @@ def reflect_pad(x: torch.Tensor, plan: TilePlan) -> torch.Tensor:
 def run_tiled(
     x: torch.Tensor,
     fn: TileFn,
+    plan: TilePlan,
     *,
-    tile: Pair,
-    overlap: Pair = 16,
-    blend: Pair | None = None,
-    border: Pair = 0,
     scale: int = 1,
-    size_multiple: int = 1,
     batch_size: int = 1,
     progress: Progress | None = None,
     out_device: torch.device | str | None = None,
-    plan: TilePlan | None = None,
 ) -> torch.Tensor:
-    """Run ``fn`` over tiles of ``x`` (N x C x H x W) and blend the outputs into N x C' x sH x sW float32.
+    """Run ``fn`` over the tiles ``plan`` cuts ``x`` (N x C x H x W) into (:func:`plan_tiles`, or
+    :func:`plan_spans` for strips) and blend the outputs into N x C' x sH x sW float32.
 
     ``fn`` receives ``batch_size`` tiles at a time, stacked on the first axis (``batch * N`` rows, on
     ``x``'s device) and may return them on any device and in any float type. The result lives on
@@ -274,8 +270,6 @@ def run_tiled(
     if x.dim() != 4:
         raise ValueError(f"expected N x C x H x W, got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
-    if plan is None:
-        plan = plan_tiles(h, w, tile, overlap, blend=blend, size_multiple=size_multiple, border=border)
     out_device = torch.device(out_device) if out_device is not None else x.device
     rows, cols = plan.rows, plan.cols
     iy = reflect_index(h, rows.pad_before, rows.pad_after, x.device)

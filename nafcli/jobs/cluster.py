@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -32,7 +33,13 @@ from ..weights import hub
 from .plan import Job
 from .ray_backend import parse_shard, run_on_ray, shard
 from .ray_session import import_ray, ray_session
-from .runner import BatchReport, Events, JobResult, deliver, run_jobs
+from .report import JobOutcome
+from .runner import BatchReport, Events, JobEvents, JobResult, Work, deliver, run_jobs
+
+#: jobs each Ray worker holds at once: one computing while the next is read and the last written (its
+#: :class:`_TakingTurns` job function overlaps them as the local runner does), and no round trip to
+#: the driver between two jobs
+IN_FLIGHT = 2
 
 #: ``--device`` values ``--ray`` takes: Ray gives each GPU worker its own GPU, so no index is named
 RAY_DEVICES = ("auto", "cpu", "cuda")
@@ -119,7 +126,7 @@ def run_on_ray_cluster(jobs: Sequence[Job], build: Build, *, scale_out: ScaleOut
                                          _cache_environment())
                 run_on_ray([jobs[i] for i in runnable], make, _run_job, num_gpus_per_worker=gpus,
                            cpus_per_worker=cpus, on_result=lambda k, r: order.arrived(runnable[k], r),
-                           on_failure=_lost)
+                           on_failure=_lost, in_flight_per_worker=IN_FLIGHT, concurrent=True)
     except KeyboardInterrupt:
         report.interrupted = True
     except _Stopped:
@@ -201,11 +208,31 @@ def _start_worker(build: Build, device: str, threads: int, cwd: str, env: dict[s
             "outputs must be on a filesystem every node sees at the same path (docs/scale-out.md)") from None
     os.environ.update(env)
     try:
-        return build(device, threads)
+        return _TakingTurns(build(device, threads))
     except (WeightsNotAvailableError, CheckpointError) as e:
         raise ClusterUnavailableError(
             f"Ray worker on {host}: {e} (the weights the driver loaded must be on a filesystem every node sees: "
             "docs/scale-out.md)") from None
+
+
+class _TakingTurns:
+    """A worker's job function (a :class:`~.runner.Work`) for the worker's concurrent calls: reading and
+    writing run on each call's own threads, the computes take turns (one model, its threads sized for one
+    job at a time; a ``Restorer`` is not thread-safe)."""
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+        self._turn = threading.Lock()
+
+    def read(self, job: Job, events: JobEvents) -> Any:
+        return self.work.read(job, events)
+
+    def compute(self, job: Job, data: Any, events: JobEvents) -> Any:
+        with self._turn:
+            return self.work.compute(job, data, events)
+
+    def write(self, job: Job, data: Any, result: Any, events: JobEvents) -> JobOutcome:
+        return self.work.write(job, data, result, events)
 
 
 def _run_job(work: Any, job: Job) -> JobResult:

@@ -190,6 +190,7 @@ def run_on_ray(
     on_failure: Callable[[T, str], R] | None = None,
     max_retries: int = 3,
     in_flight_per_worker: int = 1,
+    concurrent: bool = False,
 ) -> list[R]:
     """Run ``work(state, item)`` for every item on a pool of Ray actors; the results in item order.
 
@@ -223,6 +224,11 @@ def run_on_ray(
     matters only when an item takes little more than that (tens of milliseconds; see
     ``benchmarks/ray_overhead.py``).
 
+    ``concurrent``: the worker runs its in-flight items at the same time, each ``work`` call on a
+    thread of its own (Ray Data's threaded actors), so ``work`` must be thread-safe. nafcli's job
+    function is (:func:`~.cluster.run_on_ray_cluster`): one item is read and another written while a
+    third computes, the computes taking turns, as the local runner overlaps them.
+
     ``KeyboardInterrupt`` (Ctrl-C) stops the cluster's work on these items (the pool's actors are
     killed, a local instance is shut down) and is re-raised, for the caller's exit code 130.
     """
@@ -239,13 +245,14 @@ def run_on_ray(
     with ray_session(address), ray_errors_to_log():
         return _run(ray, items, make_worker, work, num_gpus_per_worker=num_gpus_per_worker,
                     cpus_per_worker=cpus_per_worker, workers=workers, on_result=on_result,
-                    on_failure=on_failure, max_retries=max_retries, in_flight=in_flight_per_worker)
+                    on_failure=on_failure, max_retries=max_retries, in_flight=in_flight_per_worker,
+                    concurrent=concurrent)
 
 
 def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[[W, T], R], *,
          num_gpus_per_worker: float, cpus_per_worker: float | None, workers: int | None,
          on_result: Callable[[int, R], None] | None, on_failure: Callable[[T, str], R] | None,
-         max_retries: int, in_flight: int) -> list[R]:
+         max_retries: int, in_flight: int, concurrent: bool) -> list[R]:
     from ray import cloudpickle
 
     size = _pool_size(ray, workers, len(items), num_gpus_per_worker, cpus_per_worker)
@@ -266,7 +273,7 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
                                "max_attempts": max_retries + 1},
         batch_size=1,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight),
+        compute=_pool_strategy(ray, size, in_flight, concurrent),
         **resources,
     )
     _quiet(ds.context)
@@ -275,6 +282,15 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
     finally:
         with contextlib.suppress(Exception):  # never mask the run's own outcome (or Ctrl-C)
             ray.kill(counter, no_restart=True)
+
+
+def _pool_strategy(ray: Any, size: int, in_flight: int, concurrent: bool) -> Any:
+    """An actor pool of ``size``, ``in_flight`` items handed to each actor at a time, run one after the
+    other or (``concurrent``) on as many threads of the actor."""
+    if not concurrent or in_flight < 2:
+        return ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight)
+    return ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=in_flight,
+                                      max_concurrent_calls_per_actor=in_flight, enable_true_multi_threading=True)
 
 
 def _collect(ds: Any, items: list[T], on_result: Callable[[int, R], None] | None,
