@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from nafcli.archs import NAFNetSpec, NAFSSRSpec
 from nafcli.errors import RegistryError, UnknownModelError, UsageError
 from nafcli.inference.restorer import Restorer
-from nafcli.quality.bench import count_flops, psnr_01, run_bench
+from nafcli.quality.bench import psnr_01, run_bench
+from nafcli.quality.measure import count_flops
 from nafcli.weights import load
 from nafcli.weights.loader import resolve_entry, resolve_tlc
 

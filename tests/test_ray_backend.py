@@ -22,7 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nafcli.errors import ClusterError, DeviceError, MissingExtraError, NafcliError, UsageError
-from nafcli.jobs.ray_backend import parse_shard, run_on_ray, shard
+from nafcli.jobs.cluster import parse_shard, shard
+from nafcli.jobs.ray_backend import run_on_ray
 from nafcli.jobs.ray_session import MISSING_RAY
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import CheckpointError, ClusterUnavailableError, UsageError, WeightsNotAvailableError
 from ..weights import hub
 from .plan import Job
-from .ray_backend import parse_shard, run_on_ray, shard
+from .ray_backend import run_on_ray
 from .ray_session import import_ray, ray_session
 from .report import JobOutcome
 from .runner import BatchReport, Events, JobEvents, JobResult, Work, deliver, run_jobs
+
+T = TypeVar("T")
 
 #: jobs each Ray worker holds at once: one computing while the next is read and the last written (its
 #: :class:`_TakingTurns` job function overlaps them as the local runner does), and no round trip to
@@ -83,10 +86,35 @@ def check_scale_out(scale_out: ScaleOut, device: str) -> tuple[int, int] | None:
     return parsed
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` for ``--shard``, with ``0 <= K < N``; a :class:`UsageError` otherwise."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
+    if m is not None:
+        k, n = int(m.group(1)), int(m.group(2))
+        if 0 <= k < n:
+            return k, n
+    raise UsageError(f"--shard {text!r}: expected K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four machines)")
+
+
+def shard(items: Sequence[T], k: int, n: int) -> list[T]:
+    """Shard ``k`` of ``n``: the items at positions ``k, k + n, k + 2n, ...`` (round-robin).
+
+    Round-robin rather than contiguous slices because the item list is sorted by path: a contiguous
+    slice would give one machine a whole folder (often all the large or slow photos of one camera),
+    round-robin spreads every folder over all machines. Shard sizes differ by at most one, and the
+    ``n`` shards of the same list cover every item exactly once. The split depends only on the list:
+    shard the full planned list (skipped jobs included), so a re-run after a partial one gives every
+    machine the same items again and each resumes where it stopped.
+    """
+    if not 0 <= k < n:
+        raise UsageError(f"--shard {k}/{n}: expected K/N with 0 <= K < N")
+    return [items[i] for i in range(k, len(items), n)]
+
+
 def shard_jobs(jobs: Sequence[Job], k: int, n: int) -> list[Job]:
     """Shard ``k`` of ``n`` of the planned jobs: every ``n``-th of them in the order of their input paths
     (compared as strings, so the shell's locale, which orders a glob's expansion, does not move a job
-    between shards), kept in plan order. Round-robin (:func:`~.ray_backend.shard`): each folder is
+    between shards), kept in plan order. Round-robin (:func:`shard`): each folder is
     spread over all the shards."""
     order = sorted(range(len(jobs)), key=lambda i: [str(p) for p in jobs[i].inputs])
     mine = set(shard(order, k, n))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -39,34 +38,6 @@ from .ray_session import describe_error, import_ray, ray_errors_to_log, ray_sess
 T = TypeVar("T")
 W = TypeVar("W")
 R = TypeVar("R")
-
-# --- sharding --------------------------------------------------------------------------------------
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> ``(K, N)`` for ``--shard``, with ``0 <= K < N``; a :class:`UsageError` otherwise."""
-    m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
-    if m is not None:
-        k, n = int(m.group(1)), int(m.group(2))
-        if 0 <= k < n:
-            return k, n
-    raise UsageError(f"--shard {text!r}: expected K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four machines)")
-
-
-def shard(items: Sequence[T], k: int, n: int) -> list[T]:
-    """Shard ``k`` of ``n``: the items at positions ``k, k + n, k + 2n, ...`` (round-robin).
-
-    Round-robin rather than contiguous slices because the item list is sorted by path: a contiguous
-    slice would give one machine a whole folder (often all the large or slow photos of one camera),
-    round-robin spreads every folder over all machines. Shard sizes differ by at most one, and the
-    ``n`` shards of the same list cover every item exactly once. The split depends only on the list:
-    shard the full planned list (skipped jobs included), so a re-run after a partial one gives every
-    machine the same items again and each resumes where it stopped.
-    """
-    if not 0 <= k < n:
-        raise UsageError(f"--shard {k}/{n}: expected K/N with 0 <= K < N")
-    return [items[i] for i in range(k, len(items), n)]
-
 
 # --- the workers (these run in Ray's actor processes) ----------------------------------------------
 

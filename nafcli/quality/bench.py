@@ -24,9 +24,7 @@ Library code: no printing; the command in ``nafcli/cli/bench.py`` formats the re
 
 from __future__ import annotations
 
-import resource
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -46,50 +44,11 @@ from ..inference.settings import (
     resolve_device,
 )
 from ..inference.sizing import check_cut, parse_size
-from .limit import Limit, measure_limit, model_flops
+from .limit import Limit, measure_limit
+from .measure import count_flops, time_calls
 from .metrics import psnr
 
 Progress = Callable[[str], None]
-
-
-def count_flops(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
-    """FLOPs (2 x multiply-adds) of convolutions and matrix products for one forward of ``shape``, the
-    channel attention's 1x1 convolution left out (:func:`nafcli.quality.limit.model_flops`).
-
-    Counted on the meta device, so it costs no compute and no memory whatever the size.
-    """
-    return model_flops(module, shape)
-
-
-# -- memory ---------------------------------------------------------------------------------------
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: "5" resets the RSS high-water mark of this process
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-# -- timing ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -202,34 +161,6 @@ class BenchResult:
             "limits": [lim.to_dict() for lim in self.limits],
             "paths": rows,
         }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(
-    fn: Callable[[], torch.Tensor], device: torch.device, repeat: int,
-    between: Callable[[], None] | None = None,
-) -> tuple[float, list[float], int, torch.Tensor]:
-    """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes (of the whole
-    series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output."""
-    _reset_peak(device)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(device)
-    warm = time.perf_counter() - t0
-    if between is not None:
-        between()
-        _reset_peak(device)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return warm, times, _peak_bytes(device), out
 
 
 def psnr_01(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -345,7 +276,7 @@ def run_bench(
                 return module(xd)
 
         before: list[Limit | None] = [None]
-        warm, times, peak, out = _time(ref_fn, dev, reference_repeat,
+        warm, times, peak, out = time_calls(ref_fn, dev, reference_repeat,
                                        lambda: before.__setitem__(0, limit_for("fp32", shape)))
         ref_out = out.float().cpu()
         del out
@@ -377,7 +308,7 @@ def run_bench(
             row.network_input = [info.batch_size, channels, *info.tile_shape]
             slot[0] = limit_for(p, tuple(row.network_input))
 
-        warm, times, peak, out = _time(fast_fn, dev, repeat, after_warmup)
+        warm, times, peak, out = time_calls(fast_fn, dev, repeat, after_warmup)
         result.seconds, result.warmup_seconds, result.peak_memory_bytes = times, warm, peak
         info = infos[-1]
         result.tile_size = info.tile_size
