@@ -227,6 +227,10 @@ class _Run:
                 self._compute(self.workers[0], reporting=True)
             self._end_writes()
             self._drain(block=True)
+            # nothing of the run is left running when it returns (a daemon thread still inside a native
+            # library at interpreter exit can abort the process)
+            writer.join()
+            reader.join()
         except KeyboardInterrupt:
             self.report.interrupted = True
             self._stop_writing()
