@@ -14,20 +14,11 @@ import numpy as np
 import pytest
 from helpers.images import SHARED, TINY_WEIGHTS, write_broken, write_variants
 from helpers.models import REPO
+from helpers.runs import cli
 from PIL import Image as PILImage
 from PIL import ImageOps
-from typer.testing import CliRunner
-
-from nafcli.cli.main import app
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")
-
-
-def cli(*args: str | Path):  # noqa: ANN201
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def denoise(*args: str | Path):  # noqa: ANN201

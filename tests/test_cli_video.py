@@ -14,30 +14,21 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from helpers.images import SHARED, TINY_WEIGHTS
 from helpers.models import REPO
+from helpers.runs import cli
 from helpers.schemas import validate
-from helpers.videos import decoded, make_clip, packets
+from helpers.videos import audio_only, decoded, make_clip, packets
 from PIL import Image as PILImage
-from typer.testing import CliRunner
 
-from nafcli.cli.main import app
 from nafcli.errors import UsageError
 from nafcli.imaging.video import probe
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")
 
 SR_WEIGHTS = SHARED / "reference" / "pipeline" / "sr-nafssr-x4.pth"
-
-
-def cli(*args: str | Path):  # noqa: ANN201
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
 
 
 def denoise(*args: str | Path):  # noqa: ANN201
@@ -203,12 +194,7 @@ def test_bad_videos_fail_or_warn_and_the_batch_goes_on(tmp_path: Path) -> None:
     (tmp_path / "long.mkv").unlink()
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 6 // 10])
     make_clip(tmp_path / "both.mkv", frames=5)
-    with av.open(str(tmp_path / "both.mkv")) as i, av.open(str(tmp_path / "sound.mka"), "w") as o:
-        a = o.add_stream_from_template(i.streams.audio[0])
-        for p in i.demux(i.streams.audio[0]):
-            if p.size:
-                p.stream = a
-                o.mux(p)
+    audio_only(tmp_path / "both.mkv", tmp_path / "sound.mka")
     (tmp_path / "both.mkv").rename(tmp_path / "good.mkv")
     photo(tmp_path / "photo.png")
     r = denoise(tmp_path, "--json")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.images import TINY_WEIGHTS, write_variants
-from helpers.runs import cli, errors, records, summary, written
+from helpers.runs import cli, errors, records, summary, visible, whole, written
 from PIL import Image
 
 pytestmark = pytest.mark.skipif(not TINY_WEIGHTS.exists(), reason="../shared/reference/pipeline is not here")
@@ -44,19 +44,6 @@ def _photos(folder: Path, count: int, prefix: str = "img") -> list[Path]:
     for p in paths:
         Image.fromarray((rng.random((*SIZE, 3)) * 255).astype(np.uint8)).save(p)
     return paths
-
-
-def _whole(path: Path) -> bool:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size == (SIZE[1], SIZE[0])
-    except OSError:
-        return False
-
-
-def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def denoise(inputs: Path, out: Path, *extra: str):  # noqa: ANN201
@@ -223,7 +210,7 @@ def test_a_worker_killed_mid_batch_costs_no_output(ray_instance, tmp_path: Path)
     assert [r["input"] for r in recs] == [str(p) for p in inputs]  # each job reported once, in order
     assert {r["status"] for r in recs} == {"done"}
     expected = [out / f"{p.stem}_denoised.png" for p in inputs]
-    assert _visible(out) == expected and all(_whole(p) for p in expected)  # none missing, all whole
+    assert visible(out) == expected and all(whole(p, SIZE) for p in expected)  # none missing, all whole
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
@@ -249,11 +236,11 @@ def test_ctrl_c_on_the_driver_exits_130_and_a_rerun_finishes_the_rest(tmp_path: 
     assert proc.returncode == 130, stderr.decode()[-2000:]
     assert stderr.decode().splitlines()[-1].startswith("interrupted: ")
     expected = [out / f"{p.stem}_denoised.png" for p in inputs]
-    survivors = _visible(out)
-    assert len(survivors) < len(expected) and all(p in expected and _whole(p) for p in survivors)
+    survivors = visible(out)
+    assert len(survivors) < len(expected) and all(p in expected and whole(p, SIZE) for p in survivors)
 
     rerun = denoise(tmp_path / "in", out, "-d", "cpu")
     assert rerun.exit_code == 0, rerun.stderr
     assert summary(rerun.stderr) == f"{len(expected) - len(survivors)} done, {len(survivors)} skipped (output exists), 0 failed"
-    assert _visible(out) == expected and all(_whole(p) for p in expected)
+    assert visible(out) == expected and all(whole(p, SIZE) for p in expected)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # what a killed write left is gone

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.images import TINY_WEIGHTS
+from helpers.runs import visible, whole
 from PIL import Image
 
 SIZE = (64, 80)  # rows, columns
@@ -40,20 +41,6 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "NAFCLI_"))}
 
 
-def _whole(path: Path) -> bool:
-    """The file decodes completely, at the input's size."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size == (SIZE[1], SIZE[0])
-    except OSError:
-        return False
-
-
-def _visible(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-
-
 def test_kill_9_mid_batch_then_a_rerun_leaves_exactly_the_complete_outputs(tmp_path: Path, shared: Path) -> None:
     inputs = _inputs(tmp_path / "in", 8)
     out = tmp_path / "out"
@@ -70,14 +57,14 @@ def test_kill_9_mid_batch_then_a_rerun_leaves_exactly_the_complete_outputs(tmp_p
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    survivors = _visible(out)
+    survivors = visible(out)
     assert 1 <= len(survivors) < len(expected), "killed mid-batch"
-    assert all(p in expected and _whole(p) for p in survivors), survivors
+    assert all(p in expected and whole(p, SIZE) for p in survivors), survivors
 
     rerun = subprocess.run(_command(tmp_path / "in", out), env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(survivors)} skipped" in rerun.stderr  # what was whole is kept, not redone
-    assert _visible(out) == expected and all(_whole(p) for p in expected)
+    assert visible(out) == expected and all(whole(p, SIZE) for p in expected)
     # a file being written at the kill can leave a hidden temporary file; never a visible partial one
     assert all(p.name.endswith(".part") for p in out.iterdir() if p.name.startswith("."))
 
@@ -93,7 +80,7 @@ def test_two_runs_on_one_output_folder_at_once_both_finish_whole(tmp_path: Path,
         assert "error" not in stderr
     expected = [out / f"{p.stem}_denoised.png" for p in inputs]
     assert [p for p in out.iterdir()] and sorted(out.iterdir()) == expected  # no temporary file either
-    assert all(_whole(p) for p in expected)
+    assert all(whole(p, SIZE) for p in expected)
 
 
 # -- a full disk: a small tmpfs mounted over the output folder, in a mount namespace of its own ---------

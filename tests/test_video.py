@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers.videos import decoded, make_clip, packets, pattern
+from helpers.videos import audio_only, decoded, make_clip, packets, pattern
 
 from nafcli.errors import NafcliError, UnsupportedVideoError, UsageError, VideoReadError, VideoWriteError
 from nafcli.imaging import video
@@ -316,12 +316,7 @@ def test_zero_byte_not_a_video_audio_only_and_unknown_codec(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "text.mkv").write_text("hello\n" * 100)
     make_clip(tmp_path / "both.mkv", frames=5)  # then strip the video: remux the audio alone
-    with av.open(str(tmp_path / "both.mkv")) as i, av.open(str(tmp_path / "sound.mka"), "w") as o:
-        a = o.add_stream_from_template(i.streams.audio[0])
-        for p in i.demux(i.streams.audio[0]):
-            if p.size:
-                p.stream = a
-                o.mux(p)
+    audio_only(tmp_path / "both.mkv", tmp_path / "sound.mka")
     clip = make_clip(tmp_path / "ok.mkv", frames=5).read_bytes()
     (tmp_path / "alien.mkv").write_bytes(clip.replace(b"V_FFV1", b"V_ZZZZ"))  # a codec FFmpeg does not know
     cases = {"empty.mp4": (VideoReadError, "empty"), "text.mkv": (VideoReadError, "not a video"),

@@ -45,3 +45,20 @@ def summary(stderr: str) -> str:
 
 def errors(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def whole(path: Path, size: tuple[int, int]) -> bool:
+    """The image file decodes completely, at ``size`` (rows, columns): not a half-written one."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size == (size[1], size[0])
+    except OSError:
+        return False
+
+
+def visible(folder: Path) -> list[Path]:
+    """The files of ``folder`` less hidden ones (temporary files are hidden)."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))

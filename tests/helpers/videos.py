@@ -107,3 +107,14 @@ def packets(path: Path, kind: str = "audio") -> list[tuple[int, bytes]]:
     with av.open(str(path)) as c:
         stream = next(s for s in c.streams if s.type == kind)
         return [(p.pts, bytes(p)) for p in c.demux(stream) if p.size]
+
+
+def audio_only(src: Path, dst: Path) -> Path:
+    """``src``'s audio stream remuxed alone into ``dst`` (a file with no video stream)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        a = o.add_stream_from_template(i.streams.audio[0])
+        for p in i.demux(i.streams.audio[0]):
+            if p.size:
+                p.stream = a
+                o.mux(p)
+    return dst
