@@ -177,7 +177,7 @@ def test_one_metavar_per_kind_of_value() -> None:
 
 def test_defaults_are_named(help_texts: dict[str, str]) -> None:
     from nafcli.archs import Strips
-    from nafcli.inference.sizing import DEFAULT_OVERLAP
+    from nafcli.inference.cut_options import DEFAULT_OVERLAP
     from nafcli.weights.registry import load_registry
 
     flat = {p: " ".join(t.replace("│", " ").split()) for p, t in help_texts.items()}

@@ -19,7 +19,8 @@ from nafcli.archs.nafssr.spec import (
 from nafcli.archs.tlc import local_mean
 from nafcli.errors import DeviceError, UsageError
 from nafcli.inference import sizing
-from nafcli.inference.sizing import Cut, TiledRunner, parse_size
+from nafcli.inference.cut_options import parse_size
+from nafcli.inference.sizing import Cut, TiledRunner
 from nafcli.inference.tiling import AxisPlan, TilePlan, plan_spans, run_tiled
 
 GOLDEN = SHARED / "reference" / "golden"

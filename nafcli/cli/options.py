@@ -27,7 +27,7 @@ def _size(name: str):  # noqa: ANN202 - a parser factory
     message as a usage error."""
 
     def parse(value: str) -> int | None:
-        from ..inference.sizing import parse_size  # torch: only once a command runs with this option
+        from ..inference.cut_options import parse_size  # torch: only once a command runs with this option
 
         try:
             return parse_size(value, name)
@@ -101,7 +101,7 @@ def help_fields(command: str | None) -> dict[str, str]:
     entry = load_registry().default_for(task)
     size = f", {entry.size / 1e6:.0f} MB, downloaded on first use" if entry.size else ""
     tiling = entry.spec.tiling(tlc=entry.tlc)
-    # Tiles take inference.sizing.DEFAULT_OVERLAP (16; importing it would import torch), strips their own
+    # Tiles take inference.cut_options.DEFAULT_OVERLAP (16; importing it would import torch), strips their own
     overlap = str(getattr(tiling, "default_overlap", 16))
     if task == "stereo-sr":
         overlap += " input rows for the official models (2x the receptive field, at most 92; docs/stereo.md)"

@@ -22,9 +22,10 @@ from ..errors import PairMismatchError, UsageError
 from ..imaging.adapters import from_user, to_user
 from ..imaging.image import Image
 from . import compiled as compiled_mode
+from .cut_options import check_cut, parse_size
 from .forward import Forward
 from .settings import DTYPES, choose_precision, resolve_device
-from .sizing import Cut, TiledRunner, check_cut, parse_size
+from .sizing import Cut, TiledRunner
 from .tensors import floats_to_tensor, image_to_tensor, split_views, tensor_to_image, views_to_tensor
 from .tiling import Progress
 

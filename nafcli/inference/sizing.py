@@ -36,10 +36,10 @@ import torch
 
 from ..archs import Strips, Tiles, TilingMode
 from ..errors import DeviceMemoryError, UsageError
+from .cut_options import DEFAULT_OVERLAP
 from .memory import cuda_bytes_per_pixel, cuda_free, mem_available, ram_available
 from .tiling import AxisPlan, Progress, TilePlan, plan_spans, plan_tiles, round_up, run_tiled
 
-DEFAULT_OVERLAP = 16
 CPU_TILE = 512
 CPU_TILE_GLOBAL = 1024
 CUDA_MAX_TILE = 2048
@@ -59,54 +59,6 @@ CUDA_MEMORY_FRACTION = 0.7
 OutOfMemory: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def parse_size(value: int | str | None, name: str, *, minimum: int = 0) -> int | None:
-    """``auto`` -> None, ``N`` -> N (>= ``minimum``). Raises :class:`UsageError` naming the option otherwise.
-
-    The one parser of ``--tile``, ``--overlap`` and ``--batch-size`` values (the CLI and the API both call it);
-    ``--batch-size`` passes ``minimum=1``: a batch of no tiles cannot mean anything (``--tile 0`` does: the
-    whole image).
-    """
-    if value is None:
-        return None
-    if isinstance(value, int):
-        n = value
-    else:
-        text = value.strip().lower()
-        if text == "auto":
-            return None
-        try:
-            n = int(text)
-        except ValueError:
-            raise UsageError(f"{name} must be 'auto' or a whole number, not {value!r}") from None
-    if n < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, not {n}")
-    return n
-
-
-def check_cut(mode: TilingMode, tile: int | None, overlap: int | None) -> None:
-    """Refuse, before any work, a ``--tile`` that cannot hold its overlap, naming the values the user gave.
-
-    2-D tiles: neighbouring tiles share ``2 x overlap`` context pixels plus an ``overlap``-wide cross-fade, so
-    a tile must be larger than ``3 x overlap`` (checked on the tile as given: rounding it up to the model's
-    size multiple only makes it larger). Strips: the overlap must be below the strip height (strips shorter
-    than the mode's least height are raised to it, as :class:`TiledRunner` does). ``tile`` None (auto) or 0
-    (the whole image) always works: auto tiles are sized to hold the overlap.
-    """
-    if not tile:
-        return
-    if isinstance(mode, Strips):
-        if overlap is not None and overlap >= max(tile, mode.min_rows):
-            raise UsageError(f"--overlap {overlap} must be smaller than the strip height --tile {tile}")
-        return
-    ov = DEFAULT_OVERLAP if overlap is None else overlap
-    if tile <= 3 * ov:
-        given = f"--overlap {ov}" if overlap is not None else f"the default --overlap {ov}"
-        raise UsageError(
-            f"--tile {tile} is too small for {given}: tiles must be larger than 3 x overlap ({3 * ov}), "
-            f"so use --tile {3 * ov + 1} or more, --tile 0 for the whole image, or a smaller --overlap"
-        )
 
 
 def tile_for_budget(budget: float, bytes_per_px: float, multiple: int, *, cap: int, prefer_min: int = 0) -> int:

@@ -25,6 +25,7 @@ from ..imaging.formats import OUTPUT_FORMATS, normalise_format
 from ..imaging.read import image_size
 from ..inference.allocator import tune_for_tiles
 from ..inference.compiled import parse_mode
+from ..inference.cut_options import check_cut, parse_size
 from ..inference.restorer import Restorer
 from ..inference.settings import (
     PRECISIONS,
@@ -33,7 +34,6 @@ from ..inference.settings import (
     configure_threads,
     resolve_devices,
 )
-from ..inference.sizing import check_cut, parse_size
 from ..weights.loader import Choice, check_choice, load, resolve_entry, resolve_tlc
 from .cluster import ScaleOut, check_scale_out, run_on_ray_cluster, shard_jobs
 from .discover import Source, discover

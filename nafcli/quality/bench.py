@@ -34,6 +34,7 @@ import torch
 from ..archs import LoadedModel
 from ..errors import UsageError
 from ..inference.allocator import tune_for_tiles, tuned
+from ..inference.cut_options import check_cut, parse_size
 from ..inference.restorer import Restorer, RunInfo
 from ..inference.settings import (
     DTYPES,
@@ -43,7 +44,6 @@ from ..inference.settings import (
     native_fp16,
     resolve_device,
 )
-from ..inference.sizing import check_cut, parse_size
 from .limit import Limit, measure_limit
 from .measure import count_flops, time_calls
 from .metrics import psnr
