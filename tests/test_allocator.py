@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from nafcli.inference.allocator import _glibc
+from nafcli.inference.allocator import _glibc, worker_environment
 
 GLIBC = pytest.mark.skipif(_glibc() is None, reason="the C library is not glibc")
 
@@ -25,21 +25,31 @@ torch.manual_seed(0)
 x = torch.rand(1, 16, 768, 768)
 w1, w2 = torch.rand(32, 16, 1, 1), torch.rand(16, 32, 1, 1)
 faults = []
-with torch.inference_mode():
-    for _ in range(6):  # the same "network" on the same input, as tiles of one size are run
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        y = torch.relu(F.conv2d(x, w1)) * 0.5
-        z = F.conv2d(y, w2) + x
-        del y, z
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+def passes():
+    with torch.inference_mode():
+        for _ in range(6):  # the same "network" on the same input, as tiles of one size are run
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            y = torch.relu(F.conv2d(x, w1)) * 0.5
+            z = F.conv2d(y, w2) + x
+            del y, z
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+if sys.argv[2:] == ["thread"]:  # as a Ray worker computes: on a thread other than the main one
+    import threading
+    t = threading.Thread(target=passes)
+    t.start()
+    t.join()
+else:
+    passes()
 print(json.dumps({"applied": applied, "tuned": tuned(), "faults": faults[2:]}))
 """
 
 
-def _probe(mode: str, **env: str) -> dict:
+def _probe(mode: str, *where: str, **env: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
-        env={**os.environ, **env},
+        [sys.executable, "-c", _PROBE, mode, *where],
+        env={k: v for k, v in {**os.environ, **env}.items() if v},  # "" removes a variable
         capture_output=True,
         text=True,
         check=True,
@@ -66,6 +76,24 @@ def test_environment_variable_turns_it_off() -> None:
     off = _probe("tune", NAFCLI_MALLOC_TUNING="0")
     assert not off["applied"] and not off["tuned"]
     assert min(off["faults"]) > 50_000
+
+
+@GLIBC
+def test_a_thread_keeps_the_tuning_only_on_the_main_arena() -> None:
+    """A thread's own arena is made of 64 MB heaps: the 75 MB map is mapped anew on every pass whatever
+    M_MMAP_MAX says, unless every thread shares the main arena (what Ray workers are started with)."""
+    own_arena = _probe("tune", "thread", MALLOC_ARENA_MAX="")
+    one_arena = _probe("tune", "thread", **worker_environment())
+    assert own_arena["tuned"] and one_arena["tuned"]
+    assert min(own_arena["faults"]) > 15_000  # at least the 75 MB map, every pass
+    assert sum(one_arena["faults"]) < sum(own_arena["faults"]) / 4
+
+
+def test_worker_environment_puts_every_thread_on_one_arena(monkeypatch) -> None:
+    monkeypatch.delenv("NAFCLI_MALLOC_TUNING", raising=False)
+    assert worker_environment() == {"MALLOC_ARENA_MAX": "1"}
+    monkeypatch.setenv("NAFCLI_MALLOC_TUNING", "0")
+    assert worker_environment() == {}
 
 
 @pytest.mark.parametrize(("tile", "expected"), [("auto", [True]), ("0", [])])

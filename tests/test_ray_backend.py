@@ -239,6 +239,20 @@ def slow_item(state: None, item: int) -> int:
     return item
 
 
+def read_environment(state: None, name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def test_env_is_the_workers_environment_from_their_start(ray_instance) -> None:
+    """What a process reads only as it starts (glibc's MALLOC_ARENA_MAX) must be in the environment Ray
+    starts the worker with, not set later by the worker itself."""
+    names = ["NAFCLI_TEST_ENV", "MALLOC_ARENA_MAX"]
+    got = run_on_ray(names, lambda: None, read_environment, workers=1,
+                     env={"NAFCLI_TEST_ENV": "given", "MALLOC_ARENA_MAX": "1"})
+    assert got == ["given", "1"]
+    assert "NAFCLI_TEST_ENV" not in os.environ  # the driver's own environment is left alone
+
+
 @pytest.mark.slow
 def test_an_interrupt_stops_the_pool_and_is_reraised(ray_instance) -> None:
     seen: list[int] = []

@@ -173,3 +173,30 @@ def test_ray_without_the_extra_is_one_line_and_exit_2(corpus: Path, tmp_path: Pa
     assert result.stderr == f"error: {MISSING_RAY}\n" and result.stdout == ""
     assert MISSING_RAY == '--ray needs the optional extra: pip install "nafcli[ray]"'
     assert not out.exists()  # refused before anything was planned or written
+
+
+def test_ray_workers_are_started_on_one_malloc_arena(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray worker computes on a thread of its own, whose glibc arena would map every large feature map
+    anew (tests/test_allocator.py): nafcli starts its workers with ``MALLOC_ARENA_MAX=1``, and without
+    it when the allocator tuning is turned off."""
+    import contextlib
+
+    from nafcli.jobs import cluster
+    from nafcli.jobs.runner import Events
+
+    seen: list[dict] = []
+
+    def fake_run_on_ray(items, make, work, **kwargs):  # noqa: ANN001, ANN202 - stands in for Ray
+        seen.append(dict(kwargs["env"]))
+        return []
+
+    monkeypatch.setattr(cluster, "import_ray", lambda: None)
+    monkeypatch.setattr(cluster, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(cluster, "run_on_ray", fake_run_on_ray)
+    jobs = [Job((Path("in.png"),), (Path("out.png"),))]
+    events = Events()
+    for tuning in ("1", "0"):
+        monkeypatch.setenv("NAFCLI_MALLOC_TUNING", tuning)
+        cluster.run_on_ray_cluster(jobs, lambda device, threads: None, scale_out=cluster.ScaleOut(ray=True),
+                                   device="cpu", threads=1, events=events)
+    assert seen == [{"MALLOC_ARENA_MAX": "1"}, {}]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from ..errors import CheckpointError, ClusterUnavailableError, UsageError, WeightsNotAvailableError
+from ..inference.allocator import worker_environment
 from ..weights import hub
 from .plan import Job
 from .ray_backend import run_on_ray
@@ -154,7 +155,8 @@ def run_on_ray_cluster(jobs: Sequence[Job], build: Build, *, scale_out: ScaleOut
                                          _cache_environment())
                 run_on_ray([jobs[i] for i in runnable], make, _run_job, num_gpus_per_worker=gpus,
                            cpus_per_worker=cpus, on_result=lambda k, r: order.arrived(runnable[k], r),
-                           on_failure=_lost, in_flight_per_worker=IN_FLIGHT, concurrent=True)
+                           on_failure=_lost, in_flight_per_worker=IN_FLIGHT, concurrent=True,
+                           env=worker_environment())
     except KeyboardInterrupt:
         report.interrupted = True
     except _Stopped:

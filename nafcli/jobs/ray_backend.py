@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ClusterError, ClusterUnavailableError, NafcliError, UsageError
@@ -162,6 +162,7 @@ def run_on_ray(
     max_retries: int = 3,
     in_flight_per_worker: int = 1,
     concurrent: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> list[R]:
     """Run ``work(state, item)`` for every item on a pool of Ray actors; the results in item order.
 
@@ -202,6 +203,10 @@ def run_on_ray(
 
     ``KeyboardInterrupt`` (Ctrl-C) stops the cluster's work on these items (the pool's actors are
     killed, a local instance is shut down) and is re-raised, for the caller's exit code 130.
+
+    ``env``: environment variables of the worker processes, set when Ray starts them (Ray's
+    ``runtime_env``), for what a process reads only as it starts (nafcli: glibc's ``MALLOC_ARENA_MAX``,
+    :func:`~nafcli.inference.allocator.worker_environment`).
     """
     if max_retries < 0:
         raise UsageError(f"max_retries must be >= 0, not {max_retries}")
@@ -217,13 +222,13 @@ def run_on_ray(
         return _run(ray, items, make_worker, work, num_gpus_per_worker=num_gpus_per_worker,
                     cpus_per_worker=cpus_per_worker, workers=workers, on_result=on_result,
                     on_failure=on_failure, max_retries=max_retries, in_flight=in_flight_per_worker,
-                    concurrent=concurrent)
+                    concurrent=concurrent, env=dict(env or {}))
 
 
 def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[[W, T], R], *,
          num_gpus_per_worker: float, cpus_per_worker: float | None, workers: int | None,
          on_result: Callable[[int, R], None] | None, on_failure: Callable[[T, str], R] | None,
-         max_retries: int, in_flight: int, concurrent: bool) -> list[R]:
+         max_retries: int, in_flight: int, concurrent: bool, env: dict[str, str]) -> list[R]:
     from ray import cloudpickle
 
     size = _pool_size(ray, workers, len(items), num_gpus_per_worker, cpus_per_worker)
@@ -238,6 +243,8 @@ def _run(ray: Any, items: list[T], make_worker: Callable[[], W], work: Callable[
             resources["num_cpus"] = cpus_per_worker
     else:
         resources["num_cpus"] = 1 if cpus_per_worker is None else cpus_per_worker
+    if env:
+        resources["runtime_env"] = {"env_vars": env}
     ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         _PoolWorker,
         fn_constructor_kwargs={"make_worker": make_worker, "work": work, "attempts": attempts,

@@ -21,6 +21,9 @@ from ..errors import ClusterUnavailableError, MissingExtraError, NafcliError
 MISSING_RAY = '--ray needs the optional extra: pip install "nafcli[ray]"'
 
 _LOOPBACK = "127.0.0.1"
+#: the environment of a local instance (and of the driver while it is connected to one): no usage
+#: statistics, nowhere to send them from the loopback anyway
+_LOCAL_ONLY = {"RAY_USAGE_STATS_ENABLED": "0"}
 
 _log = logging.getLogger(__name__)
 
@@ -84,7 +87,10 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
             ray.shutdown()
             raise
         try:
-            yield
+            # A local instance is nafcli's own, started with usage statistics off; Ray Data reads the
+            # switch again on every run (and would start a usage-collecting actor beside the workers)
+            with _environ(**_LOCAL_ONLY) if address is None else contextlib.nullcontext():
+                yield
         finally:
             ray.shutdown()
 
@@ -173,7 +179,7 @@ def _start_local(ray: Any, num_cpus: int | None, quiet: dict[str, Any]) -> None:
     saved = constants.ENABLE_RAY_CLUSTER
     constants.ENABLE_RAY_CLUSTER = False
     try:
-        with _environ(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0"):
+        with _environ(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", **_LOCAL_ONLY):
             # "local", not None: None would follow RAY_ADDRESS to some cluster
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      _node_ip_address=_LOOPBACK, **quiet)
