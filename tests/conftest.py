@@ -20,6 +20,19 @@ def _private_compile_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["NAFCLI_CACHE_DIR"] = str(tmp_path_factory.mktemp("nafcli-cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_reaches_the_tests() -> None:
+    """Ctrl-C as in a terminal, however the suite was started: a shell without job control starts a
+    background command (``.ci/run &``) with SIGINT ignored, Python then installs no KeyboardInterrupt
+    handler, the processes the tests start inherit the ignoring, and the Ctrl-C tests (which send SIGINT
+    or call ``_thread.interrupt_main``) see runs that never stop. A handler of our own is reset to the
+    default in every child at exec."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     if not (SHARED / "reference").is_dir():
