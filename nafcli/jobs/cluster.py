@@ -19,11 +19,11 @@ with the inputs and outputs must be on a filesystem every node sees at the same 
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -237,8 +237,9 @@ def _start_worker(build: Build, device: str, threads: int, cwd: str, env: dict[s
             f"Ray worker on {host}: cannot enter the driver's folder {cwd} ({e.strerror or e}); inputs and "
             "outputs must be on a filesystem every node sees at the same path (docs/scale-out.md)") from None
     os.environ.update(env)
+    compute = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nafcli-compute")
     try:
-        return _TakingTurns(build(device, threads))
+        return _TakingTurns(compute.submit(build, device, threads).result(), compute)
     except (WeightsNotAvailableError, CheckpointError) as e:
         raise ClusterUnavailableError(
             f"Ray worker on {host}: {e} (the weights the driver loaded must be on a filesystem every node sees: "
@@ -247,19 +248,23 @@ def _start_worker(build: Build, device: str, threads: int, cwd: str, env: dict[s
 
 class _TakingTurns:
     """A worker's job function (a :class:`~.runner.Work`) for the worker's concurrent calls: reading and
-    writing run on each call's own threads, the computes take turns (one model, its threads sized for one
-    job at a time; a ``Restorer`` is not thread-safe)."""
+    writing run on each call's own threads, the computes take turns on the one thread that built the
+    model (one model, its threads sized for one job at a time; a ``Restorer`` is not thread-safe).
 
-    def __init__(self, work: Work) -> None:
+    One thread for the model, as in a local run (the main thread there): every thread that runs a
+    parallel torch operation gets an OpenMP team of its own, and with more OpenMP threads alive than
+    cores, libgomp stops spinning between parallel regions and puts its threads to sleep after each
+    one, so a network of many short regions waits for wake-ups."""
+
+    def __init__(self, work: Work, compute: concurrent.futures.ThreadPoolExecutor) -> None:
         self.work = work
-        self._turn = threading.Lock()
+        self._compute = compute
 
     def read(self, job: Job, events: JobEvents) -> Any:
         return self.work.read(job, events)
 
     def compute(self, job: Job, data: Any, events: JobEvents) -> Any:
-        with self._turn:
-            return self.work.compute(job, data, events)
+        return self._compute.submit(self.work.compute, job, data, events).result()
 
     def write(self, job: Job, data: Any, result: Any, events: JobEvents) -> JobOutcome:
         return self.work.write(job, data, result, events)
