@@ -240,7 +240,10 @@ def _start_worker(build: Build, device: str, threads: int, cwd: str, env: dict[s
     compute = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nafcli-compute")
     try:
         return _TakingTurns(compute.submit(build, device, threads).result(), compute)
-    except (WeightsNotAvailableError, CheckpointError) as e:
+    except BaseException as e:
+        compute.shutdown(wait=False)  # no model, no thread for it
+        if not isinstance(e, WeightsNotAvailableError | CheckpointError):
+            raise
         raise ClusterUnavailableError(
             f"Ray worker on {host}: {e} (the weights the driver loaded must be on a filesystem every node sees: "
             "docs/scale-out.md)") from None
