@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .blocks import LayerNorm2d, NAFBlock
 from .windows import Window
 
@@ -280,6 +281,8 @@ class FastNAFBlock(nn.Module):
         #: fuse on the CPU when the kernels allow it (False: always the plain path, e.g. for a compiler
         #: that fuses by itself)
         self.fuse_cpu = True
+        #: the weights in the native kernels' layout, made at the first native forward
+        self._native: native.Prepared | None = None
 
     def _global(self, h: int, w: int) -> bool:
         return self.window is None or (self.window[0] >= h and self.window[1] >= w)
@@ -287,10 +290,28 @@ class FastNAFBlock(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         # torch.compile traces the plain path: the oneDNN post-op kernels have no fake-tensor version,
         # and inductor fuses the elementwise passes by itself (with the same kernels)
-        if (self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling()
-                and fused_cpu_ok(inp.dtype)):
-            return self._forward_fused(inp)
+        if self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling():
+            if inp.dtype == torch.float32:
+                lib = native.load()
+                if isinstance(lib, native.Library) and native.usable(inp, lib) and native.pays(inp):
+                    return self._forward_native(inp, lib)
+            if fused_cpu_ok(inp.dtype):
+                return self._forward_fused(inp)
         return self._forward_plain(inp)
+
+    def _forward_native(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
+        """The block in the native kernels (:mod:`nafcli.archs.native`): two passes over the maps."""
+        if self._native is None or self._native.source != native.weight_key(self.conv1):
+            self._native = native.Prepared.of(self.conv1, self.conv2, self.conv3, self.conv4, self.conv5,
+                                              self.eps1, self.eps2)
+        h, w = inp.shape[-2:]
+        if self._global(h, w):
+            scale = native.global_scale(self.sca, h * w)
+        else:
+            def scale(g: torch.Tensor, _sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+                box, (left, _, top, _) = valid_box_mean(g, self.window)
+                return self.sca(box).permute(0, 2, 3, 1), top, left
+        return native.run_block(lib, self._native, inp, scale)
 
     def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))

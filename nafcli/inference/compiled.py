@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CACHE_ENV = "NAFCLI_CACHE_DIR"
+from ..paths import cache_root
+
 INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 MODES = ("on", "off", "auto")
 
@@ -62,16 +63,6 @@ def parse_mode(value: bool | str | None) -> str:
     if text not in MODES:
         raise UsageError(f"compile mode {value!r}: use on, off or auto")
     return text
-
-
-def cache_root() -> Path:
-    """nafcli's cache folder for compiled artifacts: ``NAFCLI_CACHE_DIR``, else ``$XDG_CACHE_HOME/nafcli``
-    (``~/.cache/nafcli``)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(os.path.expandvars(env)).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(xdg).expanduser() / "nafcli"
 
 
 def compiled_dir() -> Path:

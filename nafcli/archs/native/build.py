@@ -1,0 +1,200 @@
+"""Compile ``nafblock.cpp`` for this machine once, keep the library in nafcli's cache, load it.
+
+Why compile on the user's machine: the kernels are written for the vector unit (AVX-512 or AVX2) the CPU
+has, with ``-march=native``; a wheel cannot know it. The C++ compiler is the one ``torch.compile`` needs on
+a CPU anyway (``$CXX``, else ``g++``); compiling takes a few seconds, once per machine and source.
+
+The library's name carries a hash of everything that makes it: the source, the compiler and its version,
+the flags, and the CPU's model and flags (``-march=native`` code may not run on another CPU sharing the
+cache). A file that does not load (cut short, from elsewhere) is built again; a failure to build is not an
+error: :func:`load` returns the reason, and the blocks run on oneDNN as before.
+
+Library code: no printing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...paths import cache_root
+
+SOURCE = Path(__file__).with_name("nafblock.cpp")
+#: ``0`` turns the native kernels off (the blocks then run on oneDNN's fused convolutions)
+SWITCH_ENV = "NAFCLI_NATIVE"
+#: the instruction set: this CPU's (tests build the AVX2 variant with ``-march=x86-64-v3``)
+ARCH_FLAGS: tuple[str, ...] = ("-march=native",)
+FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+#: a compilation that takes longer than this has gone wrong
+BUILD_TIMEOUT_S = 300
+
+
+class NativeUnavailable(Exception):
+    """Why the native kernels cannot run here (one line)."""
+
+
+@dataclass(frozen=True)
+class Library:
+    """The loaded kernels and where they came from."""
+
+    cdll: ctypes.CDLL
+    path: Path
+    #: floats per vector: 16 (AVX-512) or 8 (AVX2)
+    vector_width: int
+    #: True when this process compiled it (False: loaded from the cache)
+    built: bool
+
+    def supports(self, channels: int) -> bool:
+        return bool(self.cdll.nb_supports(channels))
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def cpu_flags() -> tuple[str, str]:
+    """The CPU's model name and flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    model = flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = value.strip()
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def compiler() -> str | None:
+    """``$CXX`` when set, else ``g++``, as found on the PATH."""
+    name = os.environ.get("CXX") or "g++"
+    return shutil.which(name)
+
+
+def _check_machine() -> None:
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        raise NativeUnavailable(f"native kernels are built for x86-64 Linux only (this is {platform.system()} "
+                                f"{platform.machine()})")
+    flags = set(cpu_flags()[1].split())
+    if not {"avx2", "fma"} <= flags:
+        raise NativeUnavailable("native kernels need AVX2 and FMA, which this CPU does not report")
+
+
+def _version(cxx: str) -> str:
+    try:
+        done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise NativeUnavailable(f"the C++ compiler {cxx} does not run: {exc}") from exc
+    return done.stdout
+
+
+def library_path(cxx: str) -> Path:
+    """Where the library built by ``cxx`` from today's source for this CPU is kept."""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), cxx.encode(), _version(cxx).encode(), " ".join(FLAGS + ARCH_FLAGS).encode(),
+                 *(s.encode() for s in cpu_flags())):
+        digest.update(part)
+        digest.update(b"\0")
+    return cache_root() / "native" / f"nafblock-{digest.hexdigest()[:20]}.so"
+
+
+def _compile(cxx: str, target: Path) -> None:
+    """Compile to a temporary file beside ``target``, then rename it into place (never a half-written
+    library under the cached name, even with two processes building at once)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".nafblock-", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        try:
+            done = subprocess.run([cxx, *FLAGS, *ARCH_FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+                                  timeout=BUILD_TIMEOUT_S, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise NativeUnavailable(f"compiling the native kernels with {cxx} failed: {exc}") from exc
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise NativeUnavailable(f"compiling the native kernels with {cxx} failed: {last}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    i64, ptr, f32, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+    lib.nb_vector_width.restype = i32
+    lib.nb_supports.argtypes = [i32]
+    lib.nb_supports.restype = i32
+    lib.nb_front.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, f32, ptr, ptr, i32]
+    lib.nb_front.restype = i32
+    lib.nb_back.argtypes = [i32, ptr, ptr, i64, i64, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr,
+                            f32, ptr, i32]
+    lib.nb_back.restype = i32
+    return lib
+
+
+def _load_or_build() -> Library:
+    _check_machine()
+    cxx = compiler()
+    if cxx is None:
+        raise NativeUnavailable(f"no C++ compiler ({os.environ.get('CXX') or 'g++'}) on the PATH")
+    path = library_path(cxx)
+    built = False
+    if not path.is_file():
+        _compile(cxx, path)
+        built = True
+    try:
+        lib = _open(path)
+    except (OSError, AttributeError):
+        if built:
+            raise NativeUnavailable(f"the native kernels built at {path} do not load") from None
+        # cut short or foreign: build it again, once
+        _compile(cxx, path)
+        built = True
+        try:
+            lib = _open(path)
+        except (OSError, AttributeError):
+            raise NativeUnavailable(f"the native kernels built at {path} do not load") from None
+    return Library(lib, path, int(lib.nb_vector_width()), built)
+
+
+_lock = threading.Lock()
+_result: Library | NativeUnavailable | None = None
+
+
+def load() -> Library | NativeUnavailable:
+    """The native kernels (built the first time), or why they cannot run here. Decided once per process;
+    ``NAFCLI_NATIVE=0`` turns them off."""
+    global _result
+    if not enabled():
+        return NativeUnavailable(f"native kernels turned off ({SWITCH_ENV}=0)")
+    with _lock:
+        if _result is None:
+            try:
+                _result = _load_or_build()
+            except NativeUnavailable as exc:
+                _result = exc
+            except OSError as exc:  # the cache folder cannot be written, and the like
+                _result = NativeUnavailable(f"native kernels not built: {exc}")
+        return _result
+
+
+def forget() -> None:
+    """Decide again at the next :func:`load` (tests)."""
+    global _result
+    with _lock:
+        _result = None

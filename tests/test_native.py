@@ -1,0 +1,261 @@
+"""The native NAFBlock kernels (nafcli.archs.native): the same function as the torch blocks, built once and
+kept, and never in the way when they cannot run."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+import torch
+from test_fast import _golden_cases, _load_case
+
+from nafcli.archs import native
+from nafcli.archs.blocks import NAFBlock
+from nafcli.archs.fast_blocks import FastNAFBlock
+from nafcli.archs.native import build
+from nafcli.weights import load
+
+CL = torch.channels_last
+
+
+def _library() -> native.Library:
+    lib = native.load()
+    if not isinstance(lib, native.Library):
+        pytest.skip(f"native kernels unavailable here: {lib}")
+    return lib
+
+
+def _block(c: int, window: tuple[int, int] | None = None, seed: int = 0) -> FastNAFBlock:
+    """A fast block of ``c`` channels whose every parameter is random (beta, gamma and the LayerNorm affines
+    too, so that each part of the block changes the output)."""
+    gen = torch.Generator().manual_seed(seed)
+    ref = NAFBlock(c)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return FastNAFBlock(ref, window).eval()
+
+
+def _native(block: FastNAFBlock, x: torch.Tensor, lib: native.Library) -> torch.Tensor:
+    return block._forward_native(x, lib)
+
+
+def _input(shape: tuple[int, ...], seed: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("c", [16, 32, 48, 64, 96, 128, 192, 256, 384, 512])
+def test_native_block_equals_the_torch_block(c: int) -> None:
+    lib = _library()
+    block = _block(c, seed=c)
+    x = _input((1, c, 13, 29))  # widths that are no multiple of the six-pixel micro-kernel
+    with torch.inference_mode():
+        want = block._forward_plain(x)
+        got = _native(block, x, lib)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert got.permute(0, 2, 3, 1).is_contiguous()  # channels_last out, as the other paths
+    err = (got - want).abs().max().item()
+    assert err <= 2e-5 * max(1.0, want.abs().max().item()), f"{c} channels: {err:.2e}"
+
+
+@pytest.mark.parametrize(("shape", "window"), [
+    ((1, 32, 40, 70), (24, 24)),   # TLC windows smaller than the map both ways
+    ((2, 16, 20, 90), (45, 30)),   # a batch of two (NAFSSR's views), only the width exceeds the window
+    ((1, 64, 17, 9), (8, 100)),    # odd sizes, only the height exceeds it
+    ((3, 32, 16, 16), (16, 16)),   # the window covers the map: the global mean
+])
+def test_native_block_with_tlc_windows_and_batches(shape: tuple[int, ...], window: tuple[int, int]) -> None:
+    lib = _library()
+    block = _block(shape[1], window, seed=7)
+    x = _input(shape)
+    with torch.inference_mode():
+        want = block._forward_plain(x)
+        got = _native(block, x, lib)
+    assert (got - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())
+
+
+def test_native_block_on_a_map_made_row_by_row() -> None:
+    """Maps whose 3x3 input exceeds the whole-map buffer are made in a ring of three rows per thread: the
+    same result, with one thread, two and three (band edges in other places)."""
+    lib = _library()
+    block = _block(32, seed=5)
+    x = _input((1, 32, 203, 340))  # (203 + 2) x (340 + 2) x 64 floats > 4 M: the ring
+    assert 205 * 342 * 64 > 4 << 20
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        want = block._forward_plain(x)
+        try:
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                got = _native(block, x, lib)
+                assert (got - want).abs().max().item() <= 2e-5 * want.abs().max().item(), f"{n} threads"
+        finally:
+            torch.set_num_threads(threads)
+
+
+def test_block_uses_native_kernels_on_large_maps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    _library()
+    block = _block(32)
+    calls: list[tuple[int, ...]] = []
+    real = native.run_block
+
+    def spy(lib, w, inp, scale):  # noqa: ANN001, ANN202
+        calls.append(tuple(inp.shape))
+        return real(lib, w, inp, scale)
+
+    monkeypatch.setattr(native, "run_block", spy)
+    small = _input((1, 32, 24, 24))
+    large_side = int((native.MIN_MAP_BYTES / (32 * 4)) ** 0.5) + 1  # just above the threshold
+    large = _input((1, 32, large_side, large_side))
+    with torch.inference_mode():
+        block(small)
+        assert calls == []
+        block(large)
+        assert calls == [(1, 32, large_side, large_side)]
+        block.to(torch.bfloat16)(large.to(torch.bfloat16))  # other dtypes stay on torch
+        assert len(calls) == 1
+
+
+def test_prepared_weights_follow_a_change_of_weights() -> None:
+    lib = _library()
+    block = _block(32)
+    x = _input((1, 32, 8, 8))
+    with torch.inference_mode():
+        before = _native(block, x, lib)
+        with torch.no_grad():
+            block.conv1.weight.mul_(0.5)
+        after = _native(block, x, lib)
+        want = block._forward_plain(x)
+    assert not torch.allclose(before, after)
+    assert (after - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())
+
+
+@pytest.mark.skipif(not _golden_cases(), reason="../shared/reference/golden is absent")
+@pytest.mark.parametrize("name", _golden_cases() or ["none"])
+def test_golden_cases_through_the_native_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every golden case within 1e-4 of the authors' output with every block that the kernels take
+    (all channel counts the vector width divides) run natively, however small its map."""
+    _library()
+    monkeypatch.setattr(native.nafblock, "MIN_MAP_BYTES", 0)
+    used: list[int] = []
+    real = native.run_block
+    monkeypatch.setattr(native, "run_block", lambda lib, w, inp, scale: used.append(inp.shape[1]) or real(lib, w, inp, scale))
+    model, inp, expected = _load_case(name)
+    fast = model.spec.fast(model.module, dtype=torch.float32)
+    with torch.inference_mode():
+        out = fast(inp)
+    assert used, "no block ran natively"
+    err = (out - expected).abs().max().item()
+    assert err <= 1e-4, f"{name}: native blocks differ from the authors' output by {err:.2e}"
+
+
+def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variant for CPUs without AVX-512 (8-float vectors, 12 accumulators), built here with
+    ``-march=x86-64-v3``: same results, and it takes the 8-channel blocks the AVX-512 build leaves."""
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(build, "ARCH_FLAGS", ("-march=x86-64-v3",))
+    build.forget()
+    try:
+        lib = _library()
+        assert lib.vector_width == 8 and lib.supports(8) and lib.supports(48)
+        for c, window in ((8, None), (48, (6, 10)), (128, None)):
+            block = _block(c, window, seed=c)
+            x = _input((2, c, 11, 19))
+            with torch.inference_mode():
+                want = block._forward_plain(x)
+                got = _native(block, x, lib)
+            assert (got - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item()), c
+    finally:
+        build.forget()
+
+
+# -- building, the cache, and when there is nothing to build with ----------------------------------------
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
+    build.forget()
+    yield tmp_path
+    build.forget()
+
+
+def test_built_once_then_loaded_from_the_cache(fresh_cache) -> None:
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    first = _library()
+    assert first.built and first.path.parent == fresh_cache / "native" and first.path.is_file()
+    assert first.vector_width in (8, 16)
+    build.forget()
+    second = _library()
+    assert not second.built and second.path == first.path
+    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]  # no temporary files left
+
+
+def test_a_damaged_cached_library_is_built_again(fresh_cache) -> None:
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    path = build.library_path(build.compiler())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x7fELF cut short")
+    lib = _library()
+    assert lib.built and lib.path == path and path.stat().st_size > 1000
+
+
+def test_no_compiler_means_torch_blocks_and_one_line_why(fresh_cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    result = native.load()
+    assert isinstance(result, native.NativeUnavailable)
+    assert "no-such-compiler-here" in str(result) and "\n" not in str(result)
+    block = _block(32)
+    x = _input((1, 32, 10, 10))
+    with torch.inference_mode():
+        assert torch.allclose(block(x), block._forward_plain(x), atol=1e-5)
+
+
+def test_a_compiler_that_fails_is_one_line_and_not_fatal(fresh_cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fresh_cache / "bad-cxx"
+    fake.write_text("#!/bin/sh\necho 'bad-cxx: error: something broke' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("CXX", str(fake))
+    result = native.load()
+    assert isinstance(result, native.NativeUnavailable)
+    assert "something broke" in str(result)
+    assert not list((fresh_cache / "native").glob("*.so"))  # nothing half-written under the cached name
+
+
+def test_switched_off_by_environment(fresh_cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(native.SWITCH_ENV, "0")
+    result = native.load()
+    assert isinstance(result, native.NativeUnavailable) and native.SWITCH_ENV in str(result)
+    assert not (fresh_cache / "native").exists()
+
+
+def test_source_is_shipped_with_the_package() -> None:
+    """The kernels are compiled from the installed package: the .cpp must be package data."""
+    assert build.SOURCE.is_file()
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"archs/native/*.cpp"' in pyproject
+
+
+def test_whole_network_with_native_blocks_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NAFNet of width 32 (the official models' first level) on a map large enough for the native
+    level-1 blocks, against the reference path."""
+    _library()
+    monkeypatch.setattr(native.nafblock, "MIN_MAP_BYTES", 1 << 20)
+    model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1], "middle_blk_num": 1,
+                                    "dec_blk_nums": [1, 1]}), pretrained=False, seed=2)
+    used: list[int] = []
+    real = native.run_block
+    monkeypatch.setattr(native, "run_block", lambda lib, w, inp, scale: used.append(inp.shape[1]) or real(lib, w, inp, scale))
+    fast = model.spec.fast(model.module, dtype=torch.float32)
+    x = torch.rand((1, 3, 96, 128))
+    with torch.inference_mode():
+        err = (fast(x) - model.module(x)).abs().max().item()
+    assert used == [32, 32]  # the level-1 encoder and decoder blocks (96 x 128 x 32 floats: 1.5 MB)
+    assert err <= 1e-4
