@@ -113,6 +113,9 @@ def test_block_uses_native_kernels_on_large_maps_only(monkeypatch: pytest.Monkey
         assert calls == []
         block(large)
         assert calls == [(1, 32, large_side, large_side)]
+        wide = _input((1, 256, large_side // 2, large_side // 2))  # as many bytes, 256 channels: oneDNN
+        _block(256)(wide)
+        assert len(calls) == 1
         block.to(torch.bfloat16)(large.to(torch.bfloat16))  # other dtypes stay on torch
         assert len(calls) == 1
 

@@ -64,6 +64,9 @@ def render_bench(result: BenchResult) -> None:
         if p.limit_drift is not None and abs(p.limit_drift - 1) > 0.1:
             print(f"note: {p.label} {p.precision}: the limit moved by {100 * (p.limit_drift - 1):+.0f} % during "
                   "the row (the machine's speed drifted; rerun on a quiet machine)", file=sys.stderr)
+    if result.native:
+        state = "on" if result.native["available"] else "off"
+        print(f"native NAFBlock kernels: {state}: {result.native['detail']}", file=sys.stderr)
     if result.allocator_tuned:
         print("fast rows: glibc malloc keeps freed blocks for reuse, as nafcli runs (reference row: the "
               "default allocator; NAFCLI_MALLOC_TUNING=0 for both)", file=sys.stderr)

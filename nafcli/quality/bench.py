@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..archs import LoadedModel
+from ..archs import LoadedModel, native
 from ..errors import UsageError
 from ..inference.allocator import tune_for_tiles, tuned
 from ..inference.cut_options import check_cut, parse_size
@@ -133,6 +133,9 @@ class BenchResult:
     warnings: list[str] = field(default_factory=list)
     #: the limits measured (one per dtype and network input)
     limits: list[Limit] = field(default_factory=list)
+    #: whether the fast fp32 rows on the CPU could use the native NAFBlock kernels, and what they are
+    #: (or why not): ``{"available": bool, "detail": str}``; empty on other devices
+    native: dict[str, Any] = field(default_factory=dict)
 
     @property
     def pixels(self) -> int:
@@ -159,6 +162,7 @@ class BenchResult:
             "auto": {"precision": self.auto_precision, "reason": self.auto_reason},
             "warnings": self.warnings,
             "limits": [lim.to_dict() for lim in self.limits],
+            "native": self.native,
             "paths": rows,
         }
 
@@ -337,4 +341,18 @@ def run_bench(
         auto_reason=auto.reason,
         warnings=warnings,
         limits=limits,
+        native=native_status() if dev.type == "cpu" else {},
     )
+
+
+def native_status() -> dict[str, Any]:
+    """The native NAFBlock kernels as the fast rows found them: available (with the vector width, the
+    library, and the map size they start at) or why not."""
+    lib = native.load()
+    if isinstance(lib, native.Library):
+        isa = "AVX-512" if lib.vector_width == 16 else "AVX2"
+        return {"available": True,
+                "detail": f"{isa} ({lib.vector_width} floats a vector), fp32 blocks of up to "
+                          f"{native.MAX_CHANNELS} channels on maps of {native.MIN_MAP_BYTES >> 20} MB and more; "
+                          f"{lib.path}"}
+    return {"available": False, "detail": str(lib)}

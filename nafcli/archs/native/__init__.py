@@ -9,7 +9,7 @@ CPU wherever they load; everywhere else (no compiler, another CPU family, bf16/f
 """
 
 from .build import SWITCH_ENV, Library, NativeUnavailable, enabled, forget, load
-from .nafblock import MIN_MAP_BYTES, Prepared, global_scale, pays, run_block, usable, weight_key
+from .nafblock import MAX_CHANNELS, MIN_MAP_BYTES, Prepared, global_scale, pays, run_block, usable, weight_key
 
-__all__ = ["MIN_MAP_BYTES", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "enabled", "forget", "global_scale", "load",
+__all__ = ["MAX_CHANNELS", "MIN_MAP_BYTES", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "enabled", "forget", "global_scale", "load",
            "pays", "run_block", "usable", "weight_key"]

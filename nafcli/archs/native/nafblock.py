@@ -72,17 +72,21 @@ def usable(x: torch.Tensor, lib: Library) -> bool:
             and x.permute(0, 2, 3, 1).is_contiguous() and lib.supports(x.shape[1]))
 
 
-#: the native block runs on maps of at least this many bytes (C x H x W float32). Below it oneDNN's fused
-#: convolutions win: the map stays in the caches between its operations, and its products are better
-#: blocked for 128+ channels. Measured per block on the 2-core Xeon (docs/performance.md): 32 x 1024^2
-#: (128 MB) 95 ms native against 263 ms, 64 x 512^2 80 vs 105, 128 x 256^2 (32 MB) 69 vs 81, 32 x 512^2
-#: 44 vs 65; 64 x 256^2 (16 MB) 28 vs 29, 256 x 128^2 66 vs 61, 128 x 128^2 (8 MB) 23 vs 19.
+#: the native block runs on maps of at most this many channels and at least this many bytes (C x H x W
+#: float32). Elsewhere oneDNN's fused convolutions win: a small map stays in the caches between its
+#: operations, and oneDNN blocks the products of 256+ channels better than the kernels' six-pixel tiles.
+#: Measured per block on the 2-core Xeon (ms, native against oneDNN; docs/performance.md): 32 x 1024^2
+#: (128 MB) 93 vs 263, 64 x 512^2 77 vs 105, 128 x 256^2 (32 MB) 64-69 vs 75-81, 32 x 512^2 (32 MB) 37 vs
+#: 65; 64 x 256^2 (16 MB) 28 vs 29, 128 x 128^2 (8 MB) 23 vs 19; 256 x 256^2 (64 MB) 274 vs 233, 512 x 128^2
+#: 452 vs 198.
+MAX_CHANNELS = 128
 MIN_MAP_BYTES = 24 << 20
 
 
 def pays(x: torch.Tensor) -> bool:
-    """Whether the native block is the faster way for this map (:data:`MIN_MAP_BYTES`)."""
-    return x[0].numel() * x.element_size() >= MIN_MAP_BYTES
+    """Whether the native block is the faster way for this map (:data:`MAX_CHANNELS`,
+    :data:`MIN_MAP_BYTES`)."""
+    return x.shape[1] <= MAX_CHANNELS and x[0].numel() * x.element_size() >= MIN_MAP_BYTES
 
 
 ScaleMap = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int, int]]
