@@ -13,6 +13,7 @@ from nafcli.archs import native
 from nafcli.archs.blocks import NAFBlock
 from nafcli.archs.fast_blocks import FastNAFBlock
 from nafcli.archs.native import build
+from nafcli.errors import UsageError
 from nafcli.weights import load
 
 CL = torch.channels_last
@@ -262,3 +263,28 @@ def test_whole_network_with_native_blocks_matches_reference(monkeypatch: pytest.
         err = (fast(x) - model.module(x)).abs().max().item()
     assert used == [32, 32]  # the level-1 encoder and decoder blocks (96 x 128 x 32 floats: 1.5 MB)
     assert err <= 1e-4
+
+
+def test_tlc_models_take_the_large_cpu_tiles_when_the_kernels_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the native kernels, local statistics cost little at any size: TLC models get the 1024-px CPU
+    tile as the others do; in bf16 (no native blocks) or with the kernels off, the 512-px one."""
+    from nafcli.inference import sizing
+    from nafcli.inference.restorer import Restorer
+
+    _library()
+    monkeypatch.setattr(sizing, "mem_available", lambda: 64 << 30)
+    model = load(model="nafnet-gopro-width32", pretrained=False)
+    assert model.tiling.min_tile  # a TLC model
+    x = torch.zeros((1, 3, 4096, 4096))
+
+    def auto_tile(**kw) -> int:  # noqa: ANN003
+        runner = Restorer(model, device="cpu", **kw).runner
+        return runner._auto_tile(x, model.tiling)
+
+    assert auto_tile(precision="fp32") == sizing.CPU_TILE_GLOBAL
+    try:
+        assert auto_tile(precision="bf16") == sizing.CPU_TILE
+    except UsageError:  # a CPU that refuses bf16 (no native bf16)
+        pass
+    monkeypatch.setenv(native.SWITCH_ENV, "0")
+    assert auto_tile(precision="fp32") == sizing.CPU_TILE

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..archs import LoadedModel
+from ..archs import LoadedModel, native
 from ..errors import PairMismatchError, UsageError
 from ..imaging.adapters import from_user, to_user
 from ..imaging.image import Image
@@ -124,8 +124,16 @@ class Restorer:
         check_cut(model.tiling, tile_px, overlap_px)  # here, not on the first image: every image would fail
         self.runner = TiledRunner(
             self.forward, self.device, model.tiling, scale=model.scale, tile=tile_px, overlap=overlap_px,
-            batch=parse_size(batch_size, "--batch-size", minimum=1),
+            batch=parse_size(batch_size, "--batch-size", minimum=1), large_cpu_tiles=self._native_blocks(),
         )
+
+    def _native_blocks(self) -> bool:
+        """Whether the fast path's blocks run in the native CPU kernels (fp32 on the CPU, not traced by
+        torch.compile, the kernels built here): then TLC models take the larger CPU tiles too."""
+        if not (self.fast and self.device.type == "cpu" and self.precision == "fp32"
+                and self.forward.mode != "on"):
+            return False
+        return isinstance(native.load(), native.Library)
 
     # -- compiled mode (the network call: :class:`~.forward.Forward`) --------------------------------
 

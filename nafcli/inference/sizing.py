@@ -11,10 +11,14 @@ Defaults, chosen by measurement (``benchmarks/tiling.py``, README "Tiled inferen
 
 * ``DEFAULT_OVERLAP = 16`` context pixels per side, cross-faded over 16 more: tiled-against-whole PSNR is
   above 50 dB on real photos with NAFNet, and widening it costs speed for nothing visible.
-* ``CPU_TILE = 512`` on the CPU for models with TLC: the fastest per megapixel (smaller tiles waste work
-  on the shared bands; larger ones make the local statistics cost more: GoPro-width32 on 2048x2048 took
-  13.7 s in 560-px tiles and 16.3 s in 1072-px ones on the 2-core Xeon), about 0.6 GB of activations
-  for the width-32 NAFNets, and at least the 384 px level-0 TLC window.
+* ``CPU_TILE = 512`` on the CPU for models with TLC when the native kernels do not run (bf16, no
+  compiler): the fastest per megapixel there (smaller tiles waste work on the shared bands; larger ones
+  make the local statistics cost more: GoPro-width32 on 2048x2048 took 13.7 s in 560-px tiles and 16.3 s
+  in 1072-px ones on the 2-core Xeon), about 0.6 GB of activations for the width-32 NAFNets, and at least
+  the 384 px level-0 TLC window. With the native kernels (fp32 on the CPU, ``large_cpu_tiles``) the
+  local statistics cost little at any size (sliding sums) and the full-resolution blocks run faster on
+  large maps, so TLC models take ``CPU_TILE_GLOBAL`` too: GoPro-width32 on 2048x2048 9.36 s in 1072-px
+  tiles against 10.05 s in 560-px ones (same series; 2.3 GB peak against 1.3 GB).
 * ``CPU_TILE_GLOBAL = 1024`` for models without TLC (global channel attention): on the 2-core Xeon
   (AVX-512, a large L3) fewer, larger tiles waste less on the shared bands and lose nothing in the
   caches (SIDD-width32 on 2048x2048, same run conditions: 12.9 s in 4x4 tiles of 560, 12.7 s in 3x3 of
@@ -106,8 +110,11 @@ class TiledRunner:
         tile: int | None = None,
         overlap: int | None = None,
         batch: int | None = None,
+        large_cpu_tiles: bool = False,
     ) -> None:
         self.forward = forward
+        #: TLC models get the larger automatic CPU tile too (the native kernels run: see CPU_TILE)
+        self.large_cpu_tiles = large_cpu_tiles
         self.device = device
         self.mode = mode
         self.scale = scale
@@ -203,7 +210,7 @@ class TiledRunner:
             # the image buffers (input, output, the conversions around them) come first
             buffers = 16.0 * x.numel() * self.scale**2
             budget = (0.5 * avail - buffers) if avail is not None else float("inf")
-            cap = CPU_TILE if mode.min_tile else CPU_TILE_GLOBAL
+            cap = CPU_TILE if mode.min_tile and not self.large_cpu_tiles else CPU_TILE_GLOBAL
         multiple = mode.size_multiple
         tile = tile_for_budget(budget, per_px, multiple, cap=cap, prefer_min=mode.min_tile)
         tile = max(tile, round_up(3 * self.overlap + 1, multiple))  # a large --overlap: tiles that hold it

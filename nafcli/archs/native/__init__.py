@@ -2,14 +2,27 @@
 
 Why they exist: on a CPU the full-resolution levels of a NAFNet (32-128 channels) spend most of their time
 moving maps through memory between a dozen small operations; fused per pixel, a level-1 block of a
-1024x1024 tile takes ~0.1 s instead of ~0.23 s (docs/performance.md). They are compiled for this machine
-at first use (:mod:`.build`) and used by :class:`nafcli.archs.fast_blocks.FastNAFBlock` for float32 on the
-CPU wherever they load; everywhere else (no compiler, another CPU family, bf16/fp16, CUDA,
-``NAFCLI_NATIVE=0``) the block runs on torch as before, with the same results within float rounding.
+1024x1024 tile takes ~0.09 s instead of ~0.18-0.26 s (docs/performance.md). The same library computes the
+TLC box means by sliding sums in float64. They are compiled for this machine at first use (:mod:`.build`)
+and used by :mod:`nafcli.archs.fast_blocks` for float32 on the CPU wherever they load; everywhere else (no
+compiler, another CPU family, bf16/fp16, CUDA, ``NAFCLI_NATIVE=0``) the blocks run on torch as before,
+with the same results within float rounding.
 """
 
 from .build import SWITCH_ENV, Library, NativeUnavailable, enabled, forget, load
-from .nafblock import MAX_CHANNELS, MIN_MAP_BYTES, Prepared, global_scale, pays, run_block, usable, weight_key
+from .nafblock import (
+    MAX_CHANNELS,
+    MIN_MAP_BYTES,
+    Prepared,
+    box_mean,
+    global_scale,
+    pays,
+    run_block,
+    usable,
+    weight_key,
+)
 
-__all__ = ["MAX_CHANNELS", "MIN_MAP_BYTES", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "enabled", "forget", "global_scale", "load",
-           "pays", "run_block", "usable", "weight_key"]
+__all__ = [
+    "MAX_CHANNELS", "MIN_MAP_BYTES", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "enabled",
+    "forget", "global_scale", "load", "pays", "run_block", "usable", "weight_key",
+]

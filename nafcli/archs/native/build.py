@@ -144,6 +144,8 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.nb_back.argtypes = [i32, ptr, ptr, i64, i64, i64, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr,
                             f32, ptr, i32]
     lib.nb_back.restype = i32
+    lib.nb_box_mean.argtypes = [i32, ptr, i64, i64, i64, i64, i64, ptr, i32]
+    lib.nb_box_mean.restype = i32
     return lib
 
 

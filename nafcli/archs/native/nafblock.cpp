@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -271,6 +272,53 @@ static void back(const float* x, const float* g, int64_t n, int64_t h, int64_t w
     }
 }
 
+// The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
+// W-k2+1, C). Sliding sums in double: each thread takes a share of the output rows, sums its first k1
+// input rows once, then moves the window down a row at a time (add the row that enters, subtract the one
+// that leaves) and slides along each summed row the same way. Two reads of g, one write, no integral
+// image (whose running sums need float64 over a large map, and several passes).
+static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
+                     int nthreads) {
+    const int64_t h2 = h - k1 + 1, w2 = w - k2 + 1, row = w * c;
+    const double inv = 1.0 / double(k1 * k2);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        std::vector<double> acc((size_t)row), s((size_t)c);
+        for (int64_t img = 0; img < n; ++img) {
+            const float* gi = g + img * h * row;
+            float* oi = out + img * h2 * w2 * c;
+            const int64_t i0 = h2 * tid / nt, i1 = h2 * (tid + 1) / nt;
+            if (i0 >= i1) continue;
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (int64_t r = i0; r < i0 + k1; ++r) {
+                const float* gr = gi + r * row;
+                for (int64_t e = 0; e < row; ++e) acc[e] += gr[e];
+            }
+            for (int64_t i = i0; i < i1; ++i) {
+                if (i > i0) {
+                    const float* in = gi + (i + k1 - 1) * row;
+                    const float* old = gi + (i - 1) * row;
+                    for (int64_t e = 0; e < row; ++e) acc[e] += double(in[e]) - double(old[e]);
+                }
+                float* o = oi + i * w2 * c;
+                std::fill(s.begin(), s.end(), 0.0);
+                for (int64_t j = 0; j < k2; ++j)
+                    for (int ch = 0; ch < c; ++ch) s[ch] += acc[j * c + ch];
+                for (int ch = 0; ch < c; ++ch) o[ch] = float(s[ch] * inv);
+                for (int64_t j = 1; j < w2; ++j) {
+                    const double* add = acc.data() + (j + k2 - 1) * c;
+                    const double* sub = acc.data() + (j - 1) * c;
+                    for (int ch = 0; ch < c; ++ch) {
+                        s[ch] += add[ch] - sub[ch];
+                        o[j * c + ch] = float(s[ch] * inv);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // the channel counts built (NAFNet widths 8-64 and their doublings, NAFSSR's 48, 64, 96, 128); one that the
 // vector width does not divide is left out (8 on AVX-512)
 #define CHANNEL_CASES(X) X(8) X(16) X(32) X(48) X(64) X(96) X(128) X(192) X(256) X(384) X(512)
@@ -297,6 +345,14 @@ static int back_for(const float* x, const float* g, int64_t n, int64_t h, int64_
 }
 
 extern "C" {
+// box means of any channel count (see box_mean); 1 for a window larger than the map
+int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
+                int nthreads) {
+    if (k1 < 1 || k2 < 1 || k1 > h || k2 > w || c < 1) return 1;
+    box_mean(c, g, n, h, w, k1, k2, out, nthreads);
+    return 0;
+}
+
 // floats per vector this build uses (16: AVX-512, 8: AVX2)
 int nb_vector_width() { return VW; }
 

@@ -114,6 +114,16 @@ def run_block(lib: Library, w: Prepared, inp: torch.Tensor, scale: ScaleMap) -> 
     return out.permute(0, 3, 1, 2)
 
 
+def box_mean(lib: Library, v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
+    """The means over every full ``k1`` x ``k2`` window of ``v`` (N, H, W, C float32, contiguous), stride 1:
+    N x (H-k1+1) x (W-k2+1) x C float32, summed in float64 (``nb_box_mean``)."""
+    n, h, w, c = v.shape
+    out = torch.empty((n, h - k1 + 1, w - k2 + 1, c), dtype=torch.float32)
+    if lib.cdll.nb_box_mean(c, _ptr(v), n, h, w, k1, k2, _ptr(out), torch.get_num_threads()) != 0:
+        raise ValueError(f"box means: a {k1}x{k2} window does not fit a {h}x{w} map")
+    return out
+
+
 def global_scale(sca: torch.nn.Conv2d, pixels: int) -> ScaleMap:
     """The authors' SCA on the global mean: one scale vector per image."""
     def scale(g: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
