@@ -288,3 +288,22 @@ def test_tlc_models_take_the_large_cpu_tiles_when_the_kernels_run(monkeypatch: p
         pass
     monkeypatch.setenv(native.SWITCH_ENV, "0")
     assert auto_tile(precision="fp32") == sizing.CPU_TILE
+
+
+@pytest.mark.parametrize(("shape", "window"), [((1, 37, 53, 3), (7, 11)), ((2, 20, 90, 16), (20, 45)),
+                                                ((1, 64, 64, 256), (48, 48)), ((1, 5, 5, 8), (5, 5))])
+def test_box_means_equal_float64_sums(shape: tuple[int, ...], window: tuple[int, int]) -> None:
+    """The sliding sums against a float64 integral image, on maps whose mean is far from zero (where
+    float32 running sums would drift): within float32 rounding. Any channel count, batches, windows as
+    large as the map."""
+    lib = _library()
+    gen = torch.Generator().manual_seed(11)
+    v = (torch.randn(shape, generator=gen) * 3 + 40).contiguous()  # N H W C
+    k1, k2 = window
+    got = native.box_mean(lib, v, k1, k2)
+    cs = torch.nn.functional.pad(v.double().cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+    want = (cs[:, k1:, k2:] - cs[:, :-k1, k2:] - cs[:, k1:, :-k2] + cs[:, :-k1, :-k2]) / (k1 * k2)
+    assert got.shape == want.shape
+    assert (got.double() - want).abs().max().item() <= 4e-6 * 43  # float32 rounding of values near 43
+    with pytest.raises(ValueError, match="does not fit"):
+        native.box_mean(lib, v, shape[1] + 1, k2)
