@@ -95,30 +95,48 @@ def test_native_block_on_a_map_made_row_by_row() -> None:
             torch.set_num_threads(threads)
 
 
-def test_block_uses_native_kernels_on_large_maps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Record which native path each block took: ("block", C) or ("hybrid", C)."""
+    calls: list[tuple[str, int]] = []
+    block, hybrid = FastNAFBlock._forward_native, FastNAFBlock._forward_hybrid
+
+    def on_block(self, inp, lib):  # noqa: ANN001, ANN202
+        calls.append(("block", inp.shape[1]))
+        return block(self, inp, lib)
+
+    def on_hybrid(self, inp, lib):  # noqa: ANN001, ANN202
+        calls.append(("hybrid", inp.shape[1]))
+        return hybrid(self, inp, lib)
+
+    monkeypatch.setattr(FastNAFBlock, "_forward_native", on_block)
+    monkeypatch.setattr(FastNAFBlock, "_forward_hybrid", on_hybrid)
+    return calls
+
+
+def test_which_blocks_run_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 on the CPU: up to 64 channels the whole block, wider blocks the hybrid; bf16: neither."""
     _library()
-    block = _block(32)
-    calls: list[tuple[int, ...]] = []
-    real = native.run_block
-
-    def spy(lib, w, inp, scale):  # noqa: ANN001, ANN202
-        calls.append(tuple(inp.shape))
-        return real(lib, w, inp, scale)
-
-    monkeypatch.setattr(native, "run_block", spy)
-    small = _input((1, 32, 24, 24))
-    large_side = int((native.MIN_MAP_BYTES / (32 * 4)) ** 0.5) + 1  # just above the threshold
-    large = _input((1, 32, large_side, large_side))
+    calls = _spy(monkeypatch)
     with torch.inference_mode():
-        block(small)
-        assert calls == []
-        block(large)
-        assert calls == [(1, 32, large_side, large_side)]
-        wide = _input((1, 256, large_side // 2, large_side // 2))  # as many bytes, 256 channels: oneDNN
-        _block(256)(wide)
-        assert len(calls) == 1
-        block.to(torch.bfloat16)(large.to(torch.bfloat16))  # other dtypes stay on torch
-        assert len(calls) == 1
+        for c in (32, 64, 128, 256):
+            _block(c)(_input((1, c, 12, 12)))
+        assert calls == [("block", 32), ("block", 64), ("hybrid", 128), ("hybrid", 256)]
+        _block(32).to(torch.bfloat16)(_input((1, 32, 12, 12)).to(torch.bfloat16))
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("c", [128, 256, 512])
+@pytest.mark.parametrize("window", [None, (10, 30)], ids=["global", "tlc"])
+def test_hybrid_block_equals_the_torch_block(c: int, window: tuple[int, int] | None) -> None:
+    lib = _library()
+    block = _block(c, window, seed=c + 1)
+    for shape in ((1, c, 17, 41), (2, c, 9, 33)):
+        x = _input(shape)
+        with torch.inference_mode():
+            want = block._forward_plain(x)
+            got = block._forward_hybrid(x, lib)
+        assert got.permute(0, 2, 3, 1).is_contiguous()
+        assert (got - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item()), shape
 
 
 def test_prepared_weights_follow_a_change_of_weights() -> None:
@@ -136,22 +154,21 @@ def test_prepared_weights_follow_a_change_of_weights() -> None:
 
 
 @pytest.mark.skipif(not _golden_cases(), reason="../shared/reference/golden is absent")
+@pytest.mark.parametrize("whole", [True, False], ids=["whole-blocks", "hybrid-blocks"])
 @pytest.mark.parametrize("name", _golden_cases() or ["none"])
-def test_golden_cases_through_the_native_blocks(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every golden case within 1e-4 of the authors' output with every block that the kernels take
-    (all channel counts the vector width divides) run natively, however small its map."""
+def test_golden_cases_through_the_native_kernels(name: str, whole: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every golden case within 1e-4 of the authors' output with every block the kernels take run whole
+    natively, and again with every one of them as the hybrid."""
     _library()
-    monkeypatch.setattr(native.nafblock, "MIN_MAP_BYTES", 0)
-    used: list[int] = []
-    real = native.run_block
-    monkeypatch.setattr(native, "run_block", lambda lib, w, inp, scale: used.append(inp.shape[1]) or real(lib, w, inp, scale))
+    monkeypatch.setattr(native.nafblock, "MAX_BLOCK_CHANNELS", 1 << 20 if whole else 0)
+    calls = _spy(monkeypatch)
     model, inp, expected = _load_case(name)
     fast = model.spec.fast(model.module, dtype=torch.float32)
     with torch.inference_mode():
         out = fast(inp)
-    assert used, "no block ran natively"
+    assert calls and {kind for kind, _ in calls} == {"block" if whole else "hybrid"}
     err = (out - expected).abs().max().item()
-    assert err <= 1e-4, f"{name}: native blocks differ from the authors' output by {err:.2e}"
+    assert err <= 1e-4, f"{name}: native kernels differ from the authors' output by {err:.2e}"
 
 
 def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,20 +265,17 @@ def test_source_is_shipped_with_the_package() -> None:
 
 
 def test_whole_network_with_native_blocks_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A NAFNet of width 32 (the official models' first level) on a map large enough for the native
-    level-1 blocks, against the reference path."""
+    """A NAFNet of width 32 (the official models' first levels) against the reference path: its 32- and
+    64-channel blocks run whole natively, the 128-channel ones as the hybrid."""
     _library()
-    monkeypatch.setattr(native.nafblock, "MIN_MAP_BYTES", 1 << 20)
-    model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1], "middle_blk_num": 1,
-                                    "dec_blk_nums": [1, 1]}), pretrained=False, seed=2)
-    used: list[int] = []
-    real = native.run_block
-    monkeypatch.setattr(native, "run_block", lambda lib, w, inp, scale: used.append(inp.shape[1]) or real(lib, w, inp, scale))
+    calls = _spy(monkeypatch)
+    model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1], "middle_blk_num": 1,
+                                    "dec_blk_nums": [1, 1, 1]}), pretrained=False, seed=2)
     fast = model.spec.fast(model.module, dtype=torch.float32)
     x = torch.rand((1, 3, 96, 128))
     with torch.inference_mode():
         err = (fast(x) - model.module(x)).abs().max().item()
-    assert used == [32, 32]  # the level-1 encoder and decoder blocks (96 x 128 x 32 floats: 1.5 MB)
+    assert sorted(set(calls)) == [("block", 32), ("block", 64), ("hybrid", 128), ("hybrid", 256)]
     assert err <= 1e-4
 
 

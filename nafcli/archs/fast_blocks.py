@@ -290,6 +290,8 @@ class FastNAFBlock(nn.Module):
         self.fuse_cpu = True
         #: the weights in the native kernels' layout, made at the first native forward
         self._native: native.Prepared | None = None
+        #: conv2 in the native depthwise gate's layout, and the conv2 weight it was made from
+        self._dw: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _global(self, h: int, w: int) -> bool:
         return self.window is None or (self.window[0] >= h and self.window[1] >= w)
@@ -300,17 +302,55 @@ class FastNAFBlock(nn.Module):
         if self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling():
             if inp.dtype == torch.float32:
                 lib = native.load()
-                if isinstance(lib, native.Library) and native.usable(inp, lib) and native.pays(inp):
-                    return self._forward_native(inp, lib)
+                if isinstance(lib, native.Library) and native.usable(inp, lib):
+                    if native.whole_block(inp) or not fused_cpu_ok(inp.dtype):
+                        return self._forward_native(inp, lib)
+                    return self._forward_hybrid(inp, lib)
             if fused_cpu_ok(inp.dtype):
                 return self._forward_fused(inp)
         return self._forward_plain(inp)
 
-    def _forward_native(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
-        """The block in the native kernels (:mod:`nafcli.archs.native`): two passes over the maps."""
+    def _prepared(self) -> native.Prepared:
         if self._native is None or self._native.source != native.weight_key(self.conv1):
             self._native = native.Prepared.of(self.conv1, self.conv2, self.conv3, self.conv4, self.conv5,
                                               self.eps1, self.eps2)
+        return self._native
+
+    def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
+        """oneDNN's products with the native kernels' LayerNorm and depthwise gate: for the blocks whose
+        products oneDNN runs faster than the native block (256+ channels, small maps). conv1 runs as one
+        product (the fused path splits it in two for its post-ops), its output goes through the depthwise
+        3x3 and the gate in one pass, and the LayerNorms are one pass each."""
+        c = inp.shape[1]
+        if self._dw is None or self._dw[0] != native.weight_key(self.conv2):
+            self._dw = native.weight_key(self.conv2), native.depthwise(self.conv2)
+        t = native.layer_norm(lib, inp, self.eps1)
+        x, sums = native.dw_gate(lib, self._dw[1], F.conv2d(t, self.conv1.weight, self.conv1.bias))
+        del t
+        w3, b3 = self.conv3.weight, self.conv3.bias
+        h, wd = x.shape[-2:]
+        if self._global(h, wd):
+            n = x.shape[0]
+            pooled = (sums / (h * wd)).to(torch.float32).view(n, c, 1, 1)
+            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
+            if n == 1:
+                w3 = w3 * s.view(1, -1, 1, 1)
+            else:
+                x = x * s
+        else:
+            box, padding = valid_box_mean(x, self.window)
+            x = mul_replicated(x, self.sca(box), padding)
+        y = conv_then(x, inp, w3, b3, 0, 1, "add")
+        del x
+        t = native.layer_norm(lib, y, self.eps2)
+        w4, b4 = self.conv4.weight, self.conv4.bias
+        x = conv_then(t, F.conv2d(t, w4[:c], b4[:c]), w4[c:], b4[c:], 0, 1, "mul")  # the gate
+        del t
+        return conv_then(x, y, self.conv5.weight, self.conv5.bias, 0, 1, "add")
+
+    def _forward_native(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
+        """The block in the native kernels (:mod:`nafcli.archs.native`): two passes over the maps."""
+        prepared = self._prepared()
         h, w = inp.shape[-2:]
         if self._global(h, w):
             scale = native.global_scale(self.sca, h * w)
@@ -318,7 +358,7 @@ class FastNAFBlock(nn.Module):
             def scale(g: torch.Tensor, _sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
                 box, (left, _, top, _) = valid_box_mean(g, self.window)
                 return self.sca(box).permute(0, 2, 3, 1), top, left
-        return native.run_block(lib, self._native, inp, scale)
+        return native.run_block(lib, prepared, inp, scale)
 
     def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))

@@ -352,7 +352,7 @@ def native_status() -> dict[str, Any]:
     if isinstance(lib, native.Library):
         isa = "AVX-512" if lib.vector_width == 16 else "AVX2"
         return {"available": True,
-                "detail": f"{isa} ({lib.vector_width} floats a vector), fp32 blocks of up to "
-                          f"{native.MAX_CHANNELS} channels on maps of {native.MIN_MAP_BYTES >> 20} MB and more; "
+                "detail": f"{isa} ({lib.vector_width} floats a vector): fp32 blocks of up to "
+                          f"{native.MAX_BLOCK_CHANNELS} channels whole, wider ones with oneDNN's products; "
                           f"{lib.path}"}
     return {"available": False, "detail": str(lib)}

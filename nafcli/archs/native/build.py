@@ -146,6 +146,10 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.nb_back.restype = i32
     lib.nb_box_mean.argtypes = [i32, ptr, i64, i64, i64, i64, i64, ptr, i32]
     lib.nb_box_mean.restype = i32
+    lib.nb_layer_norm.argtypes = [i32, ptr, i64, f32, ptr, i32]
+    lib.nb_layer_norm.restype = i32
+    lib.nb_dw_gate.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32]
+    lib.nb_dw_gate.restype = i32
     return lib
 
 

@@ -272,6 +272,53 @@ static void back(const float* x, const float* g, int64_t n, int64_t h, int64_t w
     }
 }
 
+// The pieces of a block that are not 1x1 products, for the blocks whose products oneDNN runs (256 and
+// more channels, or small maps): a LayerNorm over each pixel's channels, and the depthwise 3x3 with the
+// gate and the channel sums, each in one pass.
+template <int C>
+static void layer_norm_map(const float* x, int64_t pixels, float eps, float* out, int nthreads) {
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int64_t p = pixels * tid / nt; p < pixels * (tid + 1) / nt; ++p) layer_norm<C>(x + p * C, out + p * C, eps);
+    }
+}
+
+// g = gate(dw3x3(u) + dwb) on a whole map u (N, H, W, 2C), zero padding; the rows go through a ring of
+// three padded rows per thread
+template <int C>
+static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float* dwt, const float* dwb, float* g,
+                    double* sums, int nthreads) {
+    const int64_t row = (w + 2) * 2 * C, urow = w * 2 * C;
+    std::vector<double> partial((size_t)nthreads * n * C, 0.0);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        Buffer ring((size_t)3 * row), zero((size_t)row);
+        for (int64_t img = 0; img < n; ++img) {
+            const float* ui = u + img * h * urow;
+            double* ps = partial.data() + ((size_t)tid * n + img) * C;
+            const int64_t r0 = h * tid / nt, r1 = h * (tid + 1) / nt;
+            int64_t have = r0 - 2;
+            for (int64_t r = r0; r < r1; ++r) {
+                while (have < r + 1) {
+                    ++have;
+                    if (have >= 0 && have < h)
+                        std::memcpy(ring.data + (have % 3) * row + 2 * C, ui + have * urow, sizeof(float) * urow);
+                }
+                const float* up = r > 0 ? ring.data + ((r - 1) % 3) * row : zero.data;
+                const float* down = r + 1 < h ? ring.data + ((r + 1) % 3) * row : zero.data;
+                dw_gate_row<C>(up, ring.data + (r % 3) * row, down, w, dwt, dwb, g + (img * h + r) * w * C, ps);
+            }
+        }
+    }
+    for (int64_t i = 0; i < n * C; ++i) {
+        double s = 0;
+        for (int t = 0; t < nthreads; ++t) s += partial[(size_t)t * n * C + i];
+        sums[i] = s;
+    }
+}
+
 // The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
 // W-k2+1, C). Sliding sums in double: each thread takes a share of the output rows, sums its first k1
 // input rows once, then moves the window down a row at a time (add the row that enters, subtract the one
@@ -334,6 +381,25 @@ static int front_for(const float* x, int64_t n, int64_t h, int64_t w, const floa
 }
 
 template <int C>
+static int layer_norm_for(const float* x, int64_t pixels, float eps, float* out, int nthreads) {
+    if constexpr (C % VW != 0) return 1;
+    else {
+        layer_norm_map<C>(x, pixels, eps, out, nthreads);
+        return 0;
+    }
+}
+
+template <int C>
+static int dw_gate_for(const float* u, int64_t n, int64_t h, int64_t w, const float* dwt, const float* dwb, float* g,
+                       double* sums, int nthreads) {
+    if constexpr (C % VW != 0) return 1;
+    else {
+        dw_gate<C>(u, n, h, w, dwt, dwb, g, sums, nthreads);
+        return 0;
+    }
+}
+
+template <int C>
 static int back_for(const float* x, const float* g, int64_t n, int64_t h, int64_t w, const float* smap, int64_t h2,
                     int64_t w2, int64_t top, int64_t left, const float* w3t, const float* b3, const float* w4t,
                     const float* b4, const float* w5t, const float* b5, float eps, float* out, int nthreads) {
@@ -351,6 +417,23 @@ int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t 
     if (k1 < 1 || k2 < 1 || k1 > h || k2 > w || c < 1) return 1;
     box_mean(c, g, n, h, w, k1, k2, out, nthreads);
     return 0;
+}
+
+int nb_layer_norm(int c, const float* x, int64_t pixels, float eps, float* out, int nthreads) {
+#define NORM(C) \
+    if (c == C) return layer_norm_for<C>(x, pixels, eps, out, nthreads);
+    CHANNEL_CASES(NORM)
+#undef NORM
+    return 1;
+}
+
+int nb_dw_gate(int c, const float* u, int64_t n, int64_t h, int64_t w, const float* dwt, const float* dwb, float* g,
+               double* sums, int nthreads) {
+#define DWG(C) \
+    if (c == C) return dw_gate_for<C>(u, n, h, w, dwt, dwb, g, sums, nthreads);
+    CHANNEL_CASES(DWG)
+#undef DWG
+    return 1;
 }
 
 // floats per vector this build uses (16: AVX-512, 8: AVX2)

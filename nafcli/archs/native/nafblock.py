@@ -50,15 +50,16 @@ class Prepared:
     @classmethod
     def of(cls, conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d, conv3: torch.nn.Conv2d, conv4: torch.nn.Conv2d,
            conv5: torch.nn.Conv2d, eps1: float, eps2: float) -> Prepared:
-        c = conv3.out_channels
-        dwt = conv2.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, 2 * c).contiguous()
-        return cls(c, eps1, eps2, _matrix(conv1), _vector(conv1), dwt, _vector(conv2), _matrix(conv3),
+        dwt, dwb = depthwise(conv2)
+        return cls(conv3.out_channels, eps1, eps2, _matrix(conv1), _vector(conv1), dwt, dwb, _matrix(conv3),
                    _vector(conv3), _matrix(conv4), _vector(conv4), _matrix(conv5), _vector(conv5), weight_key(conv1))
 
 
 def weight_key(conv: torch.nn.Conv2d) -> tuple[int, int]:
-    """What identifies a weight's values: its storage and its in-place version counter."""
-    return conv.weight.data_ptr(), conv.weight._version
+    """What identifies a weight's values: its storage and its in-place version counter (an inference tensor,
+    made under ``torch.inference_mode``, has none: its storage alone)."""
+    weight = conv.weight
+    return weight.data_ptr(), 0 if weight.is_inference() else weight._version
 
 
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
@@ -72,21 +73,18 @@ def usable(x: torch.Tensor, lib: Library) -> bool:
             and x.permute(0, 2, 3, 1).is_contiguous() and lib.supports(x.shape[1]))
 
 
-#: the native block runs on maps of at most this many channels and at least this many bytes (C x H x W
-#: float32). Elsewhere oneDNN's fused convolutions win: a small map stays in the caches between its
-#: operations, and oneDNN blocks the products of 256+ channels better than the kernels' six-pixel tiles.
-#: Measured per block on the 2-core Xeon (ms, native against oneDNN; docs/performance.md): 32 x 1024^2
-#: (128 MB) 93 vs 263, 64 x 512^2 77 vs 105, 128 x 256^2 (32 MB) 64-69 vs 75-81, 32 x 512^2 (32 MB) 37 vs
-#: 65; 64 x 256^2 (16 MB) 28 vs 29, 128 x 128^2 (8 MB) 23 vs 19; 256 x 256^2 (64 MB) 274 vs 233, 512 x 128^2
-#: 452 vs 198.
-MAX_CHANNELS = 128
-MIN_MAP_BYTES = 24 << 20
+#: blocks of up to this many channels run whole in the native kernels; wider ones as a hybrid (oneDNN's
+#: products, the native LayerNorm and depthwise gate). Measured per block on the 2-core Xeon, fp32, ms
+#: (oneDNN's fused block / hybrid / whole native; docs/performance.md): 32 x 512^2 42.4 / 33.5 / 21.8,
+#: 32 x 64^2 1.25 / 0.79 / 0.46, 64 x 512^2 95.8 / 79.6 / 67.8, 64 x 128^2 5.5 / 4.4 / 4.6, 128 x 256^2
+#: 67.2 / 59.8 / 60.9, 128 x 128^2 14.3 / 13.9 / 14.9, 256 x 128^2 47.1 / 46.4 / 59.9, 512 x 128^2
+#: 173.6 / 169.4 / 382.2: the kernels' six-pixel tiles lose to oneDNN's blocking of the wide products.
+MAX_BLOCK_CHANNELS = 64
 
 
-def pays(x: torch.Tensor) -> bool:
-    """Whether the native block is the faster way for this map (:data:`MAX_CHANNELS`,
-    :data:`MIN_MAP_BYTES`)."""
-    return x.shape[1] <= MAX_CHANNELS and x[0].numel() * x.element_size() >= MIN_MAP_BYTES
+def whole_block(x: torch.Tensor) -> bool:
+    """Whether a block on ``x`` runs whole in the native kernels (else as the hybrid)."""
+    return x.shape[1] <= MAX_BLOCK_CHANNELS
 
 
 ScaleMap = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int, int]]
@@ -122,6 +120,37 @@ def box_mean(lib: Library, v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
     if lib.cdll.nb_box_mean(c, _ptr(v), n, h, w, k1, k2, _ptr(out), torch.get_num_threads()) != 0:
         raise ValueError(f"box means: a {k1}x{k2} window does not fit a {h}x{w} map")
     return out
+
+
+def layer_norm(lib: Library, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm without affine over the channels of ``x`` (N, C, H, W channels_last float32), one pass;
+    channels_last out."""
+    n, c, h, w = x.shape
+    v = x.permute(0, 2, 3, 1)
+    out = torch.empty_like(v)
+    if lib.cdll.nb_layer_norm(c, _ptr(v), n * h * w, eps, _ptr(out), torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native LayerNorm: {c} channels not supported")
+    return out.permute(0, 3, 1, 2)
+
+
+def depthwise(conv2: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """conv2's 3x3 weights as nine rows of 2C (one a tap) and its bias, as :func:`dw_gate` takes them."""
+    c2 = conv2.out_channels
+    return conv2.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, c2).contiguous(), _vector(conv2)
+
+
+def dw_gate(lib: Library, dw: tuple[torch.Tensor, torch.Tensor], u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gate(conv2(u))`` of a block (``u``: conv1's output, N, 2C, H, W channels_last float32; ``dw``:
+    :func:`depthwise` of conv2) and its channel sums (N x C, float64), one pass."""
+    n, c2, h, wd = u.shape
+    c = c2 // 2
+    v = u.permute(0, 2, 3, 1)
+    g = torch.empty((n, h, wd, c), dtype=torch.float32)
+    sums = torch.empty((n, c), dtype=torch.float64)
+    if lib.cdll.nb_dw_gate(c, _ptr(v), n, h, wd, _ptr(dw[0]), _ptr(dw[1]), _ptr(g), _ptr(sums),
+                           torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native depthwise gate: {c} channels not supported")
+    return g.permute(0, 3, 1, 2), sums
 
 
 def global_scale(sca: torch.nn.Conv2d, pixels: int) -> ScaleMap:
