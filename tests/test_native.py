@@ -321,3 +321,21 @@ def test_box_means_equal_float64_sums(shape: tuple[int, ...], window: tuple[int,
     assert (got.double() - want).abs().max().item() <= 4e-6 * 43  # float32 rounding of values near 43
     with pytest.raises(ValueError, match="does not fit"):
         native.box_mean(lib, v, shape[1] + 1, k2)
+
+
+def test_a_cache_that_cannot_be_written_is_not_fatal(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(blocker))
+    build.forget()
+    try:
+        result = native.load()
+        assert isinstance(result, native.NativeUnavailable) and "\n" not in str(result)
+        block = _block(32)
+        x = _input((1, 32, 10, 10))
+        with torch.inference_mode():
+            assert torch.allclose(block(x), block._forward_plain(x), atol=1e-5)
+    finally:
+        build.forget()
