@@ -339,3 +339,25 @@ def test_a_cache_that_cannot_be_written_is_not_fatal(tmp_path, monkeypatch: pyte
             assert torch.allclose(block(x), block._forward_plain(x), atol=1e-5)
     finally:
         build.forget()
+
+
+def test_results_do_not_depend_on_the_number_of_threads() -> None:
+    """Bit for bit the same with 1, 2 and 3 threads (a Ray worker of one thread writes the same bytes as
+    a local run of two): the channel sums are added row by row in row order, the box means' sliding sums
+    run the same way whoever computes them."""
+    lib = _library()
+    threads = torch.get_num_threads()
+    cases = [(_block(32, (40, 70)), _input((1, 32, 61, 97))), (_block(128, (20, 30)), _input((2, 128, 33, 45))),
+             (_block(64), _input((1, 64, 203, 340))), (_block(16), _input((2, 16, 20, 24))),
+             (_block(256), _input((2, 256, 12, 14)))]  # global SCA on a batch of two (NAFSSR's views)
+    v = _input((2, 48, 67, 99)).permute(0, 2, 3, 1).contiguous()
+    results = []
+    try:
+        with torch.inference_mode():
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                results.append([block(x) for block, x in cases] + [native.box_mean(lib, v, 31, 45)])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))

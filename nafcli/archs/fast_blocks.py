@@ -331,8 +331,7 @@ class FastNAFBlock(nn.Module):
         h, wd = x.shape[-2:]
         if self._global(h, wd):
             n = x.shape[0]
-            pooled = (sums / (h * wd)).to(torch.float32).view(n, c, 1, 1)
-            s = F.conv2d(pooled, self.sca.weight.float(), self.sca.bias.float())  # N, C, 1, 1
+            s = native.channel_scale(self.sca, sums, h * wd).view(n, c, 1, 1)
             if n == 1:
                 w3 = w3 * s.view(1, -1, 1, 1)
             else:

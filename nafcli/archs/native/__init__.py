@@ -15,6 +15,7 @@ from .nafblock import (
     MAX_BLOCK_CHANNELS,
     Prepared,
     box_mean,
+    channel_scale,
     depthwise,
     dw_gate,
     global_scale,
@@ -26,7 +27,7 @@ from .nafblock import (
 )
 
 __all__ = [
-    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "depthwise", "dw_gate",
+    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
     "enabled", "forget", "global_scale", "layer_norm", "load", "run_block", "usable", "weight_key",
     "whole_block",
 ]

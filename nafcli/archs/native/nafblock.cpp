@@ -169,6 +169,16 @@ static void dw_gate_row(const float* up, const float* mid, const float* down, in
     }
 }
 
+// sums[img][c] = the rows' sums of image img added in row order (rowsums: n x h x c)
+static void add_rows(const double* rowsums, int64_t n, int64_t h, int c, double* sums) {
+    for (int64_t img = 0; img < n; ++img)
+        for (int ch = 0; ch < c; ++ch) {
+            double s = 0;
+            for (int64_t r = 0; r < h; ++r) s += rowsums[(img * h + r) * c + ch];
+            sums[img * c + ch] = s;
+        }
+}
+
 // maps of at most this many floats of u are made whole (each thread a share of the pixels, then each a
 // share of the rows); larger ones row by row in a ring of three rows per thread (cache-sized)
 constexpr int64_t WHOLE_U_FLOATS = int64_t(4) << 20;
@@ -178,7 +188,8 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
                   const float* dwt, const float* dwb, float eps, float* g, double* sums, int nthreads) {
     constexpr int R = block_pixels<C>();
     const int64_t row = (w + 2) * 2 * C;  // one padded row of u
-    std::vector<double> partial((size_t)nthreads * n * C, 0.0);
+    // each row's channel sums apart, added in row order after: the same sums whatever the threads
+    std::vector<double> rowsums((size_t)(n * h * C), 0.0);
     const bool whole = (h + 2) * row <= WHOLE_U_FLOATS;
     Buffer umap(whole ? (size_t)((h + 2) * row) : 0);
 #pragma omp parallel num_threads(nthreads)
@@ -189,14 +200,14 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
         for (int64_t img = 0; img < n; ++img) {
             const float* xi = x + img * h * w * C;
             float* gi = g + img * h * w * C;
-            double* ps = partial.data() + ((size_t)tid * n + img) * C;
+            double* rs = rowsums.data() + img * h * C;
             if (whole) {
                 for (int64_t r = h * tid / nt; r < h * (tid + 1) / nt; ++r)
                     conv1_row<C>(xi + r * w * C, w, w1t, b1, eps, umap.data + (r + 1) * row, t.data, o.data);
 #pragma omp barrier
                 for (int64_t r = h * tid / nt; r < h * (tid + 1) / nt; ++r)
                     dw_gate_row<C>(umap.data + r * row, umap.data + (r + 1) * row, umap.data + (r + 2) * row, w,
-                                   dwt, dwb, gi + r * w * C, ps);
+                                   dwt, dwb, gi + r * w * C, rs + r * C);
 #pragma omp barrier
                 continue;
             }
@@ -211,15 +222,11 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
                 }
                 const float* up = r > 0 ? ring.data + ((r - 1) % 3) * row : zero.data;
                 const float* down = r + 1 < h ? ring.data + ((r + 1) % 3) * row : zero.data;
-                dw_gate_row<C>(up, ring.data + (r % 3) * row, down, w, dwt, dwb, gi + r * w * C, ps);
+                dw_gate_row<C>(up, ring.data + (r % 3) * row, down, w, dwt, dwb, gi + r * w * C, rs + r * C);
             }
         }
     }
-    for (int64_t i = 0; i < n * C; ++i) {
-        double s = 0;
-        for (int t = 0; t < nthreads; ++t) s += partial[(size_t)t * n * C + i];
-        sums[i] = s;
-    }
+    add_rows(rowsums.data(), n, h, C, sums);
 }
 
 // y = x + conv3(g * s) ; out = y + conv5(gate(conv4(LN(y)))). s: n x h2 x w2 x C, the SCA scale of the
@@ -290,14 +297,14 @@ template <int C>
 static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float* dwt, const float* dwb, float* g,
                     double* sums, int nthreads) {
     const int64_t row = (w + 2) * 2 * C, urow = w * 2 * C;
-    std::vector<double> partial((size_t)nthreads * n * C, 0.0);
+    std::vector<double> rowsums((size_t)(n * h * C), 0.0);
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         Buffer ring((size_t)3 * row), zero((size_t)row);
         for (int64_t img = 0; img < n; ++img) {
             const float* ui = u + img * h * urow;
-            double* ps = partial.data() + ((size_t)tid * n + img) * C;
+            double* rs = rowsums.data() + img * h * C;
             const int64_t r0 = h * tid / nt, r1 = h * (tid + 1) / nt;
             int64_t have = r0 - 2;
             for (int64_t r = r0; r < r1; ++r) {
@@ -308,59 +315,67 @@ static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float
                 }
                 const float* up = r > 0 ? ring.data + ((r - 1) % 3) * row : zero.data;
                 const float* down = r + 1 < h ? ring.data + ((r + 1) % 3) * row : zero.data;
-                dw_gate_row<C>(up, ring.data + (r % 3) * row, down, w, dwt, dwb, g + (img * h + r) * w * C, ps);
+                dw_gate_row<C>(up, ring.data + (r % 3) * row, down, w, dwt, dwb, g + (img * h + r) * w * C,
+                               rs + r * C);
             }
         }
     }
-    for (int64_t i = 0; i < n * C; ++i) {
-        double s = 0;
-        for (int t = 0; t < nthreads; ++t) s += partial[(size_t)t * n * C + i];
-        sums[i] = s;
-    }
+    add_rows(rowsums.data(), n, h, C, sums);
 }
 
 // The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
-// W-k2+1, C). Sliding sums in double: each thread takes a share of the output rows, sums its first k1
-// input rows once, then moves the window down a row at a time (add the row that enters, subtract the one
-// that leaves) and slides along each summed row the same way. Two reads of g, one write, no integral
-// image (whose running sums need float64 over a large map, and several passes).
+// W-k2+1, C). Sliding sums in double, no integral image (whose running sums need float64 over a large map,
+// and several passes). Down the columns first: each thread owns a share of a row's W x C values and moves
+// their k1-row window down a row at a time (add the row that enters, subtract the one that leaves), a
+// band of output rows at a time into a buffer; then along each summed row the same way, a share of the
+// band's rows each. Every value is summed in the same order whatever the number of threads, so the
+// results are too.
 static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
                      int nthreads) {
     const int64_t h2 = h - k1 + 1, w2 = w - k2 + 1, row = w * c;
     const double inv = 1.0 / double(k1 * k2);
+    constexpr int64_t BAND = 16;
+    std::vector<double> cols((size_t)(BAND * row)), acc((size_t)row);
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        std::vector<double> acc((size_t)row), s((size_t)c);
+        const int64_t e0 = row * tid / nt, e1 = row * (tid + 1) / nt;
+        std::vector<double> s((size_t)c);
         for (int64_t img = 0; img < n; ++img) {
             const float* gi = g + img * h * row;
             float* oi = out + img * h2 * w2 * c;
-            const int64_t i0 = h2 * tid / nt, i1 = h2 * (tid + 1) / nt;
-            if (i0 >= i1) continue;
-            std::fill(acc.begin(), acc.end(), 0.0);
-            for (int64_t r = i0; r < i0 + k1; ++r) {
-                const float* gr = gi + r * row;
-                for (int64_t e = 0; e < row; ++e) acc[e] += gr[e];
-            }
-            for (int64_t i = i0; i < i1; ++i) {
-                if (i > i0) {
-                    const float* in = gi + (i + k1 - 1) * row;
-                    const float* old = gi + (i - 1) * row;
-                    for (int64_t e = 0; e < row; ++e) acc[e] += double(in[e]) - double(old[e]);
+            for (int64_t e = e0; e < e1; ++e) acc[e] = 0.0;
+            for (int64_t r = 0; r < k1; ++r)
+                for (int64_t e = e0; e < e1; ++e) acc[e] += gi[r * row + e];
+            for (int64_t b0 = 0; b0 < h2; b0 += BAND) {
+                const int64_t b1 = b0 + BAND < h2 ? b0 + BAND : h2;
+                for (int64_t i = b0; i < b1; ++i) {
+                    if (i > 0) {
+                        const float* in = gi + (i + k1 - 1) * row;
+                        const float* old = gi + (i - 1) * row;
+                        for (int64_t e = e0; e < e1; ++e) acc[e] += double(in[e]) - double(old[e]);
+                    }
+                    double* col = cols.data() + (i - b0) * row;
+                    for (int64_t e = e0; e < e1; ++e) col[e] = acc[e];
                 }
-                float* o = oi + i * w2 * c;
-                std::fill(s.begin(), s.end(), 0.0);
-                for (int64_t j = 0; j < k2; ++j)
-                    for (int ch = 0; ch < c; ++ch) s[ch] += acc[j * c + ch];
-                for (int ch = 0; ch < c; ++ch) o[ch] = float(s[ch] * inv);
-                for (int64_t j = 1; j < w2; ++j) {
-                    const double* add = acc.data() + (j + k2 - 1) * c;
-                    const double* sub = acc.data() + (j - 1) * c;
-                    for (int ch = 0; ch < c; ++ch) {
-                        s[ch] += add[ch] - sub[ch];
-                        o[j * c + ch] = float(s[ch] * inv);
+#pragma omp barrier
+                for (int64_t i = b0 + (b1 - b0) * tid / nt; i < b0 + (b1 - b0) * (tid + 1) / nt; ++i) {
+                    const double* col = cols.data() + (i - b0) * row;
+                    float* o = oi + i * w2 * c;
+                    std::fill(s.begin(), s.end(), 0.0);
+                    for (int64_t j = 0; j < k2; ++j)
+                        for (int ch = 0; ch < c; ++ch) s[ch] += col[j * c + ch];
+                    for (int ch = 0; ch < c; ++ch) o[ch] = float(s[ch] * inv);
+                    for (int64_t j = 1; j < w2; ++j) {
+                        const double* add = col + (j + k2 - 1) * c;
+                        const double* sub = col + (j - 1) * c;
+                        for (int ch = 0; ch < c; ++ch) {
+                            s[ch] += add[ch] - sub[ch];
+                            o[j * c + ch] = float(s[ch] * inv);
+                        }
                     }
                 }
+#pragma omp barrier
             }
         }
     }

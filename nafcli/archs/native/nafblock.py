@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .build import Library
 
@@ -153,11 +152,19 @@ def dw_gate(lib: Library, dw: tuple[torch.Tensor, torch.Tensor], u: torch.Tensor
     return g.permute(0, 3, 1, 2), sums
 
 
+def channel_scale(sca: torch.nn.Conv2d, sums: torch.Tensor, pixels: int) -> torch.Tensor:
+    """The authors' SCA on the global mean: ``sca(mean)`` per image, N x C float32, from the channel sums
+    (N x C, float64). Computed as a float64 product and sum rather than a convolution: oneDNN's 1x1
+    convolution of a batch of pooled vectors gives other roundings with other thread counts, and a Ray
+    worker of one thread must write the bytes a local run of two writes."""
+    weight = sca.weight.detach().double()[:, :, 0, 0]  # C_out x C_in
+    mean = sums / pixels
+    return ((mean[:, None, :] * weight[None]).sum(-1) + sca.bias.detach().double()).to(torch.float32)
+
+
 def global_scale(sca: torch.nn.Conv2d, pixels: int) -> ScaleMap:
     """The authors' SCA on the global mean: one scale vector per image."""
     def scale(g: torch.Tensor, sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         n, c = sums.shape
-        pooled = (sums / pixels).to(torch.float32).view(n, c, 1, 1)
-        s = F.conv2d(pooled, sca.weight.float(), sca.bias.float())
-        return s.view(n, 1, 1, c), 0, 0
+        return channel_scale(sca, sums, pixels).view(n, 1, 1, c), 0, 0
     return scale
