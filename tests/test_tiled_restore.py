@@ -105,7 +105,7 @@ def test_mem_available(tmp_path: Path):
 def test_restorer_auto_tiles_large_images_on_cpu(tiny_nafnet_sd):
     model = load(weights=tiny_nafnet_sd, tlc=True)
     r = Restorer(model, device="cpu")
-    x = torch.rand(1, 3, 600, 700)
+    x = torch.rand(1, 3, 1300, 1400)  # above the largest automatic CPU tile (1024, grown to 1280 at most)
     out, info = r.run(x)
     assert out.shape == x.shape
     assert info.tile_size >= 384  # TLC: tiles at least the level-0 window
