@@ -361,3 +361,19 @@ def test_results_do_not_depend_on_the_number_of_threads() -> None:
         torch.set_num_threads(threads)
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+
+
+def test_the_first_run_says_whether_the_kernels_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ``--verbose`` note, on the first run only: the kernels and where they came from, or why not."""
+    from nafcli.inference.restorer import Restorer
+
+    lib = _library()
+    model = load(config=("nafnet", {"width": 16, "enc_blk_nums": [1], "middle_blk_num": 1, "dec_blk_nums": [1]}),
+                 pretrained=False, seed=1)
+    r = Restorer(model, device="cpu", precision="fp32")
+    first, second = (r.run(torch.rand(1, 3, 24, 24))[1].notes for _ in range(2))
+    assert first[0] == f"native NAFBlock kernels: {lib.describe()}" and str(lib.path) in first[0]
+    assert not any("native" in note for note in second)
+    monkeypatch.setenv(native.SWITCH_ENV, "0")
+    notes = Restorer(model, device="cpu", precision="fp32").run(torch.rand(1, 3, 24, 24))[1].notes
+    assert notes[0] == f"native NAFBlock kernels off: native kernels turned off ({native.SWITCH_ENV}=0)"

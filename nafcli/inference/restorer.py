@@ -117,6 +117,8 @@ class Restorer:
                 self.fast = True
             except TypeError:
                 pass  # a network the fast path does not know (a user's wrapper, a test double) runs as it is
+        #: said once, in the first run's notes: whether the native CPU kernels run, and why not
+        self._native_note: str | None = None
         self.forward = Forward(self.module, self.device, self.precision, fast=self.fast,
                                mode=compiled_mode.parse_mode(compile),
                                model_key=compiled_mode.model_key(model.spec.describe(), bool(model.tlc)))
@@ -129,11 +131,17 @@ class Restorer:
 
     def _native_blocks(self) -> bool:
         """Whether the fast path's blocks run in the native CPU kernels (fp32 on the CPU, not traced by
-        torch.compile, the kernels built here): then TLC models take the larger CPU tiles too."""
+        torch.compile, the kernels built here): then TLC models take the larger CPU tiles too. Leaves a
+        note for the first run's ``--verbose`` lines either way."""
         if not (self.fast and self.device.type == "cpu" and self.precision == "fp32"
                 and self.forward.mode != "on"):
             return False
-        return isinstance(native.load(), native.Library)
+        lib = native.load()
+        if isinstance(lib, native.Library):
+            self._native_note = f"native NAFBlock kernels: {lib.describe()}"
+            return True
+        self._native_note = f"native NAFBlock kernels off: {lib}"
+        return False
 
     # -- compiled mode (the network call: :class:`~.forward.Forward`) --------------------------------
 
@@ -215,6 +223,9 @@ class Restorer:
                        compile_seconds=self.forward.compile_seconds, batch_size=cut.batch, warnings=list(cut.notes),
                        tile_size=cut.tile_size, overlap=cut.overlap, tile_shape=(int(x.shape[-2]), int(x.shape[-1])),
                        notes=self.forward.take_notes())
+        if self._native_note:
+            info.notes.insert(0, self._native_note)
+            self._native_note = None
         if cut.plan is not None:
             info.tiles, info.grid, info.tile_shape = cut.plan.tiles, cut.plan.grid, cut.plan.tile_size
         return info

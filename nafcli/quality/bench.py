@@ -350,9 +350,7 @@ def native_status() -> dict[str, Any]:
     library, and the map size they start at) or why not."""
     lib = native.load()
     if isinstance(lib, native.Library):
-        isa = "AVX-512" if lib.vector_width == 16 else "AVX2"
         return {"available": True,
-                "detail": f"{isa} ({lib.vector_width} floats a vector): fp32 blocks of up to "
-                          f"{native.MAX_BLOCK_CHANNELS} channels whole, wider ones with oneDNN's products; "
-                          f"{lib.path}"}
+                "detail": f"{lib.describe()}: fp32 blocks of up to {native.MAX_BLOCK_CHANNELS} channels whole, "
+                          "wider ones with oneDNN's products"}
     return {"available": False, "detail": str(lib)}

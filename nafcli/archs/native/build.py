@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,14 @@ class Library:
     vector_width: int
     #: True when this process compiled it (False: loaded from the cache)
     built: bool
+    #: seconds the compilation took (0 when loaded from the cache)
+    build_seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line: the instruction set, and whether it was built now or taken from the cache."""
+        isa = "AVX-512" if self.vector_width == 16 else "AVX2"
+        how = f"built in {self.build_seconds:.1f} s" if self.built else "from the cache"
+        return f"{isa}, {how} ({self.path})"
 
     def supports(self, channels: int) -> bool:
         return bool(self.cdll.nb_supports(channels))
@@ -160,6 +169,7 @@ def _load_or_build() -> Library:
         raise NativeUnavailable(f"no C++ compiler ({os.environ.get('CXX') or 'g++'}) on the PATH")
     path = library_path(cxx)
     built = False
+    start = time.perf_counter()
     if not path.is_file():
         _compile(cxx, path)
         built = True
@@ -175,7 +185,7 @@ def _load_or_build() -> Library:
             lib = _open(path)
         except (OSError, AttributeError):
             raise NativeUnavailable(f"the native kernels built at {path} do not load") from None
-    return Library(lib, path, int(lib.nb_vector_width()), built)
+    return Library(lib, path, int(lib.nb_vector_width()), built, time.perf_counter() - start if built else 0.0)
 
 
 _lock = threading.Lock()
