@@ -224,7 +224,7 @@ class Restorer:
                        tile_size=cut.tile_size, overlap=cut.overlap, tile_shape=(int(x.shape[-2]), int(x.shape[-1])),
                        notes=self.forward.take_notes())
         if self._native_note:
-            info.notes.insert(0, self._native_note)
+            info.notes.append(self._native_note)
             self._native_note = None
         if cut.plan is not None:
             info.tiles, info.grid, info.tile_shape = cut.plan.tiles, cut.plan.grid, cut.plan.tile_size
