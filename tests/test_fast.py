@@ -12,7 +12,7 @@ import torch
 from helpers.models import PIPELINE, SHARED
 
 from nafcli.archs import NAFNetSpec, NAFSSRSpec
-from nafcli.archs.fast_blocks import fast_local_mean, mul_replicated, valid_box_mean
+from nafcli.archs.fast_tlc import fast_local_mean, mul_replicated, valid_box_mean
 from nafcli.archs.nafnet.fast import FastNAFNet
 from nafcli.archs.nafnet.fast import optimize as optimize_nafnet
 from nafcli.archs.nafssr.fast import FastNAFSSR
