@@ -266,9 +266,16 @@ def test_psnr_helper() -> None:
     assert abs(psnr_01(a + 0.1, a) - 20.0) < 1e-4
 
 
+@pytest.mark.parametrize("kernels", ["native", "torch"])
 @pytest.mark.parametrize("window", [(384, 384), (24, 24), (45, 135)])
-def test_fast_local_mean_on_a_4000x3000_map_is_within_1e5_of_float64(window: tuple[int, int]) -> None:
-    """Issue 2 req 4 holds on the default (fast) path too: large maps switch the running sums to float64."""
+def test_fast_local_mean_on_a_4000x3000_map_is_within_1e5_of_float64(window: tuple[int, int], kernels: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 2 req 4 holds on the default (fast) path too: the native kernels' sums are float64, and
+    without them large maps switch the running sums to float64."""
+    from nafcli.archs import fast_tlc, native
+
+    if kernels == "torch":
+        monkeypatch.setattr(fast_tlc.native, "load", lambda: native.NativeUnavailable("off for this test"))
     gen = torch.Generator().manual_seed(0)
     x = torch.rand((1, 1, 3000, 4000), generator=gen)
     ref = local_mean(x.double(), window)
@@ -280,16 +287,20 @@ def test_fast_local_mean_on_a_4000x3000_map_is_within_1e5_of_float64(window: tup
 def test_box_means_by_band_products_equal_the_integral_image(
     shape: tuple[int, ...], window: tuple[int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Small maps take their window sums from two band-matrix products, larger ones from an integral
-    image: both give the TLC means (within float32 rounding) and the same replicate padding."""
-    from nafcli.archs import fast_blocks
+    """Without the native kernels (bf16, no compiler), small maps take their window sums from two
+    band-matrix products, larger ones from an integral image: both give the TLC means (within float32
+    rounding) and the same replicate padding, as do the native kernels' sliding sums where they run."""
+    from nafcli.archs import fast_tlc, native
 
     gen = torch.Generator().manual_seed(4)
     x = (torch.randn(shape, generator=gen) * 2 + 3).contiguous(memory_format=torch.channels_last)
+    by_native, pad_n = valid_box_mean(x, window)
+    monkeypatch.setattr(fast_tlc.native, "load", lambda: native.NativeUnavailable("off for this test"))
     by_products, pad_a = valid_box_mean(x, window)
-    monkeypatch.setattr(fast_blocks, "GEMM_BOX_MAX_MACS", 0)
+    monkeypatch.setattr(fast_tlc, "GEMM_BOX_MAX_MACS", 0)
     by_integral, pad_b = valid_box_mean(x, window)
-    assert pad_a == pad_b and by_products.shape == by_integral.shape
+    assert pad_a == pad_b == pad_n and by_products.shape == by_integral.shape == by_native.shape
+    assert (by_native - by_integral).abs().max().item() < 1e-5
     assert by_products.is_contiguous(memory_format=torch.channels_last)
     assert (by_products - by_integral).abs().max().item() < 1e-5
     ref = local_mean(x.double(), window)
