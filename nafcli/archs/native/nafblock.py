@@ -125,7 +125,7 @@ def layer_norm(lib: Library, x: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm without affine over the channels of ``x`` (N, C, H, W channels_last float32), one pass;
     channels_last out."""
     n, c, h, w = x.shape
-    v = x.permute(0, 2, 3, 1)
+    v = x.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
     out = torch.empty_like(v)
     if lib.cdll.nb_layer_norm(c, _ptr(v), n * h * w, eps, _ptr(out), torch.get_num_threads()) != 0:
         raise RuntimeError(f"native LayerNorm: {c} channels not supported")
@@ -143,7 +143,7 @@ def dw_gate(lib: Library, dw: tuple[torch.Tensor, torch.Tensor], u: torch.Tensor
     :func:`depthwise` of conv2) and its channel sums (N x C, float64), one pass."""
     n, c2, h, wd = u.shape
     c = c2 // 2
-    v = u.permute(0, 2, 3, 1)
+    v = u.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
     g = torch.empty((n, h, wd, c), dtype=torch.float32)
     sums = torch.empty((n, c), dtype=torch.float64)
     if lib.cdll.nb_dw_gate(c, _ptr(v), n, h, wd, _ptr(dw[0]), _ptr(dw[1]), _ptr(g), _ptr(sums),
