@@ -341,7 +341,9 @@ def run_bench(
         auto_reason=auto.reason,
         warnings=warnings,
         limits=limits,
-        native=native_status() if dev.type == "cpu" else {},
+        # only where a fast fp32 row ran on the CPU: a bf16-only run should not build the kernels to report them
+        native=native_status() if dev.type == "cpu" and any(
+            p.precision == "fp32" and p.name.startswith("fast") for p in paths) else {},
     )
 
 

@@ -134,7 +134,7 @@ def _compile(cxx: str, target: Path) -> None:
         except (OSError, subprocess.SubprocessError) as exc:
             raise NativeUnavailable(f"compiling the native kernels with {cxx} failed: {exc}") from exc
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            last = (done.stderr.strip().splitlines() or [f"it exited with code {done.returncode} and no message"])[-1]
             raise NativeUnavailable(f"compiling the native kernels with {cxx} failed: {last}")
         os.replace(tmp, target)
     finally:
