@@ -4,6 +4,7 @@ kept, and never in the way when they cannot run."""
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,16 +114,20 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return calls
 
 
-def test_which_blocks_run_natively(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fp32 on the CPU: up to 64 channels the whole block, wider blocks the hybrid; bf16: neither."""
+@pytest.mark.parametrize("limit", [64, 256])
+def test_which_blocks_run_natively(limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 on the CPU: up to the CPU's limit (64 or 256 channels) the whole block, wider blocks the
+    hybrid; bf16: neither."""
     _library()
+    monkeypatch.setattr(native.nafblock, "_table_limit", lambda: limit)
+    monkeypatch.delenv(native.nafblock.WHOLE_ENV, raising=False)
     calls = _spy(monkeypatch)
     with torch.inference_mode():
-        for c in (32, 64, 128, 256):
+        for c in (32, 64, 128, 256, 512):
             _block(c)(_input((1, c, 12, 12)))
-        assert calls == [("block", 32), ("block", 64), ("hybrid", 128), ("hybrid", 256)]
+        assert calls == [("block" if c <= limit else "hybrid", c) for c in (32, 64, 128, 256, 512)]
         _block(32).to(torch.bfloat16)(_input((1, 32, 12, 12)).to(torch.bfloat16))
-    assert len(calls) == 4
+    assert len(calls) == 5
 
 
 @pytest.mark.parametrize("c", [128, 256, 512])
@@ -160,7 +165,7 @@ def test_golden_cases_through_the_native_kernels(name: str, whole: bool, monkeyp
     """Every golden case within 1e-4 of the authors' output with every block the kernels take run whole
     natively, and again with every one of them as the hybrid."""
     _library()
-    monkeypatch.setattr(native.nafblock, "MAX_BLOCK_CHANNELS", 1 << 20 if whole else 0)
+    monkeypatch.setenv(native.nafblock.WHOLE_ENV, str(1 << 20 if whole else 0))
     calls = _spy(monkeypatch)
     model, inp, expected = _load_case(name)
     fast = model.spec.fast(model.module, dtype=torch.float32)
@@ -169,6 +174,39 @@ def test_golden_cases_through_the_native_kernels(name: str, whole: bool, monkeyp
     assert calls and {kind for kind, _ in calls} == {"block" if whole else "hybrid"}
     err = (out - expected).abs().max().item()
     assert err <= 1e-4, f"{name}: native kernels differ from the authors' output by {err:.2e}"
+
+
+@pytest.mark.parametrize(("vendor", "family", "want"), [
+    ("AuthenticAMD", 26, 256),  # Zen 5: measured faster whole up to 256 channels
+    ("AuthenticAMD", 25, native.nafblock.MAX_BLOCK_CHANNELS),  # Zen 3/4: not measured, the default
+    ("GenuineIntel", 6, native.nafblock.MAX_BLOCK_CHANNELS),
+    ("", 0, native.nafblock.MAX_BLOCK_CHANNELS),  # no /proc/cpuinfo
+])
+def test_the_whole_block_limit_follows_the_cpu(vendor: str, family: int, want: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(native.nafblock.WHOLE_ENV, raising=False)
+    monkeypatch.setattr(native.nafblock, "cpu_family", lambda: (vendor, family))
+    native.nafblock._table_limit.cache_clear()
+    try:
+        assert native.whole_block_limit() == want
+        wide = torch.zeros((1, 128, 2, 2))
+        assert native.whole_block(wide) == (want >= 128)
+        monkeypatch.setenv(native.nafblock.WHOLE_ENV, "512")
+        assert native.whole_block_limit() == 512
+        monkeypatch.setenv(native.nafblock.WHOLE_ENV, "0")
+        assert not native.whole_block(torch.zeros((1, 16, 2, 2)))
+        monkeypatch.setenv(native.nafblock.WHOLE_ENV, "lots")  # not a number: the table's value
+        assert native.whole_block_limit() == want
+    finally:
+        native.nafblock._table_limit.cache_clear()
+
+
+def test_cpu_family_reads_proc_cpuinfo() -> None:
+    vendor, family = build.cpu_family()
+    if not Path("/proc/cpuinfo").exists():
+        assert (vendor, family) == ("", 0)
+    else:
+        assert vendor and family > 0
 
 
 def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,8 +304,10 @@ def test_source_is_shipped_with_the_package() -> None:
 
 def test_whole_network_with_native_blocks_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """A NAFNet of width 32 (the official models' first levels) against the reference path: its 32- and
-    64-channel blocks run whole natively, the 128-channel ones as the hybrid."""
+    64-channel blocks run whole natively, the 128-channel ones as the hybrid (the limit fixed at 64, as on
+    most CPUs)."""
     _library()
+    monkeypatch.setenv(native.nafblock.WHOLE_ENV, "64")
     calls = _spy(monkeypatch)
     model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1], "middle_blk_num": 1,
                                     "dec_blk_nums": [1, 1, 1]}), pretrained=False, seed=2)

@@ -353,6 +353,6 @@ def native_status() -> dict[str, Any]:
     lib = native.load()
     if isinstance(lib, native.Library):
         return {"available": True,
-                "detail": f"{lib.describe()}: fp32 blocks of up to {native.MAX_BLOCK_CHANNELS} channels whole, "
+                "detail": f"{lib.describe()}: fp32 blocks of up to {native.whole_block_limit()} channels whole, "
                           "wider ones with oneDNN's products"}
     return {"available": False, "detail": str(lib)}

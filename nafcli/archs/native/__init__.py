@@ -2,9 +2,9 @@
 
 Why they exist: on a CPU the full-resolution levels of a NAFNet (32-128 channels) spend most of their time
 moving maps through memory between a dozen small operations; fused per pixel, a level-1 block of a
-1024x1024 tile takes ~0.09 s instead of ~0.18-0.26 s (docs/performance.md). Wider blocks (128+ channels)
-keep oneDNN's products and take the kernels' one-pass LayerNorm and depthwise gate; the TLC box means are
-sliding sums in float64. They are compiled for this machine at first use (:mod:`.build`)
+1024x1024 tile takes ~0.09 s instead of ~0.18-0.26 s (docs/performance.md). Wider blocks (beyond
+:func:`~.nafblock.whole_block_limit`: 64 or 256 channels, by CPU) keep oneDNN's products and take the
+kernels' one-pass LayerNorm and depthwise gate; the TLC box means are sliding sums in float64. They are compiled for this machine at first use (:mod:`.build`)
 and used by :mod:`nafcli.archs.fast_blocks` for float32 on the CPU wherever they load; everywhere else (no
 compiler, another CPU family, bf16/fp16, CUDA, ``NAFCLI_NATIVE=0``) the blocks run on torch as before,
 with the same results within float rounding.
@@ -24,10 +24,11 @@ from .nafblock import (
     usable,
     weight_key,
     whole_block,
+    whole_block_limit,
 )
 
 __all__ = [
     "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
     "enabled", "forget", "global_scale", "layer_norm", "load", "run_block", "usable", "weight_key",
-    "whole_block",
+    "whole_block", "whole_block_limit",
 ]

@@ -69,23 +69,39 @@ def enabled() -> bool:
     return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
-def cpu_flags() -> tuple[str, str]:
-    """The CPU's model name and flags from ``/proc/cpuinfo`` (empty where there is none)."""
-    model = flags = ""
+def _cpuinfo(*keys: str) -> dict[str, str]:
+    """The first value of each of ``keys`` in ``/proc/cpuinfo`` (missing keys absent; none where there is
+    no such file)."""
+    found: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 key = key.strip()
-                if key == "model name" and not model:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = value.strip()
-                if model and flags:
-                    break
+                if key in keys and key not in found:
+                    found[key] = value.strip()
+                    if len(found) == len(keys):
+                        break
     except OSError:
         pass
-    return model, flags
+    return found
+
+
+def cpu_flags() -> tuple[str, str]:
+    """The CPU's model name and flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    info = _cpuinfo("model name", "flags")
+    return info.get("model name", ""), info.get("flags", "")
+
+
+def cpu_family() -> tuple[str, int]:
+    """The CPU's vendor (``AuthenticAMD``, ``GenuineIntel``) and family number from ``/proc/cpuinfo``
+    (``("", 0)`` where there is none)."""
+    info = _cpuinfo("vendor_id", "cpu family")
+    try:
+        family = int(info.get("cpu family", "0"))
+    except ValueError:
+        family = 0
+    return info.get("vendor_id", ""), family
 
 
 def compiler() -> str | None:

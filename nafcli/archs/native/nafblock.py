@@ -9,12 +9,14 @@ kept until the block's weights change (a move to another dtype or device makes n
 from __future__ import annotations
 
 import ctypes
+import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from .build import Library
+from .build import Library, cpu_family
 
 
 def _matrix(conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -72,18 +74,50 @@ def usable(x: torch.Tensor, lib: Library) -> bool:
             and x.permute(0, 2, 3, 1).is_contiguous() and lib.supports(x.shape[1]))
 
 
-#: blocks of up to this many channels run whole in the native kernels; wider ones as a hybrid (oneDNN's
-#: products, the native LayerNorm and depthwise gate). Measured per block on the 2-core Xeon, fp32, ms
-#: (oneDNN's fused block / hybrid / whole native; docs/performance.md): 32 x 512^2 42.4 / 33.5 / 21.8,
-#: 32 x 64^2 1.25 / 0.79 / 0.46, 64 x 512^2 95.8 / 79.6 / 67.8, 64 x 128^2 5.5 / 4.4 / 4.6, 128 x 256^2
-#: 67.2 / 59.8 / 60.9, 128 x 128^2 14.3 / 13.9 / 14.9, 256 x 128^2 47.1 / 46.4 / 59.9, 512 x 128^2
-#: 173.6 / 169.4 / 382.2: the kernels' six-pixel tiles lose to oneDNN's blocking of the wide products.
+#: blocks of up to this many channels run whole in the native kernels on a CPU the table below does not
+#: name; wider ones as a hybrid (oneDNN's products, the native LayerNorm and depthwise gate). Measured per
+#: block on the 2-core Xeon (Sapphire Rapids class), fp32, ms (oneDNN's fused block / hybrid / whole
+#: native; docs/performance.md): 32 x 512^2 42.4 / 33.5 / 21.8, 32 x 64^2 1.25 / 0.79 / 0.46, 64 x 512^2
+#: 95.8 / 79.6 / 67.8, 64 x 128^2 5.5 / 4.4 / 4.6, 128 x 256^2 67.2 / 59.8 / 60.9, 128 x 128^2
+#: 14.3 / 13.9 / 14.9, 256 x 128^2 47.1 / 46.4 / 59.9, 512 x 128^2 173.6 / 169.4 / 382.2: there the
+#: kernels' six-pixel tiles lose to oneDNN's blocking of the wide products.
 MAX_BLOCK_CHANNELS = 64
+#: (vendor, lowest family, channels): CPUs measured to run wider blocks whole faster. AMD family 26
+#: (Zen 5, a full-width 512-bit FMA path) on the 2-core EPYC, hybrid / whole native, ms: 96 x 352^2
+#: 53.6 / 42.9, 128 x 264^2 55.9 / 40.1, 192 x 176^2 44.5 / 36.5, 256 x 132^2 46.3 / 38.8, 384 x 88^2
+#: 39.1 / 38.7 (a tie), 512 x 66^2 38.8 / 48.1 (``benchmarks/native_block.py``)
+WIDER_WHOLE: tuple[tuple[str, int, int], ...] = (("AuthenticAMD", 26, 256),)
+#: an integer here overrides the table: blocks of up to that many channels run whole (0: none do)
+WHOLE_ENV = "NAFCLI_NATIVE_WHOLE"
+
+
+def whole_block_limit() -> int:
+    """The widest block (channels) that runs whole in the native kernels on this CPU: ``NAFCLI_NATIVE_WHOLE``
+    when it holds an integer, else :data:`WIDER_WHOLE`'s entry for this CPU, else
+    :data:`MAX_BLOCK_CHANNELS`. A fixed rule, not a timing at run time: every process on a machine (a
+    one-thread Ray worker and the two-thread run beside it) must take the same path and write the same
+    bytes."""
+    override = os.environ.get(WHOLE_ENV, "").strip()
+    if override:
+        try:
+            return int(override)
+        except ValueError:
+            pass
+    return _table_limit()
+
+
+@functools.cache
+def _table_limit() -> int:
+    vendor, family = cpu_family()
+    for name, lowest, channels in WIDER_WHOLE:
+        if vendor == name and family >= lowest:
+            return channels
+    return MAX_BLOCK_CHANNELS
 
 
 def whole_block(x: torch.Tensor) -> bool:
     """Whether a block on ``x`` runs whole in the native kernels (else as the hybrid)."""
-    return x.shape[1] <= MAX_BLOCK_CHANNELS
+    return x.shape[1] <= whole_block_limit()
 
 
 ScaleMap = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int, int]]
