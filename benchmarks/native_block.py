@@ -4,8 +4,9 @@
     PYTHONPATH=. python benchmarks/native_block.py 256 128
 
 Random weights, global SCA, fp32, allocator tuned, torch's threads; median of 7 after a warm-up. Prints
-the native front and back passes (each with its 1x1 GFLOP/s) and the oneDNN block (the fused path that
-runs without the native kernels). Nothing is asserted.
+the native front and back passes (each with its 1x1 GFLOP/s), the hybrid block (oneDNN's products with the
+native LayerNorm and depthwise gate: what runs beyond ``whole_block_limit()``) and the oneDNN block (the
+fused path that runs without the native kernels). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def main() -> None:
     with torch.inference_mode():
         tf, tb = _median_ms(front), _median_ms(back)
         tonednn = _median_ms(lambda: block._forward_fused(inp))
+        thybrid = _median_ms(lambda: block._forward_hybrid(inp, lib))
     print(f"{c} channels, {side}x{side}, {threads} threads: native front {tf:.1f} ms ({2 * unit / tf:.0f} GFLOP/s), "
-          f"back {tb:.1f} ms ({4 * unit / tb:.0f} GFLOP/s), together {tf + tb:.1f} ms; oneDNN block {tonednn:.1f} ms")
+          f"back {tb:.1f} ms ({4 * unit / tb:.0f} GFLOP/s), together {tf + tb:.1f} ms; hybrid block {thybrid:.1f} ms; "
+          f"oneDNN block {tonednn:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -83,10 +83,12 @@ def usable(x: torch.Tensor, lib: Library) -> bool:
 #: kernels' six-pixel tiles lose to oneDNN's blocking of the wide products.
 MAX_BLOCK_CHANNELS = 64
 #: (vendor, lowest family, channels): CPUs measured to run wider blocks whole faster. AMD family 26
-#: (Zen 5, a full-width 512-bit FMA path) on the 2-core EPYC, hybrid / whole native, ms: 96 x 352^2
-#: 53.6 / 42.9, 128 x 264^2 55.9 / 40.1, 192 x 176^2 44.5 / 36.5, 256 x 132^2 46.3 / 38.8, 384 x 88^2
-#: 39.1 / 38.7 (a tie), 512 x 66^2 38.8 / 48.1 (``benchmarks/native_block.py``)
-WIDER_WHOLE: tuple[tuple[str, int, int], ...] = (("AuthenticAMD", 26, 256),)
+#: (Zen 5, a full-width 512-bit FMA path) on the 2-core EPYC, hybrid / whole native, ms, with the blocks
+#: of pixels the kernels take since (``block_pixels`` in nafblock.cpp): 64 x 528^2 71.1 / 52.0,
+#: 128 x 264^2 55.0 / 39.4, 256 x 132^2 49.1 / 34.5, 384 x 88^2 37.4 / 33.8, 512 x 66^2 38.5-41.3 /
+#: 34.7-35.7, 512 x 33^2 10.2-11.3 / 10.0-10.9 (``benchmarks/native_block.py`` prints
+#: both)
+WIDER_WHOLE: tuple[tuple[str, int, int], ...] = (("AuthenticAMD", 26, 512),)
 #: an integer here overrides the table: blocks of up to that many channels run whole (0: none do)
 WHOLE_ENV = "NAFCLI_NATIVE_WHOLE"
 
