@@ -417,3 +417,36 @@ def test_the_first_run_says_whether_the_kernels_run(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(native.SWITCH_ENV, "0")
     notes = Restorer(model, device="cpu", precision="fp32").run(torch.rand(1, 3, 24, 24))[1].notes
     assert f"native NAFBlock kernels off: native kernels turned off ({native.SWITCH_ENV}=0)" in notes
+
+
+@pytest.mark.parametrize("window", [None, (5, 9)], ids=["global", "tlc"])
+def test_blocks_the_kernels_do_not_take_give_the_same_bytes_at_any_thread_count(
+        window: tuple[int, int] | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp32 on the CPU, a channel count the kernels were not built for (12; 8 too where vectors hold 16
+    floats): the block runs with addmm products and a float64 SCA, within float rounding of the torch block,
+    and one thread writes what two write (oneDNN's 8 -> 8 product does not, on the Zen 5 EPYC)."""
+    lib = _library()
+    widths = [12] + ([8] if lib.vector_width == 16 else [])
+    taken: list[int] = []
+    invariant = FastNAFBlock._forward_invariant
+
+    def spy(self, inp):  # noqa: ANN001, ANN202
+        taken.append(inp.shape[1])
+        return invariant(self, inp)
+
+    monkeypatch.setattr(FastNAFBlock, "_forward_invariant", spy)
+    threads = torch.get_num_threads()
+    try:
+        for c in widths:
+            block, x = _block(c, window, seed=c), _input((1, c, 23, 31), seed=c)
+            outs = []
+            with torch.inference_mode():
+                for t in (1, 2):
+                    torch.set_num_threads(t)
+                    outs.append(block(x))
+                want = block._forward_plain(x)
+            assert torch.equal(outs[0], outs[1])
+            assert (outs[0] - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())
+    finally:
+        torch.set_num_threads(threads)
+    assert taken == [c for c in widths for _ in (1, 2)]

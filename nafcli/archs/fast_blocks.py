@@ -154,6 +154,15 @@ def fused_cpu_ok(dtype: torch.dtype) -> bool:
     return _FUSED_OK[dtype]
 
 
+def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a 1x1 convolution as one ``torch.addmm`` on the channels-last view (pixels x C_in):
+    the same function at every thread count (see :meth:`FastNAFBlock._forward_invariant`)."""
+    n, c, h, w = x.shape
+    v = x.permute(0, 2, 3, 1).reshape(-1, c)
+    out = torch.addmm(conv.bias, v, conv.weight[:, :, 0, 0].t())
+    return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
 class FastNAFBlock(nn.Module):
     """:class:`~nafcli.archs.NAFBlock` with folded parameters; channels_last in, channels_last out.
 
@@ -190,10 +199,13 @@ class FastNAFBlock(nn.Module):
         if self.fuse_cpu and inp.device.type == "cpu" and not torch.compiler.is_compiling():
             if inp.dtype == torch.float32:
                 lib = native.load()
-                if isinstance(lib, native.Library) and native.usable(inp, lib):
-                    if native.whole_block(inp) or not fused_cpu_ok(inp.dtype):
-                        return self._forward_native(inp, lib)
-                    return self._forward_hybrid(inp, lib)
+                if isinstance(lib, native.Library):
+                    if native.usable(inp, lib):
+                        if native.whole_block(inp) or not fused_cpu_ok(inp.dtype):
+                            return self._forward_native(inp, lib)
+                        return self._forward_hybrid(inp, lib)
+                    if not lib.supports(inp.shape[1]):
+                        return self._forward_invariant(inp)
             if fused_cpu_ok(inp.dtype):
                 return self._forward_fused(inp)
         return self._forward_plain(inp)
@@ -247,6 +259,25 @@ class FastNAFBlock(nn.Module):
                 box, (left, _, top, _) = valid_box_mean(g, self.window)
                 return self.sca(box).permute(0, 2, 3, 1), top, left
         return native.run_block(lib, prepared, inp, scale)
+
+    def _forward_invariant(self, inp: torch.Tensor) -> torch.Tensor:
+        """The plain path with every 1x1 product a ``torch.addmm`` on the channels-last view and the global
+        SCA in float64 (:func:`nafcli.archs.native.channel_scale`): for fp32 CPU blocks whose channel count
+        the native kernels do not take (8 with AVX-512's 16-float vectors; no official model has one).
+        oneDNN's 1x1 convolution is not the same function of its input at every thread count on every CPU
+        (an 8 -> 8 product on the Zen 5 EPYC rounds differently with one thread and with two), and a
+        one-thread Ray worker must write the bytes a two-thread run writes."""
+        x = gate(self.conv2(_pointwise(self.conv1, layer_norm_cl(inp, self.eps1))))
+        h, w = x.shape[-2:]
+        if self._global(h, w):
+            n, c = x.shape[:2]
+            sums = x.sum(dim=(-2, -1), dtype=torch.float64)
+            x = x * native.channel_scale(self.sca, sums, h * w).view(n, c, 1, 1)
+        else:
+            box, padding = valid_box_mean(x, self.window)
+            x = mul_replicated(x, _pointwise(self.sca, box), padding)
+        y = inp + _pointwise(self.conv3, x)
+        return y + _pointwise(self.conv5, gate(_pointwise(self.conv4, layer_norm_cl(y, self.eps2))))
 
     def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))
