@@ -450,3 +450,71 @@ def test_blocks_the_kernels_do_not_take_give_the_same_bytes_at_any_thread_count(
     finally:
         torch.set_num_threads(threads)
     assert taken == [c for c in widths for _ in (1, 2)]
+
+
+@pytest.mark.parametrize(("k", "n", "bias"), [(32, 32, True), (64, 128, False), (256, 512, False), (512, 512, True)])
+def test_the_native_1x1_product_matches_the_convolution_at_any_thread_count(k: int, n: int, bias: bool) -> None:
+    lib = _library()
+    gen = torch.Generator().manual_seed(k + n)
+    conv = torch.nn.Conv2d(k, n, 1, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
+    x = _input((2, k, 7, 9), seed=k)  # 126 rows: a zero-padded last group of the six-row micro-kernel
+    assert native.linear_supported(lib, k, n)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                outs.append(native.linear(lib, native.pointwise(conv), x))
+            want = conv(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_the_native_1x1_product_refuses_what_it_was_not_built_for() -> None:
+    lib = _library()
+    assert not native.linear_supported(lib, 32, 48)  # neither C nor 2C
+    assert not native.linear_supported(lib, 1024, 2048)  # a width not built
+    conv = torch.nn.Conv2d(32, 48, 1)
+    with pytest.raises(RuntimeError, match="32 -> 48"):
+        native.linear(lib, native.pointwise(conv), _input((1, 32, 4, 4)))
+
+
+def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with_one_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A width-32 NAFNet of five levels: its 256- and 512-channel up-sampling products run in the kernels
+    (oneDNN's 256 -> 512 rounds differently with one thread and with two on the Zen 5 EPYC), the narrower
+    ones on oneDNN; the network is within 1e-4 of the reference and one thread writes what two write."""
+    from nafcli.archs.nafnet import fast as nafnet_fast
+
+    lib = _library()
+    calls: list[int] = []
+    linear = native.linear
+
+    def spy(lib_, weights, x):  # noqa: ANN001, ANN202
+        calls.append(x.shape[1])
+        return linear(lib_, weights, x)
+
+    monkeypatch.setattr(nafnet_fast.native, "linear", spy)
+    model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
+                                    "dec_blk_nums": [1, 1, 1, 1]}), pretrained=False, seed=3)
+    fast = model.spec.fast(model.module, dtype=torch.float32)
+    x = torch.rand((1, 3, 64, 80), generator=torch.Generator().manual_seed(3))
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                outs.append(fast(x))
+            want = model.module(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(set(calls)) == [256, 512] and lib.supports(256)
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 1e-4

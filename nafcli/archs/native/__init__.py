@@ -20,6 +20,9 @@ from .nafblock import (
     dw_gate,
     global_scale,
     layer_norm,
+    linear,
+    linear_supported,
+    pointwise,
     run_block,
     usable,
     weight_key,
@@ -29,6 +32,7 @@ from .nafblock import (
 
 __all__ = [
     "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
-    "enabled", "forget", "global_scale", "layer_norm", "load", "run_block", "usable", "weight_key",
+    "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "load", "pointwise",
+    "run_block", "usable", "weight_key",
     "whole_block", "whole_block_limit",
 ]

@@ -334,6 +334,32 @@ static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float
     add_rows(rowsums.data(), n, h, C, sums);
 }
 
+// out (rows x N) = a (rows x K) @ wt (K x N) + bias: a 1x1 convolution outside the blocks (the decoder's
+// up-sampling products, K -> 2K), where oneDNN's product rounds differently with one thread and with two on
+// some CPUs (256 -> 512 on the Zen 5 EPYC) and a one-thread Ray worker must write what a two-thread run
+// writes. Blocks of 16 micro-kernel groups a thread, the last group zero-padded; each row is computed the
+// same way whatever the number of threads.
+template <int K, int N>
+static void linear(const float* a, int64_t rows, const float* wt, const float* bias, float* out, int nthreads) {
+    constexpr int64_t GROUPS = 16;
+    const int64_t full = rows / P, blocks = (full + GROUPS - 1) / GROUPS;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int64_t q = blocks * tid / nt; q < blocks * (tid + 1) / nt; ++q) {
+            const int64_t g0 = q * GROUPS, g1 = g0 + GROUPS < full ? g0 + GROUPS : full;
+            gemm<K, N>(a + g0 * P * K, (int)((g1 - g0) * P), wt, bias, out + g0 * P * N);
+        }
+        if (tid == nt - 1 && rows > full * P) {
+            const int n = (int)(rows - full * P);
+            Buffer ta((size_t)P * K), to((size_t)P * N);
+            std::memcpy(ta.data, a + full * P * K, sizeof(float) * n * K);
+            gemm<K, N>(ta.data, P, wt, bias, to.data);
+            std::memcpy(out + full * P * N, to.data, sizeof(float) * n * N);
+        }
+    }
+}
+
 // The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
 // W-k2+1, C). Sliding sums in double, no integral image (whose running sums need float64 over a large map,
 // and several passes). Down the columns first: each thread owns a share of a row's W x C values and moves
@@ -436,6 +462,18 @@ static int back_for(const float* x, const float* g, int64_t n, int64_t h, int64_
     }
 }
 
+template <int C>
+static int linear_for(int n, const float* a, int64_t rows, const float* wt, const float* bias, float* out,
+                      int nthreads) {
+    if constexpr (C % VW != 0) return 1;
+    else {
+        if (n == C) linear<C, C>(a, rows, wt, bias, out, nthreads);
+        else if (n == 2 * C) linear<C, 2 * C>(a, rows, wt, bias, out, nthreads);
+        else return 1;
+        return 0;
+    }
+}
+
 extern "C" {
 // box means of any channel count (see box_mean); 1 for a window larger than the map
 int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
@@ -459,6 +497,16 @@ int nb_dw_gate(int c, const float* u, int64_t n, int64_t h, int64_t w, const flo
     if (c == C) return dw_gate_for<C>(u, n, h, w, dwt, dwb, g, sums, nthreads);
     CHANNEL_CASES(DWG)
 #undef DWG
+    return 1;
+}
+
+// out = a @ wt + bias: rows x k in, rows x n out (n = k or 2k; wt k x n); 1 for a shape not built
+int nb_linear(int k, int n, const float* a, int64_t rows, const float* wt, const float* bias, float* out,
+              int nthreads) {
+#define LINEAR(C) \
+    if (k == C) return linear_for<C>(n, a, rows, wt, bias, out, nthreads);
+    CHANNEL_CASES(LINEAR)
+#undef LINEAR
     return 1;
 }
 

@@ -157,6 +157,31 @@ def box_mean(lib: Library, v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
     return out
 
 
+def pointwise(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1x1 convolution as :func:`linear` takes it: the transposed weight (C_in x C_out) and the bias
+    (zeros for a convolution without one, as the up-sampling products are)."""
+    bias = _vector(conv) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float32)
+    return _matrix(conv), bias
+
+
+def linear_supported(lib: Library, k: int, n: int) -> bool:
+    """Whether :func:`linear` takes a ``k`` -> ``n`` product (``n`` = ``k`` or ``2k``, ``k`` built)."""
+    return lib.supports(k) and n in (k, 2 * k)
+
+
+def linear(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The 1x1 convolution of :func:`pointwise` on ``x`` (N, C, H, W channels_last float32) in the kernels'
+    micro-kernel (``nb_linear``), channels_last out: the same bytes at every thread count."""
+    n, c, h, w = x.shape
+    cout = weights[0].shape[1]
+    v = x.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
+    out = torch.empty((n, h, w, cout), dtype=torch.float32)
+    if lib.cdll.nb_linear(c, cout, _ptr(v), n * h * w, _ptr(weights[0]), _ptr(weights[1]), _ptr(out),
+                          torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native 1x1 convolution: {c} -> {cout} channels not supported")
+    return out.permute(0, 3, 1, 2)
+
+
 def layer_norm(lib: Library, x: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm without affine over the channels of ``x`` (N, C, H, W channels_last float32), one pass;
     channels_last out."""
