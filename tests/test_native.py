@@ -518,3 +518,39 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     assert sorted(set(calls)) == [256, 512] and lib.supports(256)
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "hybrid"])
+@pytest.mark.parametrize("c", [32, 256, 512])
+def test_tlc_blocks_give_the_same_bytes_with_one_thread_and_two(c: int, whole: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block with TLC windows smaller than its map: the SCA product on the window means runs in the
+    kernels' micro-kernel, so a whole native block writes the same bytes with one thread and with two
+    (oneDNN's 256 -> 256 does not, on the Zen 5 EPYC). The hybrid's other products are oneDNN's: there only
+    the path and the values are checked (it runs by default where the whole block does not pay, the Xeon,
+    whose oneDNN products gave the same bytes at both thread counts in the Ray tests)."""
+    _library()
+    monkeypatch.setenv(native.nafblock.WHOLE_ENV, str(1 << 20 if whole else 0))
+    calls: list[int] = []
+    linear = native.linear
+
+    def spy(lib_, weights, x):  # noqa: ANN001, ANN202
+        calls.append(x.shape[1])
+        return linear(lib_, weights, x)
+
+    monkeypatch.setattr(native, "linear", spy)
+    block, x = _block(c, (10, 30), seed=c), _input((1, c, 40, 50), seed=c)
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                outs.append(block(x))
+            want = block._forward_plain(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [c, c]
+    if whole:
+        assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())

@@ -189,6 +189,8 @@ class FastNAFBlock(nn.Module):
         self._native: native.Prepared | None = None
         #: conv2 in the native depthwise gate's layout, and the conv2 weight it was made from
         self._dw: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+        #: the SCA convolution in the native 1x1 product's layout, and the weight it was made from
+        self._sca: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def _global(self, h: int, w: int) -> bool:
         return self.window is None or (self.window[0] >= h and self.window[1] >= w)
@@ -216,6 +218,15 @@ class FastNAFBlock(nn.Module):
                                               self.eps1, self.eps2)
         return self._native
 
+    def _local_scale(self, lib: native.Library, box: torch.Tensor) -> torch.Tensor:
+        """The SCA convolution on the TLC window means in the kernels' 1x1 product (``nb_linear``): oneDNN's
+        256 -> 256 product rounds differently with one thread and with two on the Zen 5 EPYC, and a
+        one-thread Ray worker must write the bytes of a two-thread run (speed: 32 channels on 673x673 window
+        means 4.5 ms against oneDNN's 7.5; 64-256 channels within 5 % either way)."""
+        if self._sca is None or self._sca[0] != native.weight_key(self.sca):
+            self._sca = native.weight_key(self.sca), native.pointwise(self.sca)
+        return native.linear(lib, self._sca[1], box)
+
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
         """oneDNN's products with the native kernels' LayerNorm and depthwise gate: for the blocks wider
         than :func:`nafcli.archs.native.whole_block_limit` (64 or 256 channels, by CPU), whose products
@@ -239,7 +250,7 @@ class FastNAFBlock(nn.Module):
                 x = x * s
         else:
             box, padding = valid_box_mean(x, self.window)
-            x = mul_replicated(x, self.sca(box), padding)
+            x = mul_replicated(x, self._local_scale(lib, box), padding)
         y = conv_then(x, inp, w3, b3, 0, 1, "add")
         del x
         t = native.layer_norm(lib, y, self.eps2)
@@ -257,7 +268,7 @@ class FastNAFBlock(nn.Module):
         else:
             def scale(g: torch.Tensor, _sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
                 box, (left, _, top, _) = valid_box_mean(g, self.window)
-                return self.sca(box).permute(0, 2, 3, 1), top, left
+                return self._local_scale(lib, box).permute(0, 2, 3, 1), top, left
         return native.run_block(lib, prepared, inp, scale)
 
     def _forward_invariant(self, inp: torch.Tensor) -> torch.Tensor:
