@@ -4,6 +4,7 @@ kept, and never in the way when they cannot run."""
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,33 @@ def _native(block: FastNAFBlock, x: torch.Tensor, lib: native.Library) -> torch.
 def _input(shape: tuple[int, ...], seed: int = 1) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=gen).contiguous(memory_format=CL)
+
+
+def _with_one_thread_and_two(fn: Callable[[], torch.Tensor]) -> list[torch.Tensor]:
+    """``fn()`` under inference mode with one thread, then with two (torch's count restored after)."""
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        with torch.inference_mode():
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                outs.append(fn())
+    finally:
+        torch.set_num_threads(threads)
+    return outs
+
+
+def _spy_linear(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the input channels of every native 1x1 product (``native.linear``) run from now on."""
+    calls: list[int] = []
+    linear = native.linear
+
+    def spy(lib, weights, x):  # noqa: ANN001, ANN202
+        calls.append(x.shape[1])
+        return linear(lib, weights, x)
+
+    monkeypatch.setattr(native, "linear", spy)
+    return calls
 
 
 @pytest.mark.parametrize("c", [16, 32, 48, 64, 96, 128, 192, 256, 384, 512])
@@ -435,20 +463,13 @@ def test_blocks_the_kernels_do_not_take_give_the_same_bytes_at_any_thread_count(
         return invariant(self, inp)
 
     monkeypatch.setattr(FastNAFBlock, "_forward_invariant", spy)
-    threads = torch.get_num_threads()
-    try:
-        for c in widths:
-            block, x = _block(c, window, seed=c), _input((1, c, 23, 31), seed=c)
-            outs = []
-            with torch.inference_mode():
-                for t in (1, 2):
-                    torch.set_num_threads(t)
-                    outs.append(block(x))
-                want = block._forward_plain(x)
-            assert torch.equal(outs[0], outs[1])
-            assert (outs[0] - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())
-    finally:
-        torch.set_num_threads(threads)
+    for c in widths:
+        block, x = _block(c, window, seed=c), _input((1, c, 23, 31), seed=c)
+        outs = _with_one_thread_and_two(lambda block=block, x=x: block(x))
+        with torch.inference_mode():
+            want = block._forward_plain(x)
+        assert torch.equal(outs[0], outs[1])
+        assert (outs[0] - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item())
     assert taken == [c for c in widths for _ in (1, 2)]
 
 
@@ -461,16 +482,9 @@ def test_the_native_1x1_product_matches_the_convolution_at_any_thread_count(k: i
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
     x = _input((2, k, 7, 9), seed=k)  # 126 rows: a zero-padded last group of the six-row micro-kernel
     assert native.linear_supported(lib, k, n)
-    threads = torch.get_num_threads()
-    outs = []
-    try:
-        with torch.inference_mode():
-            for t in (1, 2):
-                torch.set_num_threads(t)
-                outs.append(native.linear(lib, native.pointwise(conv), x))
-            want = conv(x)
-    finally:
-        torch.set_num_threads(threads)
+    outs = _with_one_thread_and_two(lambda: native.linear(lib, native.pointwise(conv), x))
+    with torch.inference_mode():
+        want = conv(x)
     assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
@@ -490,31 +504,15 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     """A width-32 NAFNet of five levels: its 256- and 512-channel up-sampling products run in the kernels
     (oneDNN's 256 -> 512 rounds differently with one thread and with two on the Zen 5 EPYC), the narrower
     ones on oneDNN; the network is within 1e-4 of the reference and one thread writes what two write."""
-    from nafcli.archs.nafnet import fast as nafnet_fast
-
     lib = _library()
-    calls: list[int] = []
-    linear = native.linear
-
-    def spy(lib_, weights, x):  # noqa: ANN001, ANN202
-        calls.append(x.shape[1])
-        return linear(lib_, weights, x)
-
-    monkeypatch.setattr(nafnet_fast.native, "linear", spy)
+    calls = _spy_linear(monkeypatch)
     model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                                     "dec_blk_nums": [1, 1, 1, 1]}), pretrained=False, seed=3)
     fast = model.spec.fast(model.module, dtype=torch.float32)
     x = torch.rand((1, 3, 64, 80), generator=torch.Generator().manual_seed(3))
-    threads = torch.get_num_threads()
-    outs = []
-    try:
-        with torch.inference_mode():
-            for t in (1, 2):
-                torch.set_num_threads(t)
-                outs.append(fast(x))
-            want = model.module(x)
-    finally:
-        torch.set_num_threads(threads)
+    outs = _with_one_thread_and_two(lambda: fast(x))
+    with torch.inference_mode():
+        want = model.module(x)
     assert sorted(set(calls)) == [256, 512] and lib.supports(256)
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
@@ -531,25 +529,11 @@ def test_tlc_blocks_give_the_same_bytes_with_one_thread_and_two(c: int, whole: b
     whose oneDNN products gave the same bytes at both thread counts in the Ray tests)."""
     _library()
     monkeypatch.setenv(native.nafblock.WHOLE_ENV, str(1 << 20 if whole else 0))
-    calls: list[int] = []
-    linear = native.linear
-
-    def spy(lib_, weights, x):  # noqa: ANN001, ANN202
-        calls.append(x.shape[1])
-        return linear(lib_, weights, x)
-
-    monkeypatch.setattr(native, "linear", spy)
+    calls = _spy_linear(monkeypatch)
     block, x = _block(c, (10, 30), seed=c), _input((1, c, 40, 50), seed=c)
-    threads = torch.get_num_threads()
-    outs = []
-    try:
-        with torch.inference_mode():
-            for t in (1, 2):
-                torch.set_num_threads(t)
-                outs.append(block(x))
-            want = block._forward_plain(x)
-    finally:
-        torch.set_num_threads(threads)
+    outs = _with_one_thread_and_two(lambda: block(x))
+    with torch.inference_mode():
+        want = block._forward_plain(x)
     assert calls == [c, c]
     if whole:
         assert torch.equal(outs[0], outs[1])
