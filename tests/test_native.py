@@ -440,7 +440,8 @@ def test_the_first_run_says_whether_the_kernels_run(monkeypatch: pytest.MonkeyPa
                  pretrained=False, seed=1)
     r = Restorer(model, device="cpu", precision="fp32")
     first, second = (r.run(torch.rand(1, 3, 24, 24))[1].notes for _ in range(2))
-    assert f"native NAFBlock kernels: {lib.describe()}" in first and str(lib.path) in lib.describe()
+    assert (f"native NAFBlock kernels: {lib.describe()}; blocks of up to {native.whole_block_limit()} channels "
+            "whole") in first and str(lib.path) in lib.describe()
     assert not any("native" in note for note in second)
     monkeypatch.setenv(native.SWITCH_ENV, "0")
     notes = Restorer(model, device="cpu", precision="fp32").run(torch.rand(1, 3, 24, 24))[1].notes

@@ -138,7 +138,8 @@ class Restorer:
             return False
         lib = native.load()
         if isinstance(lib, native.Library):
-            self._native_note = f"native NAFBlock kernels: {lib.describe()}"
+            self._native_note = (f"native NAFBlock kernels: {lib.describe()}; blocks of up to "
+                                 f"{native.whole_block_limit()} channels whole")
             return True
         self._native_note = f"native NAFBlock kernels off: {lib}"
         return False
