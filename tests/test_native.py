@@ -483,7 +483,7 @@ def test_the_native_1x1_product_matches_the_convolution_at_any_thread_count(k: i
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
     x = _input((2, k, 7, 9), seed=k)  # 126 rows: a zero-padded last group of the six-row micro-kernel
     assert native.linear_supported(lib, k, n)
-    outs = _with_one_thread_and_two(lambda: native.linear(lib, native.pointwise(conv), x))
+    outs = _with_one_thread_and_two(lambda: native.linear(lib, native.linear_weights(conv), x))
     with torch.inference_mode():
         want = conv(x)
     assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
@@ -497,7 +497,7 @@ def test_the_native_1x1_product_refuses_what_it_was_not_built_for() -> None:
     assert not native.linear_supported(lib, 1024, 2048)  # a width not built
     conv = torch.nn.Conv2d(32, 48, 1)
     with pytest.raises(RuntimeError, match="32 -> 48"):
-        native.linear(lib, native.pointwise(conv), _input((1, 32, 4, 4)))
+        native.linear(lib, native.linear_weights(conv), _input((1, 32, 4, 4)))
 
 
 def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with_one_thread(

@@ -154,7 +154,7 @@ def fused_cpu_ok(dtype: torch.dtype) -> bool:
     return _FUSED_OK[dtype]
 
 
-def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def _addmm_1x1(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for a 1x1 convolution as one ``torch.addmm`` on the channels-last view (pixels x C_in):
     the same function at every thread count (see :meth:`FastNAFBlock._forward_invariant`)."""
     n, c, h, w = x.shape
@@ -187,10 +187,10 @@ class FastNAFBlock(nn.Module):
         self.fuse_cpu = True
         #: the weights in the native kernels' layout, made at the first native forward
         self._native: native.Prepared | None = None
-        #: conv2 in the native depthwise gate's layout, and the conv2 weight it was made from
-        self._dw: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
-        #: the SCA convolution in the native 1x1 product's layout, and the weight it was made from
-        self._sca: tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+        #: conv2 in the native depthwise gate's layout (:func:`nafcli.archs.native.remade`)
+        self._dw: native.Made | None = None
+        #: the SCA convolution in the native 1x1 product's layout
+        self._sca: native.Made | None = None
 
     def _global(self, h: int, w: int) -> bool:
         return self.window is None or (self.window[0] >= h and self.window[1] >= w)
@@ -223,8 +223,7 @@ class FastNAFBlock(nn.Module):
         256 -> 256 product rounds differently with one thread and with two on the Zen 5 EPYC, and a
         one-thread Ray worker must write the bytes of a two-thread run (speed: 32 channels on 673x673 window
         means 4.5 ms against oneDNN's 7.5; 64-256 channels within 5 % either way)."""
-        if self._sca is None or self._sca[0] != native.weight_key(self.sca):
-            self._sca = native.weight_key(self.sca), native.pointwise(self.sca)
+        self._sca = native.remade(self._sca, self.sca, native.linear_weights)
         return native.linear(lib, self._sca[1], box)
 
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
@@ -234,8 +233,7 @@ class FastNAFBlock(nn.Module):
         product (the fused path splits it in two for its post-ops), its output goes through the depthwise
         3x3 and the gate in one pass, and the LayerNorms are one pass each."""
         c = inp.shape[1]
-        if self._dw is None or self._dw[0] != native.weight_key(self.conv2):
-            self._dw = native.weight_key(self.conv2), native.depthwise(self.conv2)
+        self._dw = native.remade(self._dw, self.conv2, native.depthwise)
         t = native.layer_norm(lib, inp, self.eps1)
         x, sums = native.dw_gate(lib, self._dw[1], F.conv2d(t, self.conv1.weight, self.conv1.bias))
         del t
@@ -278,7 +276,7 @@ class FastNAFBlock(nn.Module):
         oneDNN's 1x1 convolution is not the same function of its input at every thread count on every CPU
         (an 8 -> 8 product on the Zen 5 EPYC rounds differently with one thread and with two), and a
         one-thread Ray worker must write the bytes a two-thread run writes."""
-        x = gate(self.conv2(_pointwise(self.conv1, layer_norm_cl(inp, self.eps1))))
+        x = gate(self.conv2(_addmm_1x1(self.conv1, layer_norm_cl(inp, self.eps1))))
         h, w = x.shape[-2:]
         if self._global(h, w):
             n, c = x.shape[:2]
@@ -286,9 +284,9 @@ class FastNAFBlock(nn.Module):
             x = x * native.channel_scale(self.sca, sums, h * w).view(n, c, 1, 1)
         else:
             box, padding = valid_box_mean(x, self.window)
-            x = mul_replicated(x, _pointwise(self.sca, box), padding)
-        y = inp + _pointwise(self.conv3, x)
-        return y + _pointwise(self.conv5, gate(_pointwise(self.conv4, layer_norm_cl(y, self.eps2))))
+            x = mul_replicated(x, _addmm_1x1(self.sca, box), padding)
+        y = inp + _addmm_1x1(self.conv3, x)
+        return y + _addmm_1x1(self.conv5, gate(_addmm_1x1(self.conv4, layer_norm_cl(y, self.eps2))))
 
     def _forward_plain(self, inp: torch.Tensor) -> torch.Tensor:
         x = gate(self.conv2(self.conv1(layer_norm_cl(inp, self.eps1))))

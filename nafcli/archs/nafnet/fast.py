@@ -34,7 +34,7 @@ class FastNAFNet(FastNetwork):
         self.ups = nn.ModuleList(conv_like(u[0]) for u in ref.ups)
         self.decoders = nn.ModuleList(blocks(s) for s in ref.decoders)
         #: each up-sampling product in the native kernels' layout, and the weight it was made from
-        self._native_ups: dict[int, tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._native_ups: dict[int, native.Made] = {}
         self.to(dtype=dtype, memory_format=CHANNELS_LAST)
 
     def _up(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -50,9 +50,7 @@ class FastNAFNet(FastNetwork):
             lib = native.load()
             if (isinstance(lib, native.Library) and native.usable(x, lib)
                     and native.linear_supported(lib, up.in_channels, up.out_channels)):
-                key = native.weight_key(up)
-                if i not in self._native_ups or self._native_ups[i][0] != key:
-                    self._native_ups[i] = key, native.pointwise(up)
+                self._native_ups[i] = native.remade(self._native_ups.get(i), up, native.linear_weights)
                 return native.linear(lib, self._native_ups[i][1], x)
         return up(x)
 

@@ -13,6 +13,7 @@ with the same results within float rounding.
 from .build import SWITCH_ENV, Library, NativeUnavailable, enabled, forget, load
 from .nafblock import (
     MAX_BLOCK_CHANNELS,
+    Made,
     Prepared,
     box_mean,
     channel_scale,
@@ -22,7 +23,8 @@ from .nafblock import (
     layer_norm,
     linear,
     linear_supported,
-    pointwise,
+    linear_weights,
+    remade,
     run_block,
     usable,
     weight_key,
@@ -31,8 +33,8 @@ from .nafblock import (
 )
 
 __all__ = [
-    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
-    "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "load", "pointwise",
-    "run_block", "usable", "weight_key",
+    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
+    "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "linear_weights", "load",
+    "remade", "run_block", "usable", "weight_key",
     "whole_block", "whole_block_limit",
 ]

@@ -170,9 +170,9 @@ def _open(path: Path) -> ctypes.CDLL:
                             f32, ptr, i32]
     lib.nb_back.restype = i32
     lib.nb_box_mean.argtypes = [i32, ptr, i64, i64, i64, i64, i64, ptr, i32]
+    lib.nb_box_mean.restype = i32
     lib.nb_linear.argtypes = [i32, i32, ptr, i64, ptr, ptr, ptr, i32]
     lib.nb_linear.restype = i32
-    lib.nb_box_mean.restype = i32
     lib.nb_layer_norm.argtypes = [i32, ptr, i64, f32, ptr, i32]
     lib.nb_layer_norm.restype = i32
     lib.nb_dw_gate.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32]

@@ -63,6 +63,18 @@ def weight_key(conv: torch.nn.Conv2d) -> tuple[int, int]:
     return weight.data_ptr(), 0 if weight.is_inference() else weight._version
 
 
+#: weights in a kernel's layout, with the :func:`weight_key` of the convolution they were made from
+Made = tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def remade(made: Made | None, conv: torch.nn.Conv2d,
+           make: Callable[[torch.nn.Conv2d], tuple[torch.Tensor, torch.Tensor]]) -> Made:
+    """``made`` while it still matches ``conv``'s weight, else ``make(conv)`` with the weight's new key: the
+    one way the blocks and the network keep their kernel-layout weights up to date."""
+    key = weight_key(conv)
+    return made if made is not None and made[0] == key else (key, make(conv))
+
+
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
@@ -157,7 +169,7 @@ def box_mean(lib: Library, v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
     return out
 
 
-def pointwise(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+def linear_weights(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """A 1x1 convolution as :func:`linear` takes it: the transposed weight (C_in x C_out) and the bias
     (zeros for a convolution without one, as the up-sampling products are)."""
     bias = _vector(conv) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float32)
@@ -170,7 +182,7 @@ def linear_supported(lib: Library, k: int, n: int) -> bool:
 
 
 def linear(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The 1x1 convolution of :func:`pointwise` on ``x`` (N, C, H, W channels_last float32) in the kernels'
+    """The 1x1 convolution of :func:`linear_weights` on ``x`` (N, C, H, W channels_last float32) in the kernels'
     micro-kernel (``nb_linear``), channels_last out: the same bytes at every thread count."""
     n, c, h, w = x.shape
     cout = weights[0].shape[1]
