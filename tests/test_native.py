@@ -62,16 +62,17 @@ def _with_one_thread_and_two(fn: Callable[[], torch.Tensor]) -> list[torch.Tenso
     return outs
 
 
-def _spy_linear(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record the input channels of every native 1x1 product (``native.linear``) run from now on."""
+def _spy_linear(monkeypatch: pytest.MonkeyPatch, name: str = "linear") -> list[int]:
+    """Record the input channels of every native 1x1 product (``native.linear``; ``name`` "down": every
+    native down-sampling, ``native.down``) run from now on."""
     calls: list[int] = []
-    linear = native.linear
+    kernel = getattr(native, name)
 
     def spy(lib, weights, x):  # noqa: ANN001, ANN202
         calls.append(x.shape[1])
-        return linear(lib, weights, x)
+        return kernel(lib, weights, x)
 
-    monkeypatch.setattr(native, "linear", spy)
+    monkeypatch.setattr(native, name, spy)
     return calls
 
 
@@ -147,7 +148,7 @@ def test_which_blocks_run_natively(limit: int, monkeypatch: pytest.MonkeyPatch) 
     """fp32 on the CPU: up to the CPU's limit (64 or 256 channels) the whole block, wider blocks the
     hybrid; bf16: neither."""
     _library()
-    monkeypatch.setattr(native.nafblock, "_table_limit", lambda: limit)
+    monkeypatch.setattr(native.nafblock, "_cpu_limit", lambda: limit)
     monkeypatch.delenv(native.nafblock.WHOLE_ENV, raising=False)
     calls = _spy(monkeypatch)
     with torch.inference_mode():
@@ -204,17 +205,15 @@ def test_golden_cases_through_the_native_kernels(name: str, whole: bool, monkeyp
     assert err <= 1e-4, f"{name}: native kernels differ from the authors' output by {err:.2e}"
 
 
-@pytest.mark.parametrize(("vendor", "family", "want"), [
-    ("AuthenticAMD", 26, 512),  # Zen 5: measured faster whole at every width built
-    ("AuthenticAMD", 25, native.nafblock.MAX_BLOCK_CHANNELS),  # Zen 3/4: not measured, the default
-    ("GenuineIntel", 6, native.nafblock.MAX_BLOCK_CHANNELS),
-    ("", 0, native.nafblock.MAX_BLOCK_CHANNELS),  # no /proc/cpuinfo
+@pytest.mark.parametrize(("flags", "want"), [
+    ("fpu sse2 avx2 fma avx512f avx512bw", native.nafblock.AVX512_WHOLE),  # measured faster whole at every width
+    ("fpu sse2 avx2 fma", native.nafblock.MAX_BLOCK_CHANNELS),  # the AVX2 build: the default
+    ("", native.nafblock.MAX_BLOCK_CHANNELS),  # no /proc/cpuinfo
 ])
-def test_the_whole_block_limit_follows_the_cpu(vendor: str, family: int, want: int,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_whole_block_limit_follows_the_cpu(flags: str, want: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(native.nafblock.WHOLE_ENV, raising=False)
-    monkeypatch.setattr(native.nafblock, "cpu_family", lambda: (vendor, family))
-    native.nafblock._table_limit.cache_clear()
+    monkeypatch.setattr(native.nafblock, "cpu_flags", lambda: ("some CPU", flags))
+    native.nafblock._cpu_limit.cache_clear()
     try:
         assert native.whole_block_limit() == want
         wide = torch.zeros((1, 128, 2, 2))
@@ -223,18 +222,10 @@ def test_the_whole_block_limit_follows_the_cpu(vendor: str, family: int, want: i
         assert native.whole_block_limit() == 512
         monkeypatch.setenv(native.nafblock.WHOLE_ENV, "0")
         assert not native.whole_block(torch.zeros((1, 16, 2, 2)))
-        monkeypatch.setenv(native.nafblock.WHOLE_ENV, "lots")  # not a number: the table's value
+        monkeypatch.setenv(native.nafblock.WHOLE_ENV, "lots")  # not a number: the rule's value
         assert native.whole_block_limit() == want
     finally:
-        native.nafblock._table_limit.cache_clear()
-
-
-def test_cpu_family_reads_proc_cpuinfo() -> None:
-    vendor, family = build.cpu_family()
-    if not Path("/proc/cpuinfo").exists():
-        assert (vendor, family) == ("", 0)
-    else:
-        assert vendor and family > 0
+        native.nafblock._cpu_limit.cache_clear()
 
 
 def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -500,13 +491,58 @@ def test_the_native_1x1_product_refuses_what_it_was_not_built_for() -> None:
         native.linear(lib, native.linear_weights(conv), _input((1, 32, 4, 4)))
 
 
+@pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 14, 18)), (256, (1, 256, 8, 10)), (512, (1, 512, 6, 4))])
+def test_the_native_down_sampling_matches_the_convolution_at_any_thread_count(c: int, shape: tuple) -> None:
+    """The 2x2 stride-2 convolution C -> 2C: 7 x 9 and 4 x 5 outputs (zero-padded last blocks of the
+    six-pixel micro-kernel), within float rounding of oneDNN's, the same bytes at one thread and two."""
+    lib = _library()
+    conv = torch.nn.Conv2d(c, 2 * c, 2, 2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(c)) * 0.1)
+    x = _input(shape, seed=c)
+    assert native.down_supported(lib, conv, x)
+    outs = _with_one_thread_and_two(lambda: native.down(lib, native.down_weights(conv), x))
+    with torch.inference_mode():
+        want = conv(x)
+    assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_the_native_down_sampling_refuses_what_it_was_not_built_for() -> None:
+    lib = _library()
+    conv = torch.nn.Conv2d(32, 64, 2, 2)
+    assert not native.down_supported(lib, conv, _input((1, 32, 6, 7)))  # an odd side
+    assert not native.down_supported(lib, torch.nn.Conv2d(32, 48, 2, 2), _input((1, 32, 6, 6)))  # not 2C
+    assert not native.down_supported(lib, torch.nn.Conv2d(32, 64, 3, 2), _input((1, 32, 6, 6)))  # not 2x2
+    assert not native.down_supported(lib, torch.nn.Conv2d(1024, 2048, 2, 2), _input((1, 1024, 2, 2)))  # not built
+    with pytest.raises(RuntimeError, match="32 channels on 6x7"):
+        native.down(lib, native.down_weights(conv), _input((1, 32, 6, 7)))
+
+
+def test_the_kernels_are_built_for_this_machines_l2_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The L2 size from sysfs is a build flag (the wider blocks' pixel blocks are sized by it), so a
+    library built for another cache size is another file."""
+    assert build.l2_bytes() >= 64 * 1024
+    assert build.tuning_flags() == (f"-DNB_L2_BYTES={build.l2_bytes()}",)
+    cxx = build.compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    here = build.library_path(cxx)
+    monkeypatch.setattr(build, "l2_bytes", lambda: 3 << 20)
+    assert build.library_path(cxx) != here
+
+
 def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with_one_thread(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A width-32 NAFNet of five levels: its 256- and 512-channel up-sampling products run in the kernels
-    (oneDNN's 256 -> 512 rounds differently with one thread and with two on the Zen 5 EPYC), the narrower
-    ones on oneDNN; the network is within 1e-4 of the reference and one thread writes what two write."""
+    """A width-32 NAFNet of five levels: its 256- and 512-channel up-sampling products and its 256-channel
+    down-sampling run in the kernels (oneDNN's 256 -> 512 up-sampling rounds differently with one thread
+    and with two on the Zen 5 EPYC, its 256 -> 512 down-sampling on this 8 x 10 map on the Xeon), the
+    narrower ones on oneDNN; the network is within 1e-4 of the reference and one thread writes what two
+    write."""
     lib = _library()
     calls = _spy_linear(monkeypatch)
+    downs = _spy_linear(monkeypatch, "down")
     model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                                     "dec_blk_nums": [1, 1, 1, 1]}), pretrained=False, seed=3)
     fast = model.spec.fast(model.module, dtype=torch.float32)
@@ -515,6 +551,7 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     with torch.inference_mode():
         want = model.module(x)
     assert sorted(set(calls)) == [256, 512] and lib.supports(256)
+    assert set(downs) == {256}
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
 

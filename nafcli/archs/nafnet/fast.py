@@ -10,7 +10,8 @@ from .. import native
 from ..fast_blocks import CHANNELS_LAST, FastNetwork, build_fast, conv_like
 from .net import NAFNet
 
-#: up-sampling products from this many input channels on run in the native kernels (see FastNAFNet._up)
+#: up- and down-sampling convolutions from this many input channels on run in the native kernels (see
+#: FastNAFNet._resample)
 NATIVE_UP_CHANNELS = 256
 
 
@@ -33,26 +34,33 @@ class FastNAFNet(FastNetwork):
         self.middle_blks = blocks(ref.middle_blks)
         self.ups = nn.ModuleList(conv_like(u[0]) for u in ref.ups)
         self.decoders = nn.ModuleList(blocks(s) for s in ref.decoders)
-        #: each up-sampling product in the native kernels' layout, and the weight it was made from
-        self._native_ups: dict[int, native.Made] = {}
+        #: each up- and down-sampling convolution in the native kernels' layout, and the weight it was made from
+        self._native: dict[tuple[str, int], native.Made] = {}
         self.to(dtype=dtype, memory_format=CHANNELS_LAST)
 
-    def _up(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """The i-th up-sampling product (1x1, C -> 2C). In fp32 on the CPU with the native kernels, from
-        :data:`NATIVE_UP_CHANNELS` channels on, it runs in their micro-kernel: oneDNN's 256 -> 512 product
-        rounds differently with one thread and with two on the Zen 5 EPYC, and a one-thread Ray worker must
-        write the bytes of a two-thread run. Narrower ones stay on oneDNN (the same bytes at both thread
-        counts there, and faster: 64 -> 128 on 528x528 17.6 ms against 28.8 natively; 256 -> 512 on
-        132x132 11.9 against 13.6, 512 -> 1024 on 66x66 12.5 against 12.1)."""
-        up = self.ups[i]
-        if (up.in_channels >= NATIVE_UP_CHANNELS and x.device.type == "cpu" and x.dtype == torch.float32
+    def _resample(self, kind: str, i: int, x: torch.Tensor) -> torch.Tensor:
+        """The i-th up-sampling product (``kind`` "up": 1x1, C -> 2C) or down-sampling convolution ("down":
+        2x2 stride 2, C -> 2C). In fp32 on the CPU with the native kernels, from :data:`NATIVE_UP_CHANNELS`
+        channels on, they run in the kernels' micro-kernel: oneDNN rounds some of these shapes differently
+        with one thread and with two (the 256 -> 512 up-sampling product on the Zen 5 EPYC, the 256 -> 512
+        down-sampling on an 8 x 10 map on the Xeon), and a one-thread Ray worker must write the bytes of a
+        two-thread run. Narrower ones stay on oneDNN (the same bytes at both thread counts on both CPUs, and
+        faster; on the Xeon, ms, native / oneDNN: down 32 -> 64 on 1056^2 23.2 / 17.6, up 64 -> 128 on
+        528^2 24.6 / 17.8; at 256 channels: down 16.3 / 14.8, up 17.4 / 16.1)."""
+        conv = self.ups[i] if kind == "up" else self.downs[i]
+        if (conv.in_channels >= NATIVE_UP_CHANNELS and x.device.type == "cpu" and x.dtype == torch.float32
                 and not torch.compiler.is_compiling()):
             lib = native.load()
-            if (isinstance(lib, native.Library) and native.usable(x, lib)
-                    and native.linear_supported(lib, up.in_channels, up.out_channels)):
-                self._native_ups[i] = native.remade(self._native_ups.get(i), up, native.linear_weights)
-                return native.linear(lib, self._native_ups[i][1], x)
-        return up(x)
+            if isinstance(lib, native.Library) and native.usable(x, lib):
+                if kind == "up" and native.linear_supported(lib, conv.in_channels, conv.out_channels):
+                    made = self._native[kind, i] = native.remade(self._native.get((kind, i)), conv,
+                                                                 native.linear_weights)
+                    return native.linear(lib, made[1], x)
+                if kind == "down" and native.down_supported(lib, conv, x):
+                    made = self._native[kind, i] = native.remade(self._native.get((kind, i)), conv,
+                                                                 native.down_weights)
+                    return native.down(lib, made[1], x)
+        return conv(x)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         h, w = inp.shape[-2:]
@@ -60,13 +68,13 @@ class FastNAFNet(FastNetwork):
         inp = F.pad(inp.float(), (0, (m - w % m) % m, 0, (m - h % m) % m)).contiguous(memory_format=CHANNELS_LAST)
         x = self.intro(inp.to(self.compute_dtype))
         skips = []
-        for encoder, down in zip(self.encoders, self.downs, strict=True):
+        for i, encoder in enumerate(self.encoders):
             x = encoder(x)
             skips.append(x)
-            x = down(x)
+            x = self._resample("down", i, x)
         x = self.middle_blks(x)
         for i, (decoder, skip) in enumerate(zip(self.decoders, skips[::-1], strict=True)):
-            x = decoder(F.pixel_shuffle(self._up(i, x), 2) + skip)
+            x = decoder(F.pixel_shuffle(self._resample("up", i, x), 2) + skip)
         out = self.ending(x).float() + inp
         return out[..., :h, :w].contiguous()
 

@@ -18,6 +18,9 @@ from .nafblock import (
     box_mean,
     channel_scale,
     depthwise,
+    down,
+    down_supported,
+    down_weights,
     dw_gate,
     global_scale,
     layer_norm,
@@ -33,7 +36,8 @@ from .nafblock import (
 )
 
 __all__ = [
-    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "dw_gate",
+    "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "down",
+    "down_supported", "down_weights", "dw_gate",
     "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "linear_weights", "load",
     "remade", "run_block", "usable", "weight_key",
     "whole_block", "whole_block_limit",

@@ -93,15 +93,30 @@ def cpu_flags() -> tuple[str, str]:
     return info.get("model name", ""), info.get("flags", "")
 
 
-def cpu_family() -> tuple[str, int]:
-    """The CPU's vendor (``AuthenticAMD``, ``GenuineIntel``) and family number from ``/proc/cpuinfo``
-    (``("", 0)`` where there is none)."""
-    info = _cpuinfo("vendor_id", "cpu family")
-    try:
-        family = int(info.get("cpu family", "0"))
-    except ValueError:
-        family = 0
-    return info.get("vendor_id", ""), family
+#: what a core's L2 cache is taken to hold where sysfs does not say
+DEFAULT_L2_BYTES = 1 << 20
+
+
+def l2_bytes() -> int:
+    """A core's L2 cache in bytes, from sysfs (``DEFAULT_L2_BYTES`` where it does not say)."""
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / name).read_text().strip() for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data"):
+            units = {"K": 1 << 10, "M": 1 << 20}
+            try:
+                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+            except ValueError:
+                break
+    return DEFAULT_L2_BYTES
+
+
+def tuning_flags() -> tuple[str, ...]:
+    """The machine's cache size for the kernels' blocking (``nafblock.cpp``'s ``NB_L2_BYTES``): part of the
+    build, so part of the library's name."""
+    return (f"-DNB_L2_BYTES={l2_bytes()}",)
 
 
 def compiler() -> str | None:
@@ -130,7 +145,7 @@ def _version(cxx: str) -> str:
 def library_path(cxx: str) -> Path:
     """Where the library built by ``cxx`` from today's source for this CPU is kept."""
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), cxx.encode(), _version(cxx).encode(), " ".join(FLAGS + ARCH_FLAGS).encode(),
+    for part in (SOURCE.read_bytes(), cxx.encode(), _version(cxx).encode(), " ".join(FLAGS + ARCH_FLAGS + tuning_flags()).encode(),
                  *(s.encode() for s in cpu_flags())):
         digest.update(part)
         digest.update(b"\0")
@@ -145,7 +160,7 @@ def _compile(cxx: str, target: Path) -> None:
     os.close(fd)
     try:
         try:
-            done = subprocess.run([cxx, *FLAGS, *ARCH_FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True,
+            done = subprocess.run([cxx, *FLAGS, *ARCH_FLAGS, *tuning_flags(), str(SOURCE), "-o", tmp], capture_output=True, text=True,
                                   timeout=BUILD_TIMEOUT_S, check=False)
         except (OSError, subprocess.SubprocessError) as exc:
             raise NativeUnavailable(f"compiling the native kernels with {cxx} failed: {exc}") from exc
@@ -173,6 +188,8 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.nb_box_mean.restype = i32
     lib.nb_linear.argtypes = [i32, i32, ptr, i64, ptr, ptr, ptr, i32]
     lib.nb_linear.restype = i32
+    lib.nb_down.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, i32]
+    lib.nb_down.restype = i32
     lib.nb_layer_norm.argtypes = [i32, ptr, i64, f32, ptr, i32]
     lib.nb_layer_norm.restype = i32
     lib.nb_dw_gate.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32]

@@ -39,7 +39,15 @@ typedef float vfu __attribute__((vector_size(VW * 4), aligned(4)));
 
 static inline vf load(const float* p) { return *(const vfu*)p; }
 static inline void store(float* p, vf v) { *(vfu*)p = v; }
-static inline vf splat(float a) { return (vf){} + a; }
+// a true broadcast: `(vf){} + a` made GCC add 0 to a first and broadcast from a register, two uops on the
+// ports the multiply-adds need (one a k-step for each of the micro-kernel's six pixels)
+static inline vf splat(float a) {
+#if VW == 16
+    return (vf)_mm512_set1_ps(a);
+#else
+    return (vf)_mm256_set1_ps(a);
+#endif
+}
 
 // a zeroed float buffer on a 64-byte boundary: vector loads that straddle two cache lines cost double
 struct Buffer {
@@ -76,17 +84,24 @@ static constexpr int chunk_vectors(int nvt) {
     return 1;
 }
 
-// out[p][n0 ..] = bias + a[p][:] @ bt[:, n0 ..] for P pixels and NV vectors of columns
-template <int K, int N, int NV>
-static inline void micro(const float* a, const float* bt, const float* bias, float* out, int n0) {
+// out[p][n0 ..] (+)= a[p][k0 .. k0 + KC] @ bt[k0 .. k0 + KC, n0 ..] for P pixels (rows K floats apart) and
+// NV vectors of columns, starting from the bias when FIRST, else from what out holds (the sums of the
+// rows of bt before k0, stored and loaded back exactly: the same sums in the same order as one pass);
+// pt: the packed panel of those columns from row k0 on (see pack)
+template <int KC, int K, int N, int NV, bool FIRST>
+static inline void micro(const float* a, const float* pt, const float* bias, float* out, int n0) {
     vf acc[P][NV];
     for (int v = 0; v < NV; ++v) {
-        vf b = load(bias + n0 + v * VW);
-        for (int p = 0; p < P; ++p) acc[p][v] = b;
+        if constexpr (FIRST) {
+            vf b = load(bias + n0 + v * VW);
+            for (int p = 0; p < P; ++p) acc[p][v] = b;
+        } else {
+            for (int p = 0; p < P; ++p) acc[p][v] = load(out + p * N + n0 + v * VW);
+        }
     }
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < KC; ++k) {
         vf b[NV];
-        for (int v = 0; v < NV; ++v) b[v] = load(bt + k * N + n0 + v * VW);
+        for (int v = 0; v < NV; ++v) b[v] = load(pt + k * NV * VW + v * VW);
         for (int p = 0; p < P; ++p) {
             vf x = splat(a[p * K + k]);
             for (int v = 0; v < NV; ++v) acc[p][v] += x * b[v];
@@ -96,14 +111,49 @@ static inline void micro(const float* a, const float* bt, const float* bias, flo
         for (int v = 0; v < NV; ++v) store(out + p * N + n0 + v * VW, acc[p][v]);
 }
 
-// out (R x N) = a (R x K) @ bt (K x N) + bias, R a multiple of P. Column chunks outside, pixels inside:
-// a chunk of the weights stays in the cache for all R pixels.
+// A K x N weight (row k: input channel k) as gemm reads it: the column chunks one after the other, each K
+// rows of its NV vectors. Row by row, a K x N matrix puts row k + 1 N floats after row k, and with N a
+// multiple of 1024 bytes the rows of a chunk fall into a few of the L1 cache's sets and evict each other;
+// packed, a chunk is one contiguous run. The same products in the same order: the same results.
 template <int K, int N>
-static void gemm(const float* a, int r, const float* bt, const float* bias, float* out) {
-    constexpr int NV = chunk_vectors(N / VW);
-    for (int n0 = 0; n0 < N; n0 += NV * VW)
-        for (int p = 0; p < r; p += P) micro<K, N, NV>(a + p * K, bt, bias, out + p * N, n0);
+static void pack(const float* bt, float* out) {
+    constexpr int W = chunk_vectors(N / VW) * VW;
+    for (int n0 = 0; n0 < N; n0 += W)
+        for (int k = 0; k < K; ++k) std::memcpy(out + n0 * K + k * W, bt + k * N + n0, sizeof(float) * W);
 }
+
+// rows of a packed panel a micro-kernel call takes: a panel of at most 32 KB stays in the L1 cache while
+// the call runs over every pixel of the block (a 256 x 64 panel, 64 KB, streamed from L2 for each six
+// pixels)
+constexpr int PANEL_BYTES = 32 * 1024;
+static constexpr int k_block(int k, int w) {
+    int kc = k;
+    while (kc * w * (int)sizeof(float) > PANEL_BYTES && kc % 2 == 0) kc /= 2;
+    return kc;
+}
+
+// out (R x N) = a (R x K) @ bt (K x N) + bias, R a multiple of P, bt packed (pack). Column chunks outside,
+// then blocks of K, pixels inside: a block of a chunk of the weights stays in the L1 cache for all R pixels.
+template <int K, int N>
+static void gemm(const float* a, int r, const float* pt, const float* bias, float* out) {
+    constexpr int NV = chunk_vectors(N / VW), W = NV * VW, KC = k_block(K, W);
+    for (int n0 = 0; n0 < N; n0 += W) {
+        const float* chunk = pt + n0 * K;
+        for (int p = 0; p < r; p += P) micro<KC, K, N, NV, true>(a + p * K, chunk, bias, out + p * N, n0);
+        for (int k0 = KC; k0 < K; k0 += KC)
+            for (int p = 0; p < r; p += P)
+                micro<KC, K, N, NV, false>(a + p * K + k0, chunk + k0 * W, bias, out + p * N, n0);
+    }
+}
+
+// a packed copy of a K x N weight, made once per call of a kernel (K x N floats: a few hundred KB at most,
+// against the millions of multiply-adds that use it)
+template <int K, int N>
+struct Packed {
+    Buffer buf{(size_t)K * N};
+    explicit Packed(const float* bt) { pack<K, N>(bt, buf.data); }
+    const float* data() const { return buf.data; }
+};
 
 // LayerNorm over the C channels of one pixel, no affine (it is folded into the next product)
 template <int C>
@@ -122,13 +172,16 @@ static inline void layer_norm(const float* x, float* t, float eps) {
 // pixels a thread takes through all stages at once. At 32 channels one micro-kernel's worth (every stage's
 // buffer in the L1 cache): a 30-pixel block made the level-1 back pass of a 1024x1024 tile 63 ms instead
 // of 53 ms on the Xeon, 24 pixels 41 ms instead of 30 on the Zen 5 EPYC. Wider blocks take as many
-// pixels as fit about 192 KB of stage buffers (6C floats a pixel; 12-96 pixels, a multiple of P): each
-// weight panel is then used for that many pixels before the next is loaded. Measured on the Zen 5 EPYC
-// (back + front pass, ms, against six pixels): 64 x 528^2 28.0 + 18.2 against 33.3 + 19.1, 256 x 132^2
-// 22.0 + 12.6 against 24.5 + 13.0, 512 x 66^2 20.8 + 12.2 against 31.6 + 17.7; on the Xeon larger blocks
-// gained nothing at 64-128 channels. The pixel count changes no result: each pixel's sums run in the same
-// order whatever the block.
-constexpr int BLOCK_BYTES = 192 * 1024;
+// pixels as fit half of a core's L2 cache in stage buffers (6C floats a pixel; 12-96 pixels, a multiple
+// of P): each weight panel is then used for that many pixels before the next is loaded, and a block's
+// weights (up to 6 MB at 512 channels, more than an L2) are streamed once per block of pixels. Measured
+// on the Xeon (2 MB L2; front + back, ms, stage buffers of 192 KB / 512 KB / 1 MB): 128 x 264^2
+// 51.6 / 51.6 / 50.2, 256 x 132^2 51.0 / 48.8 / 46.1, 512 x 66^2 71.0 / 56.7 / 47.4. The pixel count
+// changes no result: each pixel's sums run in the same order whatever the block.
+#ifndef NB_L2_BYTES
+#define NB_L2_BYTES (1024 * 1024)  // build.py passes the machine's
+#endif
+constexpr int BLOCK_BYTES = NB_L2_BYTES / 2;
 template <int C>
 constexpr int block_pixels() {
     if (C <= 32) return P;
@@ -195,12 +248,14 @@ static void add_rows(const double* rowsums, int64_t n, int64_t h, int c, double*
 constexpr int64_t WHOLE_U_FLOATS = int64_t(4) << 20;
 
 template <int C>
-static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* w1t, const float* b1,
+static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* w1t_rows, const float* b1,
                   const float* dwt, const float* dwb, float eps, float* g, double* sums, int nthreads) {
     constexpr int R = block_pixels<C>();
     const int64_t row = (w + 2) * 2 * C;  // one padded row of u
     // each row's channel sums apart, added in row order after: the same sums whatever the threads
     std::vector<double> rowsums((size_t)(n * h * C), 0.0);
+    const Packed<C, 2 * C> p1(w1t_rows);
+    const float* w1t = p1.data();
     const bool whole = (h + 2) * row <= WHOLE_U_FLOATS;
     Buffer umap(whole ? (size_t)((h + 2) * row) : 0);
 #pragma omp parallel num_threads(nthreads)
@@ -245,10 +300,13 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
 // SCA is h2 = w2 = 1.
 template <int C>
 static void back(const float* x, const float* g, int64_t n, int64_t h, int64_t w, const float* smap, int64_t h2,
-                 int64_t w2, int64_t top, int64_t left, const float* w3t, const float* b3, const float* w4t,
-                 const float* b4, const float* w5t, const float* b5, float eps, float* out, int nthreads) {
+                 int64_t w2, int64_t top, int64_t left, const float* w3rows, const float* b3, const float* w4rows,
+                 const float* b4, const float* w5rows, const float* b5, float eps, float* out, int nthreads) {
     constexpr int R = block_pixels<C>();
     const int64_t rows = n * h;
+    const Packed<C, C> p3(w3rows), p5(w5rows);
+    const Packed<C, 2 * C> p4(w4rows);
+    const float *w3t = p3.data(), *w4t = p4.data(), *w5t = p5.data();
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -340,8 +398,10 @@ static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float
 // writes. Blocks of 16 micro-kernel groups a thread, the last group zero-padded; each row is computed the
 // same way whatever the number of threads.
 template <int K, int N>
-static void linear(const float* a, int64_t rows, const float* wt, const float* bias, float* out, int nthreads) {
+static void linear(const float* a, int64_t rows, const float* wrows, const float* bias, float* out, int nthreads) {
     constexpr int64_t GROUPS = 16;
+    const Packed<K, N> pw(wrows);
+    const float* wt = pw.data();
     const int64_t full = rows / P, blocks = (full + GROUPS - 1) / GROUPS;
 #pragma omp parallel num_threads(nthreads)
     {
@@ -356,6 +416,38 @@ static void linear(const float* a, int64_t rows, const float* wt, const float* b
             std::memcpy(ta.data, a + full * P * K, sizeof(float) * n * K);
             gemm<K, N>(ta.data, P, wt, bias, to.data);
             std::memcpy(out + full * P * N, to.data, sizeof(float) * n * N);
+        }
+    }
+}
+
+// out (N, H/2, W/2, 2C) = the 2x2 stride-2 convolution of x (N, H, W, C), H and W even: the encoder's
+// down-sampling. Each output pixel's input row is its 2x2 patch, the top pair of pixels then the bottom pair
+// (4C floats, k = dy * 2C + dx * C + c; wt is 4C x 2C in that order), gathered a block of pixels at a time
+// and multiplied in the micro-kernel. oneDNN's 256 -> 512 down-sampling rounds differently with one thread
+// and with two on the Xeon (on an 8 x 10 map); here each pixel is computed the same way whatever the
+// threads.
+template <int C>
+static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* wrows, const float* bias, float* out,
+                 int nthreads) {
+    constexpr int K = 4 * C, N = 2 * C, R = 16 * P;
+    const int64_t h2 = h / 2, w2 = w / 2, rows = n * h2;
+    const Packed<K, N> pw(wrows);
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        Buffer a((size_t)R * K), o((size_t)R * N);
+        for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
+            const float* top = x + (q / h2 * h + q % h2 * 2) * w * C;  // input row 2i of image q / h2
+            for (int64_t j = 0; j < w2; j += R) {
+                const int np = (int)((w2 - j) < R ? (w2 - j) : R), r = (np + P - 1) / P * P;
+                for (int p = 0; p < np; ++p) {
+                    std::memcpy(a.data + p * K, top + (j + p) * 2 * C, sizeof(float) * 2 * C);
+                    std::memcpy(a.data + p * K + 2 * C, top + w * C + (j + p) * 2 * C, sizeof(float) * 2 * C);
+                }
+                if (r > np) std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
+                gemm<K, N>(a.data, r, pw.data(), bias, o.data);
+                std::memcpy(out + (q * w2 + j) * N, o.data, sizeof(float) * np * N);
+            }
         }
     }
 }
@@ -474,6 +566,16 @@ static int linear_for(int n, const float* a, int64_t rows, const float* wt, cons
     }
 }
 
+template <int C>
+static int down_for(const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* bias, float* out,
+                    int nthreads) {
+    if constexpr (C % VW != 0) return 1;
+    else {
+        down<C>(x, n, h, w, wt, bias, out, nthreads);
+        return 0;
+    }
+}
+
 extern "C" {
 // box means of any channel count (see box_mean); 1 for a window larger than the map
 int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
@@ -507,6 +609,17 @@ int nb_linear(int k, int n, const float* a, int64_t rows, const float* wt, const
     if (k == C) return linear_for<C>(n, a, rows, wt, bias, out, nthreads);
     CHANNEL_CASES(LINEAR)
 #undef LINEAR
+    return 1;
+}
+
+// out = the 2x2 stride-2 convolution C -> 2C of x (see down); 1 for a width not built or an odd side
+int nb_down(int c, const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* bias, float* out,
+            int nthreads) {
+    if (h % 2 || w % 2) return 1;
+#define DOWN(C) \
+    if (c == C) return down_for<C>(x, n, h, w, wt, bias, out, nthreads);
+    CHANNEL_CASES(DOWN)
+#undef DOWN
     return 1;
 }
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .build import Library, cpu_family
+from .build import Library, cpu_flags
 
 
 def _matrix(conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -86,28 +86,25 @@ def usable(x: torch.Tensor, lib: Library) -> bool:
             and x.permute(0, 2, 3, 1).is_contiguous() and lib.supports(x.shape[1]))
 
 
-#: blocks of up to this many channels run whole in the native kernels on a CPU the table below does not
-#: name; wider ones as a hybrid (oneDNN's products, the native LayerNorm and depthwise gate). Measured per
-#: block on the 2-core Xeon (Sapphire Rapids class), fp32, ms (oneDNN's fused block / hybrid / whole
-#: native; docs/performance.md): 32 x 512^2 42.4 / 33.5 / 21.8, 32 x 64^2 1.25 / 0.79 / 0.46, 64 x 512^2
-#: 95.8 / 79.6 / 67.8, 64 x 128^2 5.5 / 4.4 / 4.6, 128 x 256^2 67.2 / 59.8 / 60.9, 128 x 128^2
-#: 14.3 / 13.9 / 14.9, 256 x 128^2 47.1 / 46.4 / 59.9, 512 x 128^2 173.6 / 169.4 / 382.2: there the
-#: kernels' six-pixel tiles lose to oneDNN's blocking of the wide products.
+#: blocks of up to this many channels run whole in the native kernels on a CPU without AVX-512 (the AVX2
+#: build, not measured since the kernels' weight panels of 2026-12-02); wider ones as a hybrid (oneDNN's
+#: products, the native LayerNorm and depthwise gate)
 MAX_BLOCK_CHANNELS = 64
-#: (vendor, lowest family, channels): CPUs measured to run wider blocks whole faster. AMD family 26
-#: (Zen 5, a full-width 512-bit FMA path) on the 2-core EPYC, hybrid / whole native, ms, with the blocks
-#: of pixels the kernels take since (``block_pixels`` in nafblock.cpp): 64 x 528^2 71.1 / 52.0,
-#: 128 x 264^2 55.0 / 39.4, 256 x 132^2 49.1 / 34.5, 384 x 88^2 37.4 / 33.8, 512 x 66^2 38.5-41.3 /
-#: 34.7-35.7, 512 x 33^2 10.2-11.3 / 10.0-10.9 (``benchmarks/native_block.py`` prints
-#: both)
-WIDER_WHOLE: tuple[tuple[str, int, int], ...] = (("AuthenticAMD", 26, 512),)
-#: an integer here overrides the table: blocks of up to that many channels run whole (0: none do)
+#: with AVX-512, every width built runs whole: measured faster than the hybrid at every width on both
+#: AVX-512 CPUs seen, one block, ms, hybrid / whole (``benchmarks/native_block.py``; docs/performance.md).
+#: The 2-core Xeon (Sapphire Rapids class), with the packed, L1-sized weight panels and L2-sized blocks of
+#: pixels: 64 x 528^2 92.6 / 65.9-67.6, 128 x 264^2 73.5 / 50.2, 256 x 132^2 55.1-59.1 / 46.0-50.0,
+#: 512 x 66^2 50.5-54.0 / 47.4-53.0 (before them the kernels lost from 128 channels on: 512 x 128^2
+#: 169.4 / 382.2). The Zen 5 EPYC, before the panels: 128 x 264^2 55.0 / 39.4, 256 x 132^2 49.1 / 34.5,
+#: 512 x 66^2 38.5-41.3 / 34.7-35.7.
+AVX512_WHOLE = 512
+#: an integer here overrides the rule: blocks of up to that many channels run whole (0: none do)
 WHOLE_ENV = "NAFCLI_NATIVE_WHOLE"
 
 
 def whole_block_limit() -> int:
     """The widest block (channels) that runs whole in the native kernels on this CPU: ``NAFCLI_NATIVE_WHOLE``
-    when it holds an integer, else :data:`WIDER_WHOLE`'s entry for this CPU, else
+    when it holds an integer, else :data:`AVX512_WHOLE` on a CPU with AVX-512, else
     :data:`MAX_BLOCK_CHANNELS`. A fixed rule, not a timing at run time: every process on a machine (a
     one-thread Ray worker and the two-thread run beside it) must take the same path and write the same
     bytes."""
@@ -117,16 +114,12 @@ def whole_block_limit() -> int:
             return int(override)
         except ValueError:
             pass
-    return _table_limit()
+    return _cpu_limit()
 
 
 @functools.cache
-def _table_limit() -> int:
-    vendor, family = cpu_family()
-    for name, lowest, channels in WIDER_WHOLE:
-        if vendor == name and family >= lowest:
-            return channels
-    return MAX_BLOCK_CHANNELS
+def _cpu_limit() -> int:
+    return AVX512_WHOLE if "avx512f" in cpu_flags()[1].split() else MAX_BLOCK_CHANNELS
 
 
 def whole_block(x: torch.Tensor) -> bool:
@@ -191,6 +184,34 @@ def linear(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Te
     if lib.cdll.nb_linear(c, cout, _ptr(v), n * h * w, _ptr(weights[0]), _ptr(weights[1]), _ptr(out),
                           torch.get_num_threads()) != 0:
         raise RuntimeError(f"native 1x1 convolution: {c} -> {cout} channels not supported")
+    return out.permute(0, 3, 1, 2)
+
+
+def down_weights(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2x2 stride-2 convolution C -> 2C as :func:`down` takes it: its weight as a 4C x 2C matrix, row
+    ``dy * 2C + dx * C + c`` (the patch's top pair of pixels, then the bottom pair), and its bias."""
+    weight = conv.weight.detach()  # 2C x C x 2 x 2
+    return weight.permute(2, 3, 1, 0).reshape(-1, conv.out_channels).contiguous(), _vector(conv)
+
+
+def down_supported(lib: Library, conv: torch.nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether :func:`down` takes ``conv`` on ``x``: 2x2, stride 2, no padding, C -> 2C with C built, even
+    sides."""
+    return (conv.kernel_size == (2, 2) and conv.stride == (2, 2) and conv.padding == (0, 0) and conv.groups == 1
+            and conv.bias is not None and conv.out_channels == 2 * conv.in_channels and lib.supports(conv.in_channels)
+            and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0)
+
+
+def down(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The 2x2 stride-2 convolution of :func:`down_weights` on ``x`` (N, C, H, W channels_last float32, even
+    sides) in the kernels' micro-kernel (``nb_down``), channels_last out: the same bytes at every thread
+    count."""
+    n, c, h, w = x.shape
+    v = x.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
+    out = torch.empty((n, h // 2, w // 2, 2 * c), dtype=torch.float32)
+    if lib.cdll.nb_down(c, _ptr(v), n, h, w, _ptr(weights[0]), _ptr(weights[1]), _ptr(out),
+                        torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native down-sampling: {c} channels on {h}x{w} not supported")
     return out.permute(0, 3, 1, 2)
 
 
