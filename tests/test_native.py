@@ -520,6 +520,37 @@ def test_the_native_down_sampling_refuses_what_it_was_not_built_for() -> None:
         native.down(lib, native.down_weights(conv), _input((1, 32, 6, 7)))
 
 
+@pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 1, 5)), (16, (1, 16, 13, 1))])
+def test_the_native_ending_matches_the_convolution_and_residual_at_any_thread_count(c: int, shape: tuple) -> None:
+    """The 3x3 convolution C -> 3 with zero padding plus the image residual, on maps whose every pixel is
+    at a border (one row, one column) too: within float rounding of oneDNN's, the same bytes at one thread
+    and two."""
+    lib = _library()
+    conv = torch.nn.Conv2d(c, 3, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(c)) * 0.1)
+    x = _input(shape, seed=c)
+    residual = _input((shape[0], 3, *shape[2:]), seed=c + 1)
+    assert native.ending_supported(lib, conv)
+    outs = _with_one_thread_and_two(lambda: native.ending(lib, native.ending_weights(conv), x, residual))
+    with torch.inference_mode():
+        want = conv(x) + residual
+    assert outs[0].shape == want.shape
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_the_native_ending_refuses_what_it_was_not_built_for() -> None:
+    lib = _library()
+    assert not native.ending_supported(lib, torch.nn.Conv2d(32, 4, 3, padding=1))  # not three channels
+    assert not native.ending_supported(lib, torch.nn.Conv2d(32, 3, 3, padding=0))  # no padding
+    assert not native.ending_supported(lib, torch.nn.Conv2d(32, 3, 3, padding=1, bias=False))
+    assert not native.ending_supported(lib, torch.nn.Conv2d(24, 3, 3, padding=1))  # a width not built
+    with pytest.raises(RuntimeError, match="24 channels"):
+        native.ending(lib, native.ending_weights(torch.nn.Conv2d(24, 3, 3, padding=1)), _input((1, 24, 4, 4)),
+                      _input((1, 3, 4, 4)))
+
+
 def test_the_kernels_are_built_for_this_machines_l2_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The L2 size from sysfs is a build flag (the wider blocks' pixel blocks are sized by it), so a
     library built for another cache size is another file."""
@@ -543,6 +574,9 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     lib = _library()
     calls = _spy_linear(monkeypatch)
     downs = _spy_linear(monkeypatch, "down")
+    endings: list[int] = []
+    ending = native.ending
+    monkeypatch.setattr(native, "ending", lambda *a: endings.append(a[2].shape[1]) or ending(*a))
     model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                                     "dec_blk_nums": [1, 1, 1, 1]}), pretrained=False, seed=3)
     fast = model.spec.fast(model.module, dtype=torch.float32)
@@ -551,7 +585,7 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     with torch.inference_mode():
         want = model.module(x)
     assert sorted(set(calls)) == [256, 512] and lib.supports(256)
-    assert set(downs) == {256}
+    assert set(downs) == {256} and set(endings) == {32}
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
 

@@ -22,6 +22,9 @@ from .nafblock import (
     down_supported,
     down_weights,
     dw_gate,
+    ending,
+    ending_supported,
+    ending_weights,
     global_scale,
     layer_norm,
     linear,
@@ -37,7 +40,7 @@ from .nafblock import (
 
 __all__ = [
     "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "down",
-    "down_supported", "down_weights", "dw_gate",
+    "down_supported", "down_weights", "dw_gate", "ending", "ending_supported", "ending_weights",
     "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "linear_weights", "load",
     "remade", "run_block", "usable", "weight_key",
     "whole_block", "whole_block_limit",

@@ -215,6 +215,34 @@ def down(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tens
     return out.permute(0, 3, 1, 2)
 
 
+def ending_weights(conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3x3 convolution C -> 3 as :func:`ending` takes it: its weight as 3 x 9 x C (output, tap in row
+    order, channel) and its bias."""
+    return conv.weight.detach().permute(0, 2, 3, 1).contiguous(), _vector(conv)
+
+
+def ending_supported(lib: Library, conv: torch.nn.Conv2d) -> bool:
+    """Whether :func:`ending` takes ``conv``: 3x3, stride 1, padding 1, C -> 3 with C built, with a bias."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.groups == 1
+            and conv.dilation == (1, 1) and conv.bias is not None and conv.out_channels == 3
+            and lib.supports(conv.in_channels))
+
+
+def ending(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor,
+           residual: torch.Tensor) -> torch.Tensor:
+    """``conv(x) + residual`` for the 3x3 convolution of :func:`ending_weights` (``x``: N, C, H, W
+    channels_last float32; ``residual``: N, 3, H, W float32) in one pass (``nb_ending``), channels_last
+    out: the same bytes at every thread count."""
+    n, c, h, w = x.shape
+    v = x.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
+    res = residual.permute(0, 2, 3, 1).contiguous()
+    out = torch.empty((n, h, w, 3), dtype=torch.float32)
+    if lib.cdll.nb_ending(c, _ptr(v), n, h, w, _ptr(weights[0]), _ptr(weights[1]), _ptr(res), _ptr(out),
+                          torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native ending convolution: {c} channels not supported")
+    return out.permute(0, 3, 1, 2)
+
+
 def layer_norm(lib: Library, x: torch.Tensor, eps: float) -> torch.Tensor:
     """LayerNorm without affine over the channels of ``x`` (N, C, H, W channels_last float32), one pass;
     channels_last out."""
