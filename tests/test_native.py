@@ -62,15 +62,15 @@ def _with_one_thread_and_two(fn: Callable[[], torch.Tensor]) -> list[torch.Tenso
     return outs
 
 
-def _spy_linear(monkeypatch: pytest.MonkeyPatch, name: str = "linear") -> list[int]:
-    """Record the input channels of every native 1x1 product (``native.linear``; ``name`` "down": every
-    native down-sampling, ``native.down``) run from now on."""
+def _spy_calls(monkeypatch: pytest.MonkeyPatch, name: str, arg: int) -> list[int]:
+    """Record the channels of argument ``arg`` (a map) of every call of ``native.<name>`` from now on (e.g.
+    ``native.linear``, the kernels' 1x1 product: its input, argument 2)."""
     calls: list[int] = []
     kernel = getattr(native, name)
 
-    def spy(lib, weights, x):  # noqa: ANN001, ANN202
-        calls.append(x.shape[1])
-        return kernel(lib, weights, x)
+    def spy(*args):  # noqa: ANN002, ANN202
+        calls.append(args[arg].shape[1])
+        return kernel(*args)
 
     monkeypatch.setattr(native, name, spy)
     return calls
@@ -564,19 +564,17 @@ def test_the_kernels_are_built_for_this_machines_l2_cache(monkeypatch: pytest.Mo
     assert build.library_path(cxx) != here
 
 
-def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with_one_thread(
+def test_the_networks_resampling_and_ending_run_natively_and_give_the_same_bytes_with_one_thread(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A width-32 NAFNet of five levels: its 256- and 512-channel up-sampling products and its 256-channel
-    down-sampling run in the kernels (oneDNN's 256 -> 512 up-sampling rounds differently with one thread
-    and with two on the Zen 5 EPYC, its 256 -> 512 down-sampling on this 8 x 10 map on the Xeon), the
-    narrower ones on oneDNN; the network is within 1e-4 of the reference and one thread writes what two
-    write."""
-    lib = _library()
-    calls = _spy_linear(monkeypatch)
-    downs = _spy_linear(monkeypatch, "down")
-    endings: list[int] = []
-    ending = native.ending
-    monkeypatch.setattr(native, "ending", lambda *a: endings.append(a[2].shape[1]) or ending(*a))
+    """A width-32 NAFNet of five levels: every up-sampling (product, pixel shuffle and skip sum in one
+    pass), its 256-channel down-sampling and the ending run in the kernels (oneDNN's 256 -> 512 up-sampling
+    product rounds differently with one thread and with two on the Zen 5 EPYC, its 256 -> 512
+    down-sampling on this 8 x 10 map on the Xeon), the narrower down-samplings on oneDNN; the network is
+    within 1e-4 of the reference and one thread writes what two write."""
+    _library()
+    ups = _spy_calls(monkeypatch, "up_skip", 2)
+    downs = _spy_calls(monkeypatch, "down", 2)
+    endings = _spy_calls(monkeypatch, "ending", 2)
     model = load(config=("nafnet", {"width": 32, "enc_blk_nums": [1, 1, 1, 1], "middle_blk_num": 1,
                                     "dec_blk_nums": [1, 1, 1, 1]}), pretrained=False, seed=3)
     fast = model.spec.fast(model.module, dtype=torch.float32)
@@ -584,10 +582,40 @@ def test_the_wide_up_sampling_products_run_natively_and_give_the_same_bytes_with
     outs = _with_one_thread_and_two(lambda: fast(x))
     with torch.inference_mode():
         want = model.module(x)
-    assert sorted(set(calls)) == [256, 512] and lib.supports(256)
+    assert sorted(set(ups)) == [64, 128, 256, 512]
     assert set(downs) == {256} and set(endings) == {32}
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(("k", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 3, 100)), (512, (1, 512, 4, 5))])
+def test_the_native_up_sampling_matches_product_shuffle_and_skip_at_any_thread_count(k: int, shape: tuple) -> None:
+    """Product, pixel shuffle and skip sum in one pass: rows of 9 and 100 pixels (a zero-padded last block
+    of the micro-kernel, a block and a part), within float rounding of torch's three steps, the same bytes
+    at one thread and two."""
+    lib = _library()
+    conv = torch.nn.Conv2d(k, 2 * k, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(k)) * 0.1)
+    x = _input(shape, seed=k)
+    skip = _input((shape[0], k // 2, 2 * shape[2], 2 * shape[3]), seed=k + 1)
+    assert native.up_skip_supported(lib, conv)
+    outs = _with_one_thread_and_two(lambda: native.up_skip(lib, native.up_skip_weights(conv), x, skip))
+    with torch.inference_mode():
+        want = torch.nn.functional.pixel_shuffle(conv(x), 2) + skip
+    assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
+    assert torch.equal(outs[0], outs[1])
+    assert (outs[0] - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
+
+
+def test_the_native_up_sampling_refuses_what_it_was_not_built_for() -> None:
+    lib = _library()
+    assert not native.up_skip_supported(lib, torch.nn.Conv2d(32, 64, 1))  # a bias
+    assert not native.up_skip_supported(lib, torch.nn.Conv2d(32, 48, 1, bias=False))  # not 2K
+    assert not native.up_skip_supported(lib, torch.nn.Conv2d(1024, 2048, 1, bias=False))  # a width not built
+    assert native.up_skip_supported(lib, torch.nn.Conv2d(16, 32, 1, bias=False)) == (lib.vector_width == 8)
+    with pytest.raises(RuntimeError, match="24 channels"):
+        native.up_skip(lib, torch.zeros(24, 48), _input((1, 24, 2, 2)), _input((1, 12, 4, 4)))
 
 
 @pytest.mark.parametrize("whole", [True, False], ids=["whole", "hybrid"])
@@ -601,7 +629,7 @@ def test_tlc_blocks_give_the_same_bytes_with_one_thread_and_two(c: int, whole: b
     whose oneDNN products gave the same bytes at both thread counts in the Ray tests)."""
     _library()
     monkeypatch.setenv(native.nafblock.WHOLE_ENV, str(1 << 20 if whole else 0))
-    calls = _spy_linear(monkeypatch)
+    calls = _spy_calls(monkeypatch, "linear", 2)
     block, x = _block(c, (10, 30), seed=c), _input((1, c, 40, 50), seed=c)
     outs = _with_one_thread_and_two(lambda: block(x))
     with torch.inference_mode():

@@ -32,6 +32,9 @@ from .nafblock import (
     linear_weights,
     remade,
     run_block,
+    up_skip,
+    up_skip_supported,
+    up_skip_weights,
     usable,
     weight_key,
     whole_block,
@@ -42,6 +45,6 @@ __all__ = [
     "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "down",
     "down_supported", "down_weights", "dw_gate", "ending", "ending_supported", "ending_weights",
     "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "linear_weights", "load",
-    "remade", "run_block", "usable", "weight_key",
+    "remade", "run_block", "up_skip", "up_skip_supported", "up_skip_weights", "usable", "weight_key",
     "whole_block", "whole_block_limit",
 ]

@@ -192,6 +192,8 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.nb_down.restype = i32
     lib.nb_ending.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32]
     lib.nb_ending.restype = i32
+    lib.nb_up_skip.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, i32]
+    lib.nb_up_skip.restype = i32
     lib.nb_layer_norm.argtypes = [i32, ptr, i64, f32, ptr, i32]
     lib.nb_layer_norm.restype = i32
     lib.nb_dw_gate.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i32]

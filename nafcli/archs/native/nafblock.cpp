@@ -492,6 +492,44 @@ static void ending(const float* x, int64_t n, int64_t h, int64_t w, const float*
     }
 }
 
+// out (N, 2H, 2W, K/2) = pixel_shuffle(conv1x1(x), 2) + skip: a decoder level's up-sampling product
+// (x: N, H, W, K; no bias), its pixel shuffle and the skip connection in one pass: the product's 2K
+// outputs of a pixel are the four K/2-channel pixels of its 2 x 2 patch, written in place beside the
+// skip's. wt: K x 2K with the columns in patch order (column (2a + b) * K/2 + c is the shuffle's channel
+// 4c + 2a + b). Each pixel computed the same way whatever the threads.
+template <int K>
+static void up_skip(const float* x, int64_t n, int64_t h, int64_t w, const float* wrows, const float* skip,
+                    float* out, int nthreads) {
+    constexpr int N = 2 * K, H = K / 2, R = 16 * P;
+    const Packed<K, N> pw(wrows);
+    const Buffer zero((size_t)N);
+    const int64_t rows = n * h, orow = 2 * w * H;  // floats in an output row
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        Buffer a((size_t)R * K), o((size_t)R * N);
+        for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
+            const int64_t top = (q / h * 2 * h + q % h * 2) * orow;  // output row 2i of image q / h
+            for (int64_t j = 0; j < w; j += R) {
+                const int np = (int)((w - j) < R ? (w - j) : R), r = (np + P - 1) / P * P;
+                const float* src = x + (q * w + j) * K;
+                if (r > np) {
+                    std::memcpy(a.data, src, sizeof(float) * np * K);
+                    std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
+                    src = a.data;
+                }
+                gemm<K, N>(src, r, pw.data(), zero.data, o.data);
+                for (int p = 0; p < np; ++p)
+                    for (int ab = 0; ab < 4; ++ab) {
+                        const int64_t at = top + (ab / 2) * orow + (2 * (j + p) + ab % 2) * H;
+                        const float* op = o.data + p * N + ab * H;
+                        for (int c = 0; c < H; c += VW) store(out + at + c, load(op + c) + load(skip + at + c));
+                    }
+            }
+        }
+    }
+}
+
 // The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
 // W-k2+1, C). Sliding sums in double, no integral image (whose running sums need float64 over a large map,
 // and several passes). Down the columns first: each thread owns a share of a row's W x C values and moves
@@ -626,6 +664,16 @@ static int ending_for(const float* x, int64_t n, int64_t h, int64_t w, const flo
     }
 }
 
+template <int K>
+static int up_skip_for(const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* skip, float* out,
+                       int nthreads) {
+    if constexpr (K % (2 * VW) != 0) return 1;
+    else {
+        up_skip<K>(x, n, h, w, wt, skip, out, nthreads);
+        return 0;
+    }
+}
+
 extern "C" {
 // box means of any channel count (see box_mean); 1 for a window larger than the map
 int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
@@ -680,6 +728,16 @@ int nb_ending(int c, const float* x, int64_t n, int64_t h, int64_t w, const floa
     if (c == C) return ending_for<C>(x, n, h, w, wt, bias, res, out, nthreads);
     CHANNEL_CASES(ENDING)
 #undef ENDING
+    return 1;
+}
+
+// out = pixel_shuffle(x @ wt, 2) + skip (see up_skip); 1 for a width not built
+int nb_up_skip(int k, const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* skip, float* out,
+               int nthreads) {
+#define UPSKIP(C) \
+    if (k == C) return up_skip_for<C>(x, n, h, w, wt, skip, out, nthreads);
+    CHANNEL_CASES(UPSKIP)
+#undef UPSKIP
     return 1;
 }
 

@@ -64,11 +64,11 @@ def weight_key(conv: torch.nn.Conv2d) -> tuple[int, int]:
 
 
 #: weights in a kernel's layout, with the :func:`weight_key` of the convolution they were made from
-Made = tuple[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
+Made = tuple[tuple[int, int], tuple[torch.Tensor, ...]]
 
 
 def remade(made: Made | None, conv: torch.nn.Conv2d,
-           make: Callable[[torch.nn.Conv2d], tuple[torch.Tensor, torch.Tensor]]) -> Made:
+           make: Callable[[torch.nn.Conv2d], tuple[torch.Tensor, ...]]) -> Made:
     """``made`` while it still matches ``conv``'s weight, else ``make(conv)`` with the weight's new key: the
     one way the blocks and the network keep their kernel-layout weights up to date."""
     key = weight_key(conv)
@@ -240,6 +240,37 @@ def ending(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Te
     if lib.cdll.nb_ending(c, _ptr(v), n, h, w, _ptr(weights[0]), _ptr(weights[1]), _ptr(res), _ptr(out),
                           torch.get_num_threads()) != 0:
         raise RuntimeError(f"native ending convolution: {c} channels not supported")
+    return out.permute(0, 3, 1, 2)
+
+
+def up_skip_weights(conv: torch.nn.Conv2d) -> torch.Tensor:
+    """A 1x1 up-sampling product K -> 2K (no bias) as :func:`up_skip` takes it: K x 2K, the columns in the
+    order of the pixel shuffle's 2 x 2 patch (column ``(2a + b) * K/2 + c`` is the product's channel
+    ``4c + 2a + b``)."""
+    k = conv.in_channels
+    weight = conv.weight.detach()[:, :, 0, 0]  # 2K x K, row 4c + 2a + b
+    return weight.view(k // 2, 4, k).permute(2, 1, 0).reshape(k, 2 * k).contiguous()
+
+
+def up_skip_supported(lib: Library, conv: torch.nn.Conv2d) -> bool:
+    """Whether :func:`up_skip` takes ``conv``: 1x1, no bias, K -> 2K, K built and K/2 a whole number of
+    vectors."""
+    k = conv.in_channels
+    return (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+            and conv.bias is None and conv.out_channels == 2 * k and lib.supports(k)
+            and (k // 2) % lib.vector_width == 0)
+
+
+def up_skip(lib: Library, weight: torch.Tensor, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``pixel_shuffle(conv(x), 2) + skip`` for the product of :func:`up_skip_weights` (``x``: N, K, H, W
+    channels_last float32; ``skip``: N, K/2, 2H, 2W) in one pass (``nb_up_skip``), channels_last out: the
+    same bytes at every thread count."""
+    n, k, h, w = x.shape
+    v = x.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
+    s = skip.permute(0, 2, 3, 1).contiguous()
+    out = torch.empty((n, 2 * h, 2 * w, k // 2), dtype=torch.float32)
+    if lib.cdll.nb_up_skip(k, _ptr(v), n, h, w, _ptr(weight), _ptr(s), _ptr(out), torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native up-sampling: {k} channels not supported")
     return out.permute(0, 3, 1, 2)
 
 
