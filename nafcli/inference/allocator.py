@@ -37,8 +37,13 @@ import os
 #: glibc's mallopt parameter numbers (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-#: free memory kept at the top of the heap (mallopt takes a C int)
-TRIM_THRESHOLD = 1 << 30
+#: free memory kept at the top of the heap: the most mallopt takes (a C int). 1 GB was too little once a
+#: 1056-px tile of NAFNet-SIDD-width32 ran in the native kernels: in some heap layouts every other forward
+#: freed more than that at the top and faulted 244 k pages (~1 GB) back in, 2.24-2.73 s a forward, against
+#: 2 faults and 2.22-2.25 s with this; `nafcli bench` of SIDD-width32 at 2048x2048 faulted 1.41 M pages and
+#: took 9.92 s (median of 4) with 1 GB, 0.68 M and 9.20 s with this (the 2-core Xeon, 2026-12-02;
+#: benchmarks/page_faults.py). The peak is unchanged: what was trimmed between tiles the next faulted in.
+TRIM_THRESHOLD = (1 << 31) - 1
 #: every thread on glibc's main arena (read by glibc when a process starts)
 ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 
