@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_fast import _golden_cases, _load_case
 
 from nafcli.archs import native
@@ -246,6 +247,19 @@ def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPa
                 want = block._forward_plain(x)
                 got = _native(block, x, lib)
             assert (got - want).abs().max().item() <= 2e-5 * max(1.0, want.abs().max().item()), c
+        # the network's other kernels: 16 -> 32 down-sampling, up-sampling with the skip sum (8 channels out:
+        # one 8-float vector), the ending
+        torch.manual_seed(0)
+        down, up, end = torch.nn.Conv2d(16, 32, 2, 2), torch.nn.Conv2d(16, 32, 1, bias=False), torch.nn.Conv2d(16, 3, 3, padding=1)
+        x, skip, image = _input((1, 16, 6, 10)), _input((1, 8, 12, 20), seed=2), _input((1, 3, 6, 10), seed=3)
+        assert native.down_supported(lib, down, x) and native.up_skip_supported(lib, up)
+        assert native.ending_supported(lib, end)
+        with torch.inference_mode():
+            pairs = ((native.down(lib, native.down_weights(down), x), down(x)),
+                     (native.up_skip(lib, native.up_skip_weights(up), x, skip), F.pixel_shuffle(up(x), 2) + skip),
+                     (native.ending(lib, native.ending_weights(end), x, image), end(x) + image))
+        for got, want in pairs:
+            assert (got - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
     finally:
         build.forget()
 
