@@ -155,18 +155,77 @@ struct Packed {
     const float* data() const { return buf.data; }
 };
 
-// LayerNorm over the C channels of one pixel, no affine (it is folded into the next product)
-template <int C>
-static inline void layer_norm(const float* x, float* t, float eps) {
-    vf s = splat(0.f);
-    for (int c = 0; c < C; c += VW) s += load(x + c);
-    vf m = splat(hsum(s) / C), q = splat(0.f);
-    for (int c = 0; c < C; c += VW) {
-        vf d = load(x + c) - m;
-        q += d * d;
+// the horizontal sums of VW vectors, one a lane: lane p of the result is the sum of v[p]'s lanes. A tree of
+// in-lane shuffles and adds, so a group of pixels pays a few operations each instead of a reduction each;
+// lane p only ever adds v[p]'s own lanes, in an order that does not depend on the other vectors.
+static inline vf sums_of(const vf* v) {
+#if VW == 16
+    __m512 a[8], b[4];
+    for (int i = 0; i < 8; ++i) {
+        const __m512 x = (__m512)v[2 * i], y = (__m512)v[2 * i + 1];
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
     }
-    vf r = splat(1.f / std::sqrt(hsum(q) / C + eps));
-    for (int c = 0; c < C; c += VW) store(t + c, (load(x + c) - m) * r);
+    for (int i = 0; i < 4; ++i)
+        b[i] = _mm512_add_ps(_mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+    const __m512 d01 = _mm512_add_ps(_mm512_shuffle_f32x4(b[0], b[1], 0x44), _mm512_shuffle_f32x4(b[0], b[1], 0xEE));
+    const __m512 d23 = _mm512_add_ps(_mm512_shuffle_f32x4(b[2], b[3], 0x44), _mm512_shuffle_f32x4(b[2], b[3], 0xEE));
+    return (vf)_mm512_add_ps(_mm512_shuffle_f32x4(d01, d23, 0x88), _mm512_shuffle_f32x4(d01, d23, 0xDD));
+#else
+    __m256 a[4], b[2];
+    for (int i = 0; i < 4; ++i) {
+        const __m256 x = (__m256)v[2 * i], y = (__m256)v[2 * i + 1];
+        a[i] = _mm256_add_ps(_mm256_unpacklo_ps(x, y), _mm256_unpackhi_ps(x, y));
+    }
+    for (int i = 0; i < 2; ++i)
+        b[i] = _mm256_add_ps(_mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0xEE));
+    return (vf)_mm256_add_ps(_mm256_permute2f128_ps(b[0], b[1], 0x20), _mm256_permute2f128_ps(b[0], b[1], 0x31));
+#endif
+}
+
+// LayerNorm over the C channels of each of n pixels, no affine (it is folded into the next product): the
+// mean, then the mean of the centred squares (two passes, as torch computes it). VW pixels at a time: each
+// pixel's channel sums become one lane of a vector (sums_of), so the means, variances and 1/sqrt are
+// vector operations rather than a horizontal reduction and a scalar square root a pixel. On the Xeon,
+// level-1 passes (32 x 1056^2, ms, medians of four interleaved runs): front 38.5 -> 36.6, back 44.4 ->
+// 42.9; 64 channels unchanged.
+template <int C>
+static void layer_norm_rows(const float* x, int n, float* t, float eps) {
+    for (int p0 = 0; p0 < n; p0 += VW) {
+        const int g = n - p0 < VW ? n - p0 : VW;
+        const float* xs = x + p0 * C;
+        vf acc[VW];
+        for (int p = 0; p < VW; ++p) {
+            vf s = splat(0.f);
+            if (p < g)
+                for (int c = 0; c < C; c += VW) s += load(xs + p * C + c);
+            acc[p] = s;
+        }
+        alignas(64) float mean[VW], rstd[VW];
+        store(mean, sums_of(acc) / splat((float)C));
+        for (int p = 0; p < VW; ++p) {
+            vf q = splat(0.f);
+            if (p < g) {
+                const vf m = splat(mean[p]);
+                for (int c = 0; c < C; c += VW) {
+                    const vf d = load(xs + p * C + c) - m;
+                    q += d * d;
+                }
+            }
+            acc[p] = q;
+        }
+        const vf var = sums_of(acc) / splat((float)C) + splat(eps);
+#if VW == 16
+        store(rstd, splat(1.f) / (vf)_mm512_sqrt_ps((__m512)var));
+#else
+        store(rstd, splat(1.f) / (vf)_mm256_sqrt_ps((__m256)var));
+#endif
+        for (int p = 0; p < g; ++p) {
+            const vf m = splat(mean[p]), r = splat(rstd[p]);
+            for (int c = 0; c < C; c += VW) store(t + (p0 + p) * C + c, (load(xs + p * C + c) - m) * r);
+        }
+    }
 }
 
 // pixels a thread takes through all stages at once. At 32 channels one micro-kernel's worth (every stage's
@@ -196,7 +255,7 @@ static void conv1_row(const float* x, int64_t w, const float* w1t, const float* 
     constexpr int R = block_pixels<C>();
     for (int64_t j = 0; j < w; j += R) {
         int n = (int)((w - j) < R ? (w - j) : R), r = (n + P - 1) / P * P;
-        for (int p = 0; p < n; ++p) layer_norm<C>(x + (j + p) * C, t + p * C, eps);
+        layer_norm_rows<C>(x + j * C, n, t, eps);
         if (r > n) std::memset(t + n * C, 0, sizeof(float) * (r - n) * C);
         gemm<C, 2 * C>(t, r, w1t, b1, o);
         std::memcpy(u + (j + 1) * 2 * C, o, sizeof(float) * n * 2 * C);
@@ -334,7 +393,7 @@ static void back(const float* x, const float* g, int64_t n, int64_t h, int64_t w
                 for (int p = 0; p < np; ++p)
                     for (int c = 0; c < C; c += VW)
                         store(y + p * C + c, load(y + p * C + c) + load(xr + (j + p) * C + c));
-                for (int p = 0; p < r; ++p) layer_norm<C>(y + p * C, t + p * C, eps);
+                layer_norm_rows<C>(y, r, t, eps);
                 gemm<C, 2 * C>(t, r, w4t, b4, u);
                 for (int p = 0; p < r; ++p)
                     for (int c = 0; c < C; c += VW)
@@ -356,7 +415,9 @@ static void layer_norm_map(const float* x, int64_t pixels, float eps, float* out
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int64_t p = pixels * tid / nt; p < pixels * (tid + 1) / nt; ++p) layer_norm<C>(x + p * C, out + p * C, eps);
+        constexpr int64_t CHUNK = 1024;
+        for (int64_t p = pixels * tid / nt, end = pixels * (tid + 1) / nt; p < end; p += CHUNK)
+            layer_norm_rows<C>(x + p * C, (int)(end - p < CHUNK ? end - p : CHUNK), out + p * C, eps);
     }
 }
 
