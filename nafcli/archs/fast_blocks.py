@@ -228,8 +228,8 @@ class FastNAFBlock(nn.Module):
 
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
         """oneDNN's products with the native kernels' LayerNorm and depthwise gate: for the blocks wider
-        than :func:`nafcli.archs.native.whole_block_limit` (64 or 256 channels, by CPU), whose products
-        oneDNN runs faster there than the native block's six-pixel tiles. conv1 runs as one
+        than :func:`nafcli.archs.native.whole_block_limit` (64 channels without AVX-512, where the whole
+        native block was not measured faster beyond that; every width built with it). conv1 runs as one
         product (the fused path splits it in two for its post-ops), its output goes through the depthwise
         3x3 and the gate in one pass, and the LayerNorms are one pass each."""
         c = inp.shape[1]

@@ -2,12 +2,14 @@
 
 Why they exist: on a CPU the full-resolution levels of a NAFNet (32-128 channels) spend most of their time
 moving maps through memory between a dozen small operations; fused per pixel, a level-1 block of a
-1024x1024 tile takes ~0.09 s instead of ~0.18-0.26 s (docs/performance.md). Wider blocks (beyond
-:func:`~.nafblock.whole_block_limit`: 64 or 256 channels, by CPU) keep oneDNN's products and take the
-kernels' one-pass LayerNorm and depthwise gate; the TLC box means are sliding sums in float64. They are compiled for this machine at first use (:mod:`.build`)
-and used by :mod:`nafcli.archs.fast_blocks` for float32 on the CPU wherever they load; everywhere else (no
-compiler, another CPU family, bf16/fp16, CUDA, ``NAFCLI_NATIVE=0``) the blocks run on torch as before,
-with the same results within float rounding.
+1024x1024 tile takes ~0.08 s instead of ~0.18-0.26 s (docs/performance.md). Blocks wider than
+:func:`~.nafblock.whole_block_limit` (64 channels without AVX-512; none with it) keep oneDNN's products
+and take the kernels' one-pass LayerNorm and depthwise gate. Beside the blocks: the TLC box means
+(sliding sums in float64), a NAFNet's up-sampling with its pixel shuffle and skip sum, its wide
+down-samplings and its ending convolution. They are compiled for this machine at first use
+(:mod:`.build`) and used by :mod:`nafcli.archs.fast_blocks` and the fast networks for float32 on the CPU
+wherever they load; everywhere else (no compiler, another CPU family, bf16/fp16, CUDA,
+``NAFCLI_NATIVE=0``) everything runs on torch as before, with the same results within float rounding.
 """
 
 from .build import SWITCH_ENV, Library, NativeUnavailable, enabled, forget, load
