@@ -264,6 +264,38 @@ def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPa
         build.forget()
 
 
+def test_streamed_stores_write_the_same_bytes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Maps of 32 MB and more are written with streaming stores (``STREAM_MIN_BYTES``; no map of a test is
+    that large): a build that streams every map writes the same bytes as the default one, in the blocks
+    (global and TLC SCA; a front made whole and one through its ring of rows) and the up-sampling."""
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    torch.manual_seed(0)
+    up = torch.nn.Conv2d(64, 128, 1, bias=False)
+    cases = [(_block(32, (40, 70)), _input((1, 32, 61, 97))), (_block(32), _input((1, 32, 258, 258))),
+             (_block(64, (20, 30)), _input((2, 64, 33, 45)))]
+    x_up, skip = _input((1, 64, 12, 20)), _input((1, 32, 24, 40), seed=2)
+
+    def run(lib: native.Library) -> list[torch.Tensor]:
+        with torch.inference_mode():
+            return [_native(block, x, lib) for block, x in cases] + [
+                native.up_skip(lib, native.up_skip_weights(up), x_up, skip)]
+
+    default = _library()
+    want = run(default)
+    flags = build.tuning_flags()
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(build, "tuning_flags", lambda: (*flags, "-DNB_STREAM_MIN_BYTES=0"))
+    build.forget()
+    try:
+        streaming = _library()
+        assert streaming.path.name != default.path.name
+        got = run(streaming)
+    finally:
+        build.forget()
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+
 # -- building, the cache, and when there is nothing to build with ----------------------------------------
 
 
