@@ -135,8 +135,12 @@ static inline void vstore(float* p, vr v) { _mm256_storeu_ps(p, v); }
 static inline vr vfma(vr a, vr b, vr c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vr vbroadcast(const float* p) { return _mm256_broadcast_ss(p); }
 #endif
-template <int KC, int K, int N, int NV, bool FIRST>
-static inline void micro(const float* a, const float* pt, const float* bias, float* out, int n0) {
+// With ADD (on the last block of K only), ``add`` (rows N floats apart, as out) is added to the finished
+// sums before they are stored: the residual sums of the back pass, without a pass of their own over the
+// stage buffers. STREAM stores the result with streaming stores (a large map: see streamed()).
+template <int KC, int K, int N, int NV, bool FIRST, bool ADD = false, bool STREAM = false>
+static inline void micro(const float* a, const float* pt, const float* bias, float* out, int n0,
+                         const float* add = nullptr) {
     vr acc[P][NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
@@ -163,7 +167,19 @@ static inline void micro(const float* a, const float* pt, const float* bias, flo
 #pragma GCC unroll 8
     for (int p = 0; p < P; ++p)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) vstore(out + p * N + n0 + v * VW, acc[p][v]);
+        for (int v = 0; v < NV; ++v) {
+            vr r = acc[p][v];
+            if constexpr (ADD) r = r + vload(add + p * N + n0 + v * VW);
+            if constexpr (STREAM) {
+#if VW == 16
+                _mm512_stream_ps(out + p * N + n0 + v * VW, r);
+#else
+                _mm256_stream_ps(out + p * N + n0 + v * VW, r);
+#endif
+            } else {
+                vstore(out + p * N + n0 + v * VW, r);
+            }
+        }
 }
 
 // A K x N weight (row k: input channel k) as gemm reads it: the column chunks one after the other, each K
@@ -189,15 +205,27 @@ static constexpr int k_block(int k, int w) {
 
 // out (R x N) = a (R x K) @ bt (K x N) + bias, R a multiple of P, bt packed (pack). Column chunks outside,
 // then blocks of K, pixels inside: a block of a chunk of the weights stays in the L1 cache for all R pixels.
-template <int K, int N>
-static void gemm(const float* a, int r, const float* pt, const float* bias, float* out) {
+// With ADD, out = a @ bt + bias + add (add: R x N, added to each finished sum, see micro); STREAM: out is
+// written with streaming stores where K is one block (the partial sums of a blocked K are read back, so
+// those stay plain stores).
+template <int K, int N, bool ADD = false, bool STREAM = false>
+static void gemm(const float* a, int r, const float* pt, const float* bias, float* out, const float* add = nullptr) {
     constexpr int NV = chunk_vectors(N / VW), W = NV * VW, KC = k_block(K, W);
     for (int n0 = 0; n0 < N; n0 += W) {
         const float* chunk = pt + n0 * K;
-        for (int p = 0; p < r; p += P) micro<KC, K, N, NV, true>(a + p * K, chunk, bias, out + p * N, n0);
-        for (int k0 = KC; k0 < K; k0 += KC)
-            for (int p = 0; p < r; p += P)
-                micro<KC, K, N, NV, false>(a + p * K + k0, chunk + k0 * W, bias, out + p * N, n0);
+        for (int p = 0; p < r; p += P)
+            micro<KC, K, N, NV, true, ADD && KC == K, STREAM && KC == K>(a + p * K, chunk, bias, out + p * N, n0,
+                                                                         ADD ? add + p * N : nullptr);
+        for (int k0 = KC; k0 < K; k0 += KC) {
+            const bool last = k0 + KC >= K;
+            for (int p = 0; p < r; p += P) {
+                if (ADD && last)
+                    micro<KC, K, N, NV, false, true>(a + p * K + k0, chunk + k0 * W, bias, out + p * N, n0,
+                                                     add + p * N);
+                else
+                    micro<KC, K, N, NV, false>(a + p * K + k0, chunk + k0 * W, bias, out + p * N, n0);
+            }
+        }
     }
 }
 
@@ -467,19 +495,27 @@ static void back_pass(const float* x, const float* g, int64_t n, int64_t h, int6
                     for (int c = 0; c < C; c += VW) store(a + p * C + c, load(gr + (j + p) * C + c) * load(sp + c));
                 }
                 if (r > np) std::memset(a + np * C, 0, sizeof(float) * (r - np) * C);
-                gemm<C, C>(a, r, w3t, b3, y);
-                for (int p = 0; p < np; ++p)
-                    for (int c = 0; c < C; c += VW)
-                        store(y + p * C + c, load(y + p * C + c) + load(xr + (j + p) * C + c));
+                if (r == np) {  // whole groups of P pixels: the residual sums in the products' last stores
+                    gemm<C, C, true>(a, r, w3t, b3, y, xr + j * C);
+                } else {
+                    gemm<C, C>(a, r, w3t, b3, y);
+                    for (int p = 0; p < np; ++p)
+                        for (int c = 0; c < C; c += VW)
+                            store(y + p * C + c, load(y + p * C + c) + load(xr + (j + p) * C + c));
+                }
                 layer_norm_rows<C>(y, r, t, eps);
                 gemm<C, 2 * C>(t, r, w4t, b4, u);
                 for (int p = 0; p < r; ++p)
                     for (int c = 0; c < C; c += VW)
                         store(a + p * C + c, load(u + p * 2 * C + c) * load(u + p * 2 * C + C + c));
-                gemm<C, C>(a, r, w5t, b5, o);
-                for (int p = 0; p < np; ++p)
-                    for (int c = 0; c < C; c += VW)
-                        store_map<STREAM>(outr + (j + p) * C + c, load(o + p * C + c) + load(y + p * C + c));
+                if (r == np) {
+                    gemm<C, C, true, STREAM>(a, r, w5t, b5, outr + j * C, y);
+                } else {
+                    gemm<C, C>(a, r, w5t, b5, o);
+                    for (int p = 0; p < np; ++p)
+                        for (int c = 0; c < C; c += VW)
+                            store_map<STREAM>(outr + (j + p) * C + c, load(o + p * C + c) + load(y + p * C + c));
+                }
             }
         }
         if constexpr (STREAM) _mm_sfence();
