@@ -17,6 +17,9 @@
 #include <omp.h>
 // GCC 12's _mm512_reduce_add_ps reads an undefined register on purpose; its warning is noise here
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// the box means' 8-double vectors are passed between static inline functions, whose calling convention
+// never crosses a library boundary: the AVX2 build's note that it would differ is noise here
+#pragma GCC diagnostic ignored "-Wpsabi"
 #include <immintrin.h>
 
 #include <cmath>
@@ -170,15 +173,7 @@ static inline void micro(const float* a, const float* pt, const float* bias, flo
         for (int v = 0; v < NV; ++v) {
             vr r = acc[p][v];
             if constexpr (ADD) r = r + vload(add + p * N + n0 + v * VW);
-            if constexpr (STREAM) {
-#if VW == 16
-                _mm512_stream_ps(out + p * N + n0 + v * VW, r);
-#else
-                _mm256_stream_ps(out + p * N + n0 + v * VW, r);
-#endif
-            } else {
-                vstore(out + p * N + n0 + v * VW, r);
-            }
+            store_map<STREAM>(out + p * N + n0 + v * VW, (vf)r);
         }
 }
 
