@@ -51,7 +51,7 @@ def main() -> None:
         for p in ref.parameters():
             p.copy_(torch.randn_like(p) * 0.2)
     block = FastNAFBlock(ref, None).eval()
-    w = native.Prepared.of(block.conv1, block.conv2, block.conv3, block.conv4, block.conv5, block.eps1, block.eps2)
+    w = native.Prepared.of(lib, block.conv1, block.conv2, block.conv3, block.conv4, block.conv5, block.eps1, block.eps2)
     inp = torch.randn(1, c, side, side).contiguous(memory_format=torch.channels_last)
     x = inp.permute(0, 2, 3, 1)
     g, out = torch.empty_like(x), torch.empty_like(x)

@@ -255,8 +255,8 @@ def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPa
         assert native.down_supported(lib, down, x) and native.up_skip_supported(lib, up)
         assert native.ending_supported(lib, end)
         with torch.inference_mode():
-            pairs = ((native.down(lib, native.down_weights(down), x), down(x)),
-                     (native.up_skip(lib, native.up_skip_weights(up), x, skip), F.pixel_shuffle(up(x), 2) + skip),
+            pairs = ((native.down(lib, native.down_weights(lib, down), x), down(x)),
+                     (native.up_skip(lib, native.up_skip_weights(lib, up), x, skip), F.pixel_shuffle(up(x), 2) + skip),
                      (native.ending(lib, native.ending_weights(end), x, image), end(x) + image))
         for got, want in pairs:
             assert (got - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
@@ -279,7 +279,7 @@ def test_streamed_stores_write_the_same_bytes(tmp_path, monkeypatch: pytest.Monk
     def run(lib: native.Library) -> list[torch.Tensor]:
         with torch.inference_mode():
             return [_native(block, x, lib) for block, x in cases] + [
-                native.up_skip(lib, native.up_skip_weights(up), x_up, skip)]
+                native.up_skip(lib, native.up_skip_weights(lib, up), x_up, skip)]
 
     default = _library()
     want = run(default)
@@ -520,7 +520,7 @@ def test_the_native_1x1_product_matches_the_convolution_at_any_thread_count(k: i
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.1)
     x = _input((2, k, 7, 9), seed=k)  # 126 rows: a zero-padded last group of the six-row micro-kernel
     assert native.linear_supported(lib, k, n)
-    outs = _with_one_thread_and_two(lambda: native.linear(lib, native.linear_weights(conv), x))
+    outs = _with_one_thread_and_two(lambda: native.linear(lib, native.linear_weights(lib, conv), x))
     with torch.inference_mode():
         want = conv(x)
     assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
@@ -534,7 +534,7 @@ def test_the_native_1x1_product_refuses_what_it_was_not_built_for() -> None:
     assert not native.linear_supported(lib, 1024, 2048)  # a width not built
     conv = torch.nn.Conv2d(32, 48, 1)
     with pytest.raises(RuntimeError, match="32 -> 48"):
-        native.linear(lib, native.linear_weights(conv), _input((1, 32, 4, 4)))
+        native.linear(lib, native.linear_weights(lib, conv), _input((1, 32, 4, 4)))
 
 
 @pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 14, 18)), (256, (1, 256, 8, 10)), (512, (1, 512, 6, 4))])
@@ -547,7 +547,7 @@ def test_the_native_down_sampling_matches_the_convolution_at_any_thread_count(c:
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=torch.Generator().manual_seed(c)) * 0.1)
     x = _input(shape, seed=c)
     assert native.down_supported(lib, conv, x)
-    outs = _with_one_thread_and_two(lambda: native.down(lib, native.down_weights(conv), x))
+    outs = _with_one_thread_and_two(lambda: native.down(lib, native.down_weights(lib, conv), x))
     with torch.inference_mode():
         want = conv(x)
     assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()
@@ -563,7 +563,7 @@ def test_the_native_down_sampling_refuses_what_it_was_not_built_for() -> None:
     assert not native.down_supported(lib, torch.nn.Conv2d(32, 64, 3, 2), _input((1, 32, 6, 6)))  # not 2x2
     assert not native.down_supported(lib, torch.nn.Conv2d(1024, 2048, 2, 2), _input((1, 1024, 2, 2)))  # not built
     with pytest.raises(RuntimeError, match="32 channels on 6x7"):
-        native.down(lib, native.down_weights(conv), _input((1, 32, 6, 7)))
+        native.down(lib, native.down_weights(lib, conv), _input((1, 32, 6, 7)))
 
 
 @pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 1, 5)), (16, (1, 16, 13, 1))])
@@ -646,7 +646,7 @@ def test_the_native_up_sampling_matches_product_shuffle_and_skip_at_any_thread_c
     x = _input(shape, seed=k)
     skip = _input((shape[0], k // 2, 2 * shape[2], 2 * shape[3]), seed=k + 1)
     assert native.up_skip_supported(lib, conv)
-    outs = _with_one_thread_and_two(lambda: native.up_skip(lib, native.up_skip_weights(conv), x, skip))
+    outs = _with_one_thread_and_two(lambda: native.up_skip(lib, native.up_skip_weights(lib, conv), x, skip))
     with torch.inference_mode():
         want = torch.nn.functional.pixel_shuffle(conv(x), 2) + skip
     assert outs[0].shape == want.shape and outs[0].permute(0, 2, 3, 1).is_contiguous()

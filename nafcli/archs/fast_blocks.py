@@ -212,9 +212,9 @@ class FastNAFBlock(nn.Module):
                 return self._forward_fused(inp)
         return self._forward_plain(inp)
 
-    def _prepared(self) -> native.Prepared:
-        if self._native is None or self._native.source != native.weight_key(self.conv1):
-            self._native = native.Prepared.of(self.conv1, self.conv2, self.conv3, self.conv4, self.conv5,
+    def _prepared(self, lib: native.Library) -> native.Prepared:
+        if self._native is None or not self._native.fits(lib, self.conv1):
+            self._native = native.Prepared.of(lib, self.conv1, self.conv2, self.conv3, self.conv4, self.conv5,
                                               self.eps1, self.eps2)
         return self._native
 
@@ -223,7 +223,8 @@ class FastNAFBlock(nn.Module):
         256 -> 256 product rounds differently with one thread and with two on the Zen 5 EPYC, and a
         one-thread Ray worker must write the bytes of a two-thread run (speed: 32 channels on 673x673 window
         means 4.5 ms against oneDNN's 7.5; 64-256 channels within 5 % either way)."""
-        self._sca = native.remade(self._sca, self.sca, native.linear_weights)
+        self._sca = native.remade(self._sca, self.sca, lambda conv: native.linear_weights(lib, conv),
+                                  lib.vector_width)
         return native.linear(lib, self._sca[1], box)
 
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
@@ -259,7 +260,7 @@ class FastNAFBlock(nn.Module):
 
     def _forward_native(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
         """The block in the native kernels (:mod:`nafcli.archs.native`): two passes over the maps."""
-        prepared = self._prepared()
+        prepared = self._prepared(lib)
         h, w = inp.shape[-2:]
         if self._global(h, w):
             scale = native.global_scale(self.sca, h * w)

@@ -51,9 +51,10 @@ class FastNAFNet(FastNetwork):
         return lib if isinstance(lib, native.Library) and native.usable(x, lib) else None
 
     def _made(self, name: str, i: int, conv: nn.Conv2d,
-              make: Callable[[nn.Conv2d], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-        """``conv``'s weights in a kernel's layout, made again when its weight has changed."""
-        made = self._native[name, i] = native.remade(self._native.get((name, i)), conv, make)
+              make: Callable[[nn.Conv2d], tuple[torch.Tensor, ...]], layout: int = 0) -> tuple[torch.Tensor, ...]:
+        """``conv``'s weights in a kernel's layout, made again when its weight or the layout (the build's
+        vector width, for packed weights) has changed."""
+        made = self._native[name, i] = native.remade(self._native.get((name, i)), conv, make, layout)
         return made[1]
 
     def _down(self, i: int, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +67,8 @@ class FastNAFNet(FastNetwork):
         conv = self.downs[i]
         lib = self._kernels(x) if conv.in_channels >= NATIVE_DOWN_CHANNELS else None
         if lib is not None and native.down_supported(lib, conv, x):
-            return native.down(lib, self._made("down", i, conv, native.down_weights), x)
+            weights = self._made("down", i, conv, lambda c: native.down_weights(lib, c), lib.vector_width)
+            return native.down(lib, weights, x)
         return conv(x)
 
     def _up_skip(self, i: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -78,7 +80,8 @@ class FastNAFNet(FastNetwork):
         up = self.ups[i]
         lib = self._kernels(x)
         if lib is not None and native.up_skip_supported(lib, up) and skip.dtype == torch.float32:
-            weight = self._made("up_skip", i, up, lambda conv: (native.up_skip_weights(conv),))[0]
+            weight = self._made("up_skip", i, up, lambda conv: (native.up_skip_weights(lib, conv),),
+                                lib.vector_width)[0]
             return native.up_skip(lib, weight, x, skip)
         return F.pixel_shuffle(up(x), 2) + skip
 

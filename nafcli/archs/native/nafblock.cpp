@@ -10,7 +10,8 @@
 //
 // Between the two the caller computes the SCA scale s from the mean of g (global, or the TLC local means):
 // that mean needs the whole of g, so it cannot be fused. Weights come folded (LayerNorm affine, beta and
-// gamma) and transposed (K x N, row k holds input channel k's weights), the maps channels-last (N, H, W, C).
+// gamma), transposed (K x N, row k holds input channel k's weights) and packed (nb_pack), the maps
+// channels-last (N, H, W, C).
 //
 // Built by nafcli/archs/native/build.py with -O3 -march=native -fopenmp; the OpenMP runtime is the one
 // torch already loaded (same SONAME), so the kernels run on torch's own thread team.
@@ -181,11 +182,16 @@ static inline void micro(const float* a, const float* pt, const float* bias, flo
 // rows of its NV vectors. Row by row, a K x N matrix puts row k + 1 N floats after row k, and with N a
 // multiple of 1024 bytes the rows of a chunk fall into a few of the L1 cache's sets and evict each other;
 // packed, a chunk is one contiguous run. The same products in the same order: the same results.
-template <int K, int N>
-static void pack(const float* bt, float* out) {
-    constexpr int W = chunk_vectors(N / VW) * VW;
-    for (int n0 = 0; n0 < N; n0 += W)
-        for (int k = 0; k < K; ++k) std::memcpy(out + n0 * K + k * W, bt + k * N + n0, sizeof(float) * W);
+//
+// Packed once, when the caller prepares a block's weights (nb_pack), not at each call of a kernel: packing
+// a 256-channel block's four products (1.5 MB, from memory: 29 such blocks do not fit the caches) took
+// 0.53 ms on one thread while the other waited, ~1.4 % of the block (the Zen 5 EPYC). Every kernel below
+// takes its weights packed.
+static void pack(int k, int n, const float* bt, float* out) {
+    const int w = chunk_vectors(n / VW) * VW;
+    for (int n0 = 0; n0 < n; n0 += w)
+        for (int r = 0; r < k; ++r)
+            std::memcpy(out + (int64_t)n0 * k + (int64_t)r * w, bt + (int64_t)r * n + n0, sizeof(float) * w);
 }
 
 // rows of a packed panel a micro-kernel call takes: a panel of at most 32 KB stays in the L1 cache while
@@ -223,15 +229,6 @@ static void gemm(const float* a, int r, const float* pt, const float* bias, floa
         }
     }
 }
-
-// a packed copy of a K x N weight, made once per call of a kernel (K x N floats: a few hundred KB at most,
-// against the millions of multiply-adds that use it)
-template <int K, int N>
-struct Packed {
-    Buffer buf{(size_t)K * N, false};  // pack writes all of it
-    explicit Packed(const float* bt) { pack<K, N>(bt, buf.data); }
-    const float* data() const { return buf.data; }
-};
 
 // the horizontal sums of VW vectors, one a lane: lane p of the result is the sum of v[p]'s lanes. A tree of
 // in-lane shuffles and adds, so a group of pixels pays a few operations each instead of a reduction each;
@@ -399,14 +396,12 @@ static void add_rows(const double* rowsums, int64_t n, int64_t h, int c, double*
 constexpr int64_t WHOLE_U_FLOATS = int64_t(4) << 20;
 
 template <int C>
-static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* w1t_rows, const float* b1,
+static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* w1t, const float* b1,
                   const float* dwt, const float* dwb, float eps, float* g, double* sums, int nthreads) {
     constexpr int R = block_pixels<C>();
     const int64_t row = (w + 2) * 2 * C;  // one padded row of u
     // each row's channel sums apart, added in row order after: the same sums whatever the threads
     std::vector<double> rowsums((size_t)(n * h * C), 0.0);
-    const Packed<C, 2 * C> p1(w1t_rows);
-    const float* w1t = p1.data();
     const bool whole = (h + 2) * row <= WHOLE_U_FLOATS;
     const auto dw_gate_g = streamed(g, n * h * w * C) ? dw_gate_row<C, true> : dw_gate_row<C, false>;
     Buffer umap(whole ? (size_t)((h + 2) * row) : 0);
@@ -454,13 +449,10 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
 // SCA is h2 = w2 = 1.
 template <int C, bool STREAM>
 static void back_pass(const float* x, const float* g, int64_t n, int64_t h, int64_t w, const float* smap, int64_t h2,
-                      int64_t w2, int64_t top, int64_t left, const float* w3rows, const float* b3, const float* w4rows,
-                      const float* b4, const float* w5rows, const float* b5, float eps, float* out, int nthreads) {
+                      int64_t w2, int64_t top, int64_t left, const float* w3t, const float* b3, const float* w4t,
+                      const float* b4, const float* w5t, const float* b5, float eps, float* out, int nthreads) {
     constexpr int R = block_pixels<C>();
     const int64_t rows = n * h;
-    const Packed<C, C> p3(w3rows), p5(w5rows);
-    const Packed<C, 2 * C> p4(w4rows);
-    const float *w3t = p3.data(), *w4t = p4.data(), *w5t = p5.data();
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -519,10 +511,10 @@ static void back_pass(const float* x, const float* g, int64_t n, int64_t h, int6
 
 template <int C>
 static void back(const float* x, const float* g, int64_t n, int64_t h, int64_t w, const float* smap, int64_t h2,
-                 int64_t w2, int64_t top, int64_t left, const float* w3rows, const float* b3, const float* w4rows,
-                 const float* b4, const float* w5rows, const float* b5, float eps, float* out, int nthreads) {
+                 int64_t w2, int64_t top, int64_t left, const float* w3t, const float* b3, const float* w4t,
+                 const float* b4, const float* w5t, const float* b5, float eps, float* out, int nthreads) {
     const auto pass = streamed(out, n * h * w * C) ? back_pass<C, true> : back_pass<C, false>;
-    pass(x, g, n, h, w, smap, h2, w2, top, left, w3rows, b3, w4rows, b4, w5rows, b5, eps, out, nthreads);
+    pass(x, g, n, h, w, smap, h2, w2, top, left, w3t, b3, w4t, b4, w5t, b5, eps, out, nthreads);
 }
 
 // The pieces of a block that are not 1x1 products, for the blocks whose products oneDNN runs (256 and
@@ -571,16 +563,14 @@ static void dw_gate(const float* u, int64_t n, int64_t h, int64_t w, const float
     add_rows(rowsums.data(), n, h, C, sums);
 }
 
-// out (rows x N) = a (rows x K) @ wt (K x N) + bias: a 1x1 convolution outside the blocks (the decoder's
+// out (rows x N) = a (rows x K) @ wt (K x N, packed) + bias: a 1x1 convolution outside the blocks (the decoder's
 // up-sampling products, K -> 2K), where oneDNN's product rounds differently with one thread and with two on
 // some CPUs (256 -> 512 on the Zen 5 EPYC) and a one-thread Ray worker must write what a two-thread run
 // writes. Blocks of 16 micro-kernel groups a thread, the last group zero-padded; each row is computed the
 // same way whatever the number of threads.
 template <int K, int N>
-static void linear(const float* a, int64_t rows, const float* wrows, const float* bias, float* out, int nthreads) {
+static void linear(const float* a, int64_t rows, const float* wt, const float* bias, float* out, int nthreads) {
     constexpr int64_t GROUPS = 16;
-    const Packed<K, N> pw(wrows);
-    const float* wt = pw.data();
     const int64_t full = rows / P, blocks = (full + GROUPS - 1) / GROUPS;
 #pragma omp parallel num_threads(nthreads)
     {
@@ -601,16 +591,15 @@ static void linear(const float* a, int64_t rows, const float* wrows, const float
 
 // out (N, H/2, W/2, 2C) = the 2x2 stride-2 convolution of x (N, H, W, C), H and W even: the encoder's
 // down-sampling. Each output pixel's input row is its 2x2 patch, the top pair of pixels then the bottom pair
-// (4C floats, k = dy * 2C + dx * C + c; wt is 4C x 2C in that order), gathered a block of pixels at a time
+// (4C floats, k = dy * 2C + dx * C + c; wt is 4C x 2C in that order, packed), gathered a block of pixels at a time
 // and multiplied in the micro-kernel. oneDNN's 256 -> 512 down-sampling rounds differently with one thread
 // and with two on the Xeon (on an 8 x 10 map); here each pixel is computed the same way whatever the
 // threads.
 template <int C>
-static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* wrows, const float* bias, float* out,
+static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* bias, float* out,
                  int nthreads) {
     constexpr int K = 4 * C, N = 2 * C, R = 16 * P;
     const int64_t h2 = h / 2, w2 = w / 2, rows = n * h2;
-    const Packed<K, N> pw(wrows);
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -624,7 +613,7 @@ static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* w
                     std::memcpy(a.data + p * K + 2 * C, top + w * C + (j + p) * 2 * C, sizeof(float) * 2 * C);
                 }
                 if (r > np) std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
-                gemm<K, N>(a.data, r, pw.data(), bias, o.data);
+                gemm<K, N>(a.data, r, wt, bias, o.data);
                 std::memcpy(out + (q * w2 + j) * N, o.data, sizeof(float) * np * N);
             }
         }
@@ -674,15 +663,14 @@ static void ending(const float* x, int64_t n, int64_t h, int64_t w, const float*
 // out (N, 2H, 2W, K/2) = pixel_shuffle(conv1x1(x), 2) + skip: a decoder level's up-sampling product
 // (x: N, H, W, K; no bias), its pixel shuffle and the skip connection in one pass: the product's 2K
 // outputs of a pixel are the four K/2-channel pixels of its 2 x 2 patch, written in place beside the
-// skip's. wt: K x 2K with the columns in patch order (column (2a + b) * K/2 + c is the shuffle's channel
+// skip's. wt: K x 2K (packed) with the columns in patch order (column (2a + b) * K/2 + c is the shuffle's channel
 // 4c + 2a + b). Each pixel computed the same way whatever the threads. A large output is streamed
 // (streamed()): 64 -> 32 channels on 528^2 in 27.3-29.5 -> 23.6-23.9 ms, 128 -> 64 on 264^2 in 20.5-20.9
 // -> 18.6-18.7 ms (the Xeon).
 template <int K, bool STREAM>
-static void up_skip_pass(const float* x, int64_t n, int64_t h, int64_t w, const float* wrows, const float* skip,
+static void up_skip_pass(const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* skip,
                          float* out, int nthreads) {
     constexpr int N = 2 * K, H = K / 2, R = 16 * P;
-    const Packed<K, N> pw(wrows);
     const Buffer zero((size_t)N);
     const int64_t rows = n * h, orow = 2 * w * H;  // floats in an output row
 #pragma omp parallel num_threads(nthreads)
@@ -699,7 +687,7 @@ static void up_skip_pass(const float* x, int64_t n, int64_t h, int64_t w, const 
                     std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
                     src = a.data;
                 }
-                gemm<K, N>(src, r, pw.data(), zero.data, o.data);
+                gemm<K, N>(src, r, wt, zero.data, o.data);
                 for (int p = 0; p < np; ++p)
                     for (int ab = 0; ab < 4; ++ab) {
                         const int64_t at = top + (ab / 2) * orow + (2 * (j + p) + ab % 2) * H;
@@ -713,10 +701,10 @@ static void up_skip_pass(const float* x, int64_t n, int64_t h, int64_t w, const 
 }
 
 template <int K>
-static void up_skip(const float* x, int64_t n, int64_t h, int64_t w, const float* wrows, const float* skip,
+static void up_skip(const float* x, int64_t n, int64_t h, int64_t w, const float* wt, const float* skip,
                     float* out, int nthreads) {
     const auto pass = streamed(out, n * h * w * 2 * K) ? up_skip_pass<K, true> : up_skip_pass<K, false>;
-    pass(x, n, h, w, wrows, skip, out, nthreads);
+    pass(x, n, h, w, wt, skip, out, nthreads);
 }
 
 // The TLC box means over every full k1 x k2 window of g (N, H, W, C), stride 1, into out (N, H-k1+1,
@@ -931,7 +919,7 @@ int nb_dw_gate(int c, const float* u, int64_t n, int64_t h, int64_t w, const flo
     return 1;
 }
 
-// out = a @ wt + bias: rows x k in, rows x n out (n = k or 2k; wt k x n); 1 for a shape not built
+// out = a @ wt + bias: rows x k in, rows x n out (n = k or 2k; wt k x n, packed); 1 for a shape not built
 int nb_linear(int k, int n, const float* a, int64_t rows, const float* wt, const float* bias, float* out,
               int nthreads) {
 #define LINEAR(C) \
@@ -974,6 +962,14 @@ int nb_up_skip(int k, const float* x, int64_t n, int64_t h, int64_t w, const flo
 
 // floats per vector this build uses (16: AVX-512, 8: AVX2)
 int nb_vector_width() { return VW; }
+
+// out = the K x N weight bt (row k: input channel k) in the layout every kernel here takes its 1x1 (and
+// 2x2 down-sampling) products' weights (see pack); 1 when N is not a whole number of vectors
+int nb_pack(int k, int n, const float* bt, float* out) {
+    if (k < 1 || n < VW || n % VW != 0) return 1;
+    pack(k, n, bt, out);
+    return 0;
+}
 
 // 1 when the kernels handle c channels (built, and a multiple of the vector width), else 0
 int nb_supports(int c) {
