@@ -428,6 +428,34 @@ def test_box_means_equal_float64_sums(shape: tuple[int, ...], window: tuple[int,
         native.box_mean(lib, v, shape[1] + 1, k2)
 
 
+@pytest.mark.parametrize(("shape", "window"), [((2, 20, 47, 32), (9, 13)), ((1, 30, 30, 256), (12, 12)),
+                                                ((1, 8, 9, 64), (8, 9))])
+def test_the_tlc_scale_in_one_pass_writes_the_bytes_of_means_then_product(shape: tuple[int, ...],
+                                                                           window: tuple[int, int]) -> None:
+    """``local_scale`` (the window means and the SCA product, one row at a time) against ``box_mean`` then
+    ``linear``: the same bytes, with one thread and with two; rows of means that are not whole groups of
+    the micro-kernel's pixels (47 - 13 + 1 = 35), batches, a window as large as the map. A window larger
+    than the map is refused."""
+    lib = _library()
+    gen = torch.Generator().manual_seed(5)
+    c = shape[-1]
+    v = (torch.randn(shape, generator=gen) * 2 + 3).contiguous()  # N H W C
+    g = v.permute(0, 3, 1, 2)  # N C H W, channels_last
+    conv = torch.nn.Conv2d(c, c, 1)
+    weights = native.linear_weights(lib, conv)
+    k1, k2 = window
+    fused = _with_one_thread_and_two(lambda: native.local_scale(lib, weights, g, k1, k2))
+    apart = _with_one_thread_and_two(
+        lambda: native.linear(lib, weights, native.box_mean(lib, v, k1, k2).permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+    assert fused[0].shape == (shape[0], shape[1] - k1 + 1, shape[2] - k2 + 1, c)
+    assert all(torch.equal(a, b) for a, b in zip(fused + apart[1:], apart[:1] * 3, strict=True))
+    with torch.inference_mode():
+        want = conv(torch.nn.functional.avg_pool2d(g, window, stride=1))
+    assert (fused[0] - want.permute(0, 2, 3, 1)).abs().max().item() <= 1e-4
+    with pytest.raises(RuntimeError, match="not supported"):
+        native.local_scale(lib, weights, g, shape[1] + 1, k2)
+
+
 def test_a_cache_that_cannot_be_written_is_not_fatal(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     if build.compiler() is None:
         pytest.skip("no C++ compiler")
@@ -669,13 +697,14 @@ def test_the_native_up_sampling_refuses_what_it_was_not_built_for() -> None:
 def test_tlc_blocks_give_the_same_bytes_with_one_thread_and_two(c: int, whole: bool,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A block with TLC windows smaller than its map: the SCA product on the window means runs in the
-    kernels' micro-kernel, so a whole native block writes the same bytes with one thread and with two
-    (oneDNN's 256 -> 256 does not, on the Zen 5 EPYC). The hybrid's other products are oneDNN's: there only
-    the path and the values are checked (it runs by default where the whole block does not pay, the Xeon,
-    whose oneDNN products gave the same bytes at both thread counts in the Ray tests)."""
+    kernels' micro-kernel (a whole block: with the means, ``local_scale``; the hybrid: ``linear``), so a
+    whole native block writes the same bytes with one thread and with two (oneDNN's 256 -> 256 does not,
+    on the Zen 5 EPYC). The hybrid's other products are oneDNN's: there only the path and the values are
+    checked (it runs by default where the whole block does not pay, the Xeon, whose oneDNN products gave
+    the same bytes at both thread counts in the Ray tests)."""
     _library()
     monkeypatch.setenv(native.nafblock.WHOLE_ENV, str(1 << 20 if whole else 0))
-    calls = _spy_calls(monkeypatch, "linear", 2)
+    calls = _spy_calls(monkeypatch, "local_scale" if whole else "linear", 2)
     block, x = _block(c, (10, 30), seed=c), _input((1, c, 40, 50), seed=c)
     outs = _with_one_thread_and_two(lambda: block(x))
     with torch.inference_mode():

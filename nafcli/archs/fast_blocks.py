@@ -38,7 +38,7 @@ from torch import nn
 
 from . import native
 from .blocks import LayerNorm2d, NAFBlock
-from .fast_tlc import mul_replicated, valid_box_mean
+from .fast_tlc import box_geometry, mul_replicated, valid_box_mean
 from .windows import Window
 
 CHANNELS_LAST = torch.channels_last
@@ -218,14 +218,20 @@ class FastNAFBlock(nn.Module):
                                               self.eps1, self.eps2)
         return self._native
 
-    def _local_scale(self, lib: native.Library, box: torch.Tensor) -> torch.Tensor:
-        """The SCA convolution on the TLC window means in the kernels' 1x1 product (``nb_linear``): oneDNN's
-        256 -> 256 product rounds differently with one thread and with two on the Zen 5 EPYC, and a
-        one-thread Ray worker must write the bytes of a two-thread run (speed: 32 channels on 673x673 window
-        means 4.5 ms against oneDNN's 7.5; 64-256 channels within 5 % either way)."""
+    def _sca_weights(self, lib: native.Library) -> tuple[torch.Tensor, ...]:
+        """The SCA convolution in the kernels' 1x1 product's layout, for TLC: it runs on every window mean
+        in the kernels (``nb_linear``, ``nb_local_scale``), not oneDNN, whose 256 -> 256 product rounds
+        differently with one thread and with two on the Zen 5 EPYC, and a one-thread Ray worker must write
+        the bytes of a two-thread run (speed: 32 channels on 673x673 window means 4.5 ms against oneDNN's
+        7.5; 64-256 channels within 5 % either way)."""
         self._sca = native.remade(self._sca, self.sca, lambda conv: native.linear_weights(lib, conv),
                                   lib.vector_width)
-        return native.linear(lib, self._sca[1], box)
+        return self._sca[1]
+
+    def _local_scale(self, lib: native.Library, box: torch.Tensor) -> torch.Tensor:
+        """The SCA convolution on the TLC window means ``box`` (see :meth:`_sca_weights`)."""
+        w, b = self._sca_weights(lib)
+        return native.linear(lib, (w, b), box)
 
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
         """oneDNN's products with the native kernels' LayerNorm and depthwise gate: for the blocks wider
@@ -266,8 +272,11 @@ class FastNAFBlock(nn.Module):
             scale = native.global_scale(self.sca, h * w)
         else:
             def scale(g: torch.Tensor, _sums: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-                box, (left, _, top, _) = valid_box_mean(g, self.window)
-                return self._local_scale(lib, box).permute(0, 2, 3, 1), top, left
+                # the window means and their product in one pass of the kernels (nb_local_scale)
+                assert self.window is not None
+                k1, k2, (left, _, top, _) = box_geometry(h, w, self.window)
+                w_sca, b_sca = self._sca_weights(lib)
+                return native.local_scale(lib, (w_sca, b_sca), g, k1, k2), top, left
         return native.run_block(lib, prepared, inp, scale)
 
     def _forward_invariant(self, inp: torch.Tensor) -> torch.Tensor:

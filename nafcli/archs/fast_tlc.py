@@ -48,6 +48,14 @@ def _box_sums_gemm(v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
     return box.view(n, h2, w2, c)
 
 
+def box_geometry(h: int, w: int, window: Window) -> tuple[int, int, Padding]:
+    """The window TLC takes on an ``h`` x ``w`` map (``window`` clipped to the map) and the replicate
+    padding that brings its valid means, (h-k1+1) x (w-k2+1), back to the map's size."""
+    k1, k2 = min(h, window[0]), min(w, window[1])
+    h2, w2 = h - k1 + 1, w - k2 + 1
+    return k1, k2, ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
+
+
 def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Padding]:
     """The TLC box means over every *full* window (stride 1), float32, channels_last, and the replicate
     padding that brings them back to ``x``'s size (``F.pad(box, padding, mode="replicate")`` is
@@ -67,11 +75,10 @@ def valid_box_mean(x: torch.Tensor, window: Window) -> tuple[torch.Tensor, Paddi
     the window differences taken by slicing.
     """
     h, w = x.shape[-2:]
-    k1, k2 = min(h, window[0]), min(w, window[1])
+    k1, k2, padding = box_geometry(h, w, window)
     v = x.permute(0, 2, 3, 1)  # N H W C (contiguous for channels_last input)
     n, c = v.shape[0], v.shape[-1]
     w2, h2 = w - k2 + 1, h - k1 + 1
-    padding = ((w - w2) // 2, (w - w2 + 1) // 2, (h - h2) // 2, (h - h2 + 1) // 2)
     if x.device.type == "cpu" and v.dtype == torch.float32 and v.is_contiguous() and not v.requires_grad:
         lib = native.load()
         if isinstance(lib, native.Library):

@@ -186,6 +186,10 @@ def _open(path: Path) -> ctypes.CDLL:
     lib.nb_back.restype = i32
     lib.nb_box_mean.argtypes = [i32, ptr, i64, i64, i64, i64, i64, ptr, i32]
     lib.nb_box_mean.restype = i32
+    lib.nb_local_scale.argtypes = [i32, ptr, i64, i64, i64, i64, i64, ptr, ptr, ptr, i32]
+    lib.nb_local_scale.restype = i32
+    lib.nb_pack.argtypes = [i32, i32, ptr, ptr]
+    lib.nb_pack.restype = i32
     lib.nb_linear.argtypes = [i32, i32, ptr, i64, ptr, ptr, ptr, i32]
     lib.nb_linear.restype = i32
     lib.nb_down.argtypes = [i32, ptr, i64, i64, i64, ptr, ptr, ptr, i32]

@@ -756,10 +756,13 @@ static void box_row(const double* col, int64_t c, int64_t w2, int64_t k2, double
     }
 }
 
-static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
-                     int nthreads) {
-    const int64_t h2 = h - k1 + 1, w2 = w - k2 + 1, row = w * c;
-    const double inv = 1.0 / double(k1 * k2);
+// The vertical pass of the box means over every full k1-row window of g (see above), handing each output
+// row's column sums (w x c doubles, in the shared band) to a thread's Rows::Thread, the rows of a band
+// shared between the threads; what a row becomes is the Rows' business (the means, or the SCA scale).
+template <class Rows>
+static void box_columns(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, const Rows& rows,
+                        int nthreads) {
+    const int64_t h2 = h - k1 + 1, row = w * c;
     constexpr int64_t BAND = 8;
     // BAND + 1 rows of column sums: row 0 holds the last row of the band before
     Buffer band_buf((size_t)((BAND + 1) * row * 2), false);
@@ -769,10 +772,9 @@ static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const int64_t e0 = row / 8 * tid / nt * 8, e1 = tid + 1 == nt ? row : row / 8 * (tid + 1) / nt * 8;
         const int64_t ev = e0 + (e1 - e0) / 8 * 8;
-        std::vector<double> s((size_t)c);
+        typename Rows::Thread emit(rows);
         for (int64_t img = 0; img < n; ++img) {
             const float* gi = g + img * h * row;
-            float* oi = out + img * h2 * w2 * c;
             double* acc = band;  // row 0
             std::fill(acc + e0, acc + e1, 0.0);
             for (int64_t r = 0; r < k1; ++r) {
@@ -798,12 +800,72 @@ static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int
                 }
 #pragma omp barrier
                 for (int64_t i = b0 + (b1 - b0) * tid / nt; i < b0 + (b1 - b0) * (tid + 1) / nt; ++i)
-                    box_row(band + (i - b0 + 1) * row, c, w2, k2, inv, oi + i * w2 * c, s.data());
+                    emit(img, i, band + (i - b0 + 1) * row);
 #pragma omp barrier
                 // the band's last row becomes row 0 of the next
                 std::copy(band + (b1 - b0) * row + e0, band + (b1 - b0) * row + e1, band + e0);
             }
         }
+    }
+}
+
+// the rows of box means themselves: out (N, H-k1+1, W-k2+1, C)
+struct MeanRows {
+    int c;
+    int64_t h2, w2, k2;
+    double inv;
+    float* out;
+    struct Thread {
+        const MeanRows& r;
+        std::vector<double> s;
+        explicit Thread(const MeanRows& rows) : r(rows), s((size_t)rows.c) {}
+        void operator()(int64_t img, int64_t i, const double* col) {
+            box_row(col, r.c, r.w2, r.k2, r.inv, r.out + (img * r.h2 + i) * r.w2 * r.c, s.data());
+        }
+    };
+};
+
+static void box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, float* out,
+                     int nthreads) {
+    const MeanRows rows{c, h - k1 + 1, w - k2 + 1, k2, 1.0 / double(k1 * k2), out};
+    box_columns(c, g, n, h, w, k1, rows, nthreads);
+}
+
+// TLC's SCA scale, the block's 1x1 convolution of the box means, s = means @ wt + bias, each row of means
+// multiplied as soon as it is made (in the thread's buffer, zero-padded to whole groups of P pixels): the
+// means never go through memory, and the two are one call. The means are box_mean's and the product is
+// linear's, pixel for pixel the same sums: the same bytes as the two apart. Level-1 blocks of
+// NAFNet-GoPro-width32 (32 x 1056^2, 384-px windows) write and read back 58 MB of means less.
+template <int C>
+struct ScaleRows {
+    int64_t h2, w2, k2;
+    double inv;
+    const float* wt;  // packed
+    const float* bias;
+    float* out;
+    struct Thread {
+        const ScaleRows& r;
+        const int rp;  // the row's pixels rounded up to whole groups of P
+        std::vector<double> s;
+        Buffer means, prod;  // zeroed: the padding pixels stay zero
+        explicit Thread(const ScaleRows& rows)
+            : r(rows), rp((int)((rows.w2 + P - 1) / P * P)), s((size_t)C), means((size_t)rp * C), prod((size_t)rp * C) {}
+        void operator()(int64_t img, int64_t i, const double* col) {
+            box_row(col, C, r.w2, r.k2, r.inv, means.data, s.data());
+            gemm<C, C>(means.data, rp, r.wt, r.bias, prod.data);
+            std::memcpy(r.out + (img * r.h2 + i) * r.w2 * C, prod.data, sizeof(float) * r.w2 * C);
+        }
+    };
+};
+
+template <int C>
+static int local_scale_for(const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, const float* wt,
+                           const float* bias, float* out, int nthreads) {
+    if constexpr (C % VW != 0) return 1;
+    else {
+        const ScaleRows<C> rows{h - k1 + 1, w - k2 + 1, k2, 1.0 / double(k1 * k2), wt, bias, out};
+        box_columns(C, g, n, h, w, k1, rows, nthreads);
+        return 0;
     }
 }
 
@@ -900,6 +962,18 @@ int nb_box_mean(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t 
     if (k1 < 1 || k2 < 1 || k1 > h || k2 > w || c < 1) return 1;
     box_mean(c, g, n, h, w, k1, k2, out, nthreads);
     return 0;
+}
+
+// out = the SCA scale of TLC, wt (packed, c x c) and bias applied to the box means of every full k1 x k2
+// window (see ScaleRows); 1 for a width not built or a window larger than the map
+int nb_local_scale(int c, const float* g, int64_t n, int64_t h, int64_t w, int64_t k1, int64_t k2, const float* wt,
+                   const float* bias, float* out, int nthreads) {
+    if (k1 < 1 || k2 < 1 || k1 > h || k2 > w) return 1;
+#define SCALE(C) \
+    if (c == C) return local_scale_for<C>(g, n, h, w, k1, k2, wt, bias, out, nthreads);
+    CHANNEL_CASES(SCALE)
+#undef SCALE
+    return 1;
 }
 
 int nb_layer_norm(int c, const float* x, int64_t pixels, float eps, float* out, int nthreads) {

@@ -182,6 +182,21 @@ def box_mean(lib: Library, v: torch.Tensor, k1: int, k2: int) -> torch.Tensor:
     return out
 
 
+def local_scale(lib: Library, weights: tuple[torch.Tensor, torch.Tensor], g: torch.Tensor, k1: int,
+                k2: int) -> torch.Tensor:
+    """TLC's SCA scale: the 1x1 convolution of :func:`linear_weights` on the means over every full ``k1`` x
+    ``k2`` window of ``g`` (N, C, H, W channels_last float32), in one pass (``nb_local_scale``): N x
+    (H-k1+1) x (W-k2+1) x C float32, channels-last as the back kernel reads it. The same bytes as
+    :func:`box_mean` then :func:`linear`, without the means going through memory."""
+    n, c, h, w = g.shape
+    v = g.permute(0, 2, 3, 1).contiguous()  # a no-op for channels_last input, which is what comes
+    out = torch.empty((n, h - k1 + 1, w - k2 + 1, c), dtype=torch.float32)
+    if lib.cdll.nb_local_scale(c, _ptr(v), n, h, w, k1, k2, _ptr(weights[0]), _ptr(weights[1]), _ptr(out),
+                               torch.get_num_threads()) != 0:
+        raise RuntimeError(f"native TLC scale: {c} channels with a {k1}x{k2} window on a {h}x{w} map not supported")
+    return out
+
+
 def linear_weights(lib: Library, conv: torch.nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     """A 1x1 convolution as :func:`linear` takes it: the transposed weight (C_in x C_out), packed for
     ``lib``, and the bias (zeros for a convolution without one, as the up-sampling products are)."""
