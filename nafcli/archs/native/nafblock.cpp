@@ -323,6 +323,14 @@ constexpr int block_pixels() {
     return r < 2 * P ? 2 * P : (r > 16 * P ? 16 * P : r);
 }
 
+// DYNAMIC_ROWS: the passes hand their rows (or blocks of pixels) to the threads one at a time, not in
+// equal shares: the two vCPUs of a cloud machine do not run at the same speed from one moment to the next
+// (a neighbour on the host, the clock), and with equal shares the faster thread waited at the end of each
+// pass. On the 2-core Zen 5 EPYC a profile of NAFNet-GoPro-width32 found the threads waiting ~7 % of the
+// time (the main one ~2 ms at the end of each 256-channel back pass); a 1056-px tile 1.699 -> 1.663 s
+// (medians of 9, alternating in one process) with the back pass alone handed out so. Each row is computed
+// the same way whichever thread takes it: the same bytes.
+//
 // Software prefetch of the maps a pass streams, PREFETCH_PIXELS pixels ahead, for maps of up to
 // PREFETCH_CHANNELS channels: the hardware's stream prefetchers bring them into the L2 cache, but at 32
 // channels a block of pixels (six) is too little arithmetic to hide the L1 misses that follow. Measured on
@@ -391,8 +399,11 @@ static void add_rows(const double* rowsums, int64_t n, int64_t h, int c, double*
         }
 }
 
-// maps of at most this many floats of u are made whole (each thread a share of the pixels, then each a
-// share of the rows); larger ones row by row in a ring of three rows per thread (cache-sized)
+// maps of at most this many floats of u are made whole (the rows of u, then those of g, handed out one at a
+// time); larger ones row by row in a ring of three rows per thread (cache-sized), each thread an equal
+// share of the rows: handing those out one at a time (bands of rows through a ring the threads share) was
+// 4-10 % slower at every width on the Zen 5 EPYC (the ring no longer in the L2 cache), more than the
+// threads' waiting it saved
 constexpr int64_t WHOLE_U_FLOATS = int64_t(4) << 20;
 
 template <int C>
@@ -414,15 +425,14 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
             const float* xi = x + img * h * w * C;
             float* gi = g + img * h * w * C;
             double* rs = rowsums.data() + img * h * C;
-            if (whole) {
-                for (int64_t r = h * tid / nt; r < h * (tid + 1) / nt; ++r)
+            if (whole) {  // rows handed out one at a time (see DYNAMIC_ROWS); each loop ends in a barrier
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t r = 0; r < h; ++r)
                     conv1_row<C>(xi + r * w * C, w, w1t, b1, eps, umap.data + (r + 1) * row, t.data, o.data);
-#pragma omp barrier
-                for (int64_t r = h * tid / nt; r < h * (tid + 1) / nt; ++r)
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t r = 0; r < h; ++r)
                     dw_gate_g(umap.data + r * row, umap.data + (r + 1) * row, umap.data + (r + 2) * row, w, dwt,
                               dwb, gi + r * w * C, rs + r * C);
-                _mm_sfence();
-#pragma omp barrier
                 continue;
             }
             const int64_t r0 = h * tid / nt, r1 = h * (tid + 1) / nt;
@@ -455,11 +465,11 @@ static void back_pass(const float* x, const float* g, int64_t n, int64_t h, int6
     const int64_t rows = n * h;
 #pragma omp parallel num_threads(nthreads)
     {
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         Buffer buf((size_t)R * 6 * C);
         float *a = buf.data, *y = a + R * C, *t = y + R * C, *u = t + R * C;  // u: 2C a pixel
         float* o = u + R * 2 * C;
-        for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t q = 0; q < rows; ++q) {  // rows handed out one at a time (see DYNAMIC_ROWS)
             const int64_t img = q / h;
             int64_t si = q % h - top;
             si = si < 0 ? 0 : (si >= h2 ? h2 - 1 : si);
@@ -575,7 +585,8 @@ static void linear(const float* a, int64_t rows, const float* wt, const float* b
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int64_t q = blocks * tid / nt; q < blocks * (tid + 1) / nt; ++q) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t q = 0; q < blocks; ++q) {  // handed out one at a time (see DYNAMIC_ROWS)
             const int64_t g0 = q * GROUPS, g1 = g0 + GROUPS < full ? g0 + GROUPS : full;
             gemm<K, N>(a + g0 * P * K, (int)((g1 - g0) * P), wt, bias, out + g0 * P * N);
         }
@@ -602,9 +613,9 @@ static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* w
     const int64_t h2 = h / 2, w2 = w / 2, rows = n * h2;
 #pragma omp parallel num_threads(nthreads)
     {
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         Buffer a((size_t)R * K), o((size_t)R * N);
-        for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t q = 0; q < rows; ++q) {  // rows handed out one at a time (see DYNAMIC_ROWS)
             const float* top = x + (q / h2 * h + q % h2 * 2) * w * C;  // input row 2i of image q / h2
             for (int64_t j = 0; j < w2; j += R) {
                 const int np = (int)((w2 - j) < R ? (w2 - j) : R), r = (np + P - 1) / P * P;
@@ -634,6 +645,8 @@ static void ending(const float* x, int64_t n, int64_t h, int64_t w, const float*
     const int64_t rows = n * h;
 #pragma omp parallel num_threads(nthreads)
     {
+        // equal shares of consecutive rows: each input row is read for three output rows, from the cache
+        // when one thread takes them all
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
             const int64_t r = q % h;
@@ -675,9 +688,9 @@ static void up_skip_pass(const float* x, int64_t n, int64_t h, int64_t w, const 
     const int64_t rows = n * h, orow = 2 * w * H;  // floats in an output row
 #pragma omp parallel num_threads(nthreads)
     {
-        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         Buffer a((size_t)R * K), o((size_t)R * N);
-        for (int64_t q = rows * tid / nt; q < rows * (tid + 1) / nt; ++q) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t q = 0; q < rows; ++q) {  // rows handed out one at a time (see DYNAMIC_ROWS)
             const int64_t top = (q / h * 2 * h + q % h * 2) * orow;  // output row 2i of image q / h
             for (int64_t j = 0; j < w; j += R) {
                 const int np = (int)((w - j) < R ? (w - j) : R), r = (np + P - 1) / P * P;
@@ -799,9 +812,8 @@ static void box_columns(int c, const float* g, int64_t n, int64_t h, int64_t w, 
                     for (; e < e1; ++e) col[e] = prev[e] + (double(in[e]) - double(old[e]));
                 }
 #pragma omp barrier
-                for (int64_t i = b0 + (b1 - b0) * tid / nt; i < b0 + (b1 - b0) * (tid + 1) / nt; ++i)
-                    emit(img, i, band + (i - b0 + 1) * row);
-#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t i = b0; i < b1; ++i) emit(img, i, band + (i - b0 + 1) * row);  // (see DYNAMIC_ROWS)
                 // the band's last row becomes row 0 of the next
                 std::copy(band + (b1 - b0) * row + e0, band + (b1 - b0) * row + e1, band + e0);
             }
