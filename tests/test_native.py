@@ -296,6 +296,38 @@ def test_streamed_stores_write_the_same_bytes(tmp_path, monkeypatch: pytest.Monk
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
+def test_rows_taken_from_another_thread_give_the_same_bytes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A front through its ring of rows hands a thread's unstarted rows to a thread that has finished its
+    own (``take_last_half``). A build where the first thread starts with every row (``-DNB_STEAL_ALL``), so
+    that the other makes only rows it took, writes the bytes of the default build with two threads."""
+    if build.compiler() is None:
+        pytest.skip("no C++ compiler")
+    cases = [(_block(32, (40, 70)), _input((1, 32, 258, 258))), (_block(32), _input((2, 32, 300, 250)))]
+
+    def run(lib: native.Library) -> list[torch.Tensor]:
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            with torch.inference_mode():
+                return [_native(block, x, lib) for block, x in cases]
+        finally:
+            torch.set_num_threads(threads)
+
+    default = _library()
+    want = run(default)
+    flags = build.tuning_flags()
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(build, "tuning_flags", lambda: (*flags, "-DNB_STEAL_ALL"))
+    build.forget()
+    try:
+        stealing = _library()
+        assert stealing.path.name != default.path.name
+        got = run(stealing)
+    finally:
+        build.forget()
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+
+
 # -- building, the cache, and when there is nothing to build with ----------------------------------------
 
 

@@ -29,6 +29,8 @@
 #include <cstring>
 #include <algorithm>
 #include <vector>
+#include <atomic>
+#include <memory>
 
 #if defined(__AVX512F__)
 #define VW 16    // floats per vector
@@ -399,6 +401,43 @@ static void add_rows(const double* rowsums, int64_t n, int64_t h, int c, double*
         }
 }
 
+// The rows [lo, hi) of a map that one thread has yet to make, as one atomic word (hi << 32 | lo): the front's
+// ring path gives each thread an equal share of consecutive rows (each u row serves three rows of g from
+// the thread's ring, in its L2 cache), and a thread that has finished its own takes the last half of what
+// another has left (take_last_half), whose rows it makes through its own ring (two u rows more). The two
+// vCPUs of a cloud machine do not keep the same speed (see DYNAMIC_ROWS): with fixed shares the main thread
+// waited ~1.9 ms at the end of each 256-channel front of NAFNet-GoPro-width32 on the 2-core Zen 5 EPYC.
+// Each row is computed the same way whichever thread makes it: the same bytes.
+typedef std::atomic<uint64_t> RowSpan;
+static inline uint64_t span_of(int64_t lo, int64_t hi) { return uint64_t(hi) << 32 | uint64_t(lo); }
+// the owner: the first row left, if any
+static inline bool take_first(RowSpan& s, int64_t& r) {
+    uint64_t cur = s.load();
+    for (;;) {
+        const int64_t lo = int64_t(cur & 0xffffffffu), hi = int64_t(cur >> 32);
+        if (lo >= hi) return false;
+        if (s.compare_exchange_weak(cur, span_of(lo + 1, hi))) {
+            r = lo;
+            return true;
+        }
+    }
+}
+// another thread: the last half of the rows left [a, b), when at least STEAL_MIN_ROWS are left
+constexpr int64_t STEAL_MIN_ROWS = 4;
+static inline bool take_last_half(RowSpan& s, int64_t& a, int64_t& b) {
+    uint64_t cur = s.load();
+    for (;;) {
+        const int64_t lo = int64_t(cur & 0xffffffffu), hi = int64_t(cur >> 32);
+        if (hi - lo < STEAL_MIN_ROWS) return false;
+        const int64_t mid = hi - (hi - lo) / 2;
+        if (s.compare_exchange_weak(cur, span_of(lo, mid))) {
+            a = mid;
+            b = hi;
+            return true;
+        }
+    }
+}
+
 // maps of at most this many floats of u are made whole (the rows of u, then those of g, handed out one at a
 // time); larger ones row by row in a ring of three rows per thread (cache-sized), each thread an equal
 // share of the rows: handing those out one at a time (bands of rows through a ring the threads share) was
@@ -416,6 +455,7 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
     const bool whole = (h + 2) * row <= WHOLE_U_FLOATS;
     const auto dw_gate_g = streamed(g, n * h * w * C) ? dw_gate_row<C, true> : dw_gate_row<C, false>;
     Buffer umap(whole ? (size_t)((h + 2) * row) : 0);
+    const std::unique_ptr<RowSpan[]> spans(new RowSpan[nthreads > 0 ? nthreads : 1]);
 #pragma omp parallel num_threads(nthreads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -435,9 +475,8 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
                               dwb, gi + r * w * C, rs + r * C);
                 continue;
             }
-            const int64_t r0 = h * tid / nt, r1 = h * (tid + 1) / nt;
-            int64_t have = r0 - 2;  // the last u row made
-            for (int64_t r = r0; r < r1; ++r) {
+            int64_t have;  // the last u row in the ring
+            auto g_row = [&](int64_t r) {
                 while (have < r + 1) {
                     ++have;
                     if (have >= 0 && have < h)
@@ -447,7 +486,23 @@ static void front(const float* x, int64_t n, int64_t h, int64_t w, const float* 
                 const float* up = r > 0 ? ring.data + ((r - 1) % 3) * row : zero.data;
                 const float* down = r + 1 < h ? ring.data + ((r + 1) % 3) * row : zero.data;
                 dw_gate_g(up, ring.data + (r % 3) * row, down, w, dwt, dwb, gi + r * w * C, rs + r * C);
-            }
+            };
+#ifdef NB_STEAL_ALL  // tests: the first thread starts with every row, the others only take from it
+            const int64_t r0 = tid == 0 ? 0 : h, r1 = h;
+#else
+            const int64_t r0 = h * tid / nt, r1 = h * (tid + 1) / nt;
+#endif
+            spans[tid].store(span_of(r0, r1));
+#pragma omp barrier
+            have = r0 - 2;
+            for (int64_t r; take_first(spans[tid], r);) g_row(r);
+            // then the rows the others have not reached, half of what is left at a time (see RowSpan)
+            for (int k = 1; k < nt; ++k)
+                for (int64_t a, b; take_last_half(spans[(tid + k) % nt], a, b);) {
+                    have = a - 2;
+                    for (int64_t r = a; r < b; ++r) g_row(r);
+                }
+#pragma omp barrier
         }
         _mm_sfence();
     }
