@@ -264,6 +264,25 @@ def test_the_avx2_build_computes_the_same(tmp_path, monkeypatch: pytest.MonkeyPa
         build.forget()
 
 
+def _default_and_variant(tmp_path, monkeypatch: pytest.MonkeyPatch, flag: str,
+                         run: Callable[[native.Library], list[torch.Tensor]]
+                         ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``run`` on the default build, then on a build with one more compiler flag (a library of its own
+    name, in a cache of its own)."""
+    default = _library()
+    want = run(default)
+    flags = build.tuning_flags()
+    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(build, "tuning_flags", lambda: (*flags, flag))
+    build.forget()
+    try:
+        variant = _library()
+        assert variant.path.name != default.path.name
+        return want, run(variant)
+    finally:
+        build.forget()
+
+
 def test_streamed_stores_write_the_same_bytes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Maps of 32 MB and more are written with streaming stores (``STREAM_MIN_BYTES``; no map of a test is
     that large): a build that streams every map writes the same bytes as the default one, in the blocks
@@ -281,18 +300,7 @@ def test_streamed_stores_write_the_same_bytes(tmp_path, monkeypatch: pytest.Monk
             return [_native(block, x, lib) for block, x in cases] + [
                 native.up_skip(lib, native.up_skip_weights(lib, up), x_up, skip)]
 
-    default = _library()
-    want = run(default)
-    flags = build.tuning_flags()
-    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(build, "tuning_flags", lambda: (*flags, "-DNB_STREAM_MIN_BYTES=0"))
-    build.forget()
-    try:
-        streaming = _library()
-        assert streaming.path.name != default.path.name
-        got = run(streaming)
-    finally:
-        build.forget()
+    want, got = _default_and_variant(tmp_path, monkeypatch, "-DNB_STREAM_MIN_BYTES=0", run)
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
@@ -313,18 +321,7 @@ def test_rows_taken_from_another_thread_give_the_same_bytes(tmp_path, monkeypatc
         finally:
             torch.set_num_threads(threads)
 
-    default = _library()
-    want = run(default)
-    flags = build.tuning_flags()
-    monkeypatch.setenv("NAFCLI_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(build, "tuning_flags", lambda: (*flags, "-DNB_STEAL_ALL"))
-    build.forget()
-    try:
-        stealing = _library()
-        assert stealing.path.name != default.path.name
-        got = run(stealing)
-    finally:
-        build.forget()
+    want, got = _default_and_variant(tmp_path, monkeypatch, "-DNB_STEAL_ALL", run)
     assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
 
 
