@@ -218,7 +218,7 @@ class FastNAFBlock(nn.Module):
                                               self.eps1, self.eps2)
         return self._native
 
-    def _sca_weights(self, lib: native.Library) -> tuple[torch.Tensor, ...]:
+    def _sca_weights(self, lib: native.Library) -> tuple[torch.Tensor, torch.Tensor]:
         """The SCA convolution in the kernels' 1x1 product's layout, for TLC: it runs on every window mean
         in the kernels (``nb_linear``, ``nb_local_scale``), not oneDNN, whose 256 -> 256 product rounds
         differently with one thread and with two on the Zen 5 EPYC, and a one-thread Ray worker must write
@@ -226,12 +226,12 @@ class FastNAFBlock(nn.Module):
         7.5; 64-256 channels within 5 % either way)."""
         self._sca = native.remade(self._sca, self.sca, lambda conv: native.linear_weights(lib, conv),
                                   lib.vector_width)
-        return self._sca[1]
+        weight, bias = self._sca[1]
+        return weight, bias
 
     def _local_scale(self, lib: native.Library, box: torch.Tensor) -> torch.Tensor:
         """The SCA convolution on the TLC window means ``box`` (see :meth:`_sca_weights`)."""
-        w, b = self._sca_weights(lib)
-        return native.linear(lib, (w, b), box)
+        return native.linear(lib, self._sca_weights(lib), box)
 
     def _forward_hybrid(self, inp: torch.Tensor, lib: native.Library) -> torch.Tensor:
         """oneDNN's products with the native kernels' LayerNorm and depthwise gate: for the blocks wider
@@ -275,8 +275,7 @@ class FastNAFBlock(nn.Module):
                 # the window means and their product in one pass of the kernels (nb_local_scale)
                 assert self.window is not None
                 k1, k2, (left, _, top, _) = box_geometry(h, w, self.window)
-                w_sca, b_sca = self._sca_weights(lib)
-                return native.local_scale(lib, (w_sca, b_sca), g, k1, k2), top, left
+                return native.local_scale(lib, self._sca_weights(lib), g, k1, k2), top, left
         return native.run_block(lib, prepared, inp, scale)
 
     def _forward_invariant(self, inp: torch.Tensor) -> torch.Tensor:
