@@ -672,8 +672,9 @@ def test_the_networks_resampling_and_ending_run_natively_and_give_the_same_bytes
     """A width-32 NAFNet of five levels: every up-sampling (product, pixel shuffle and skip sum in one
     pass), its 256-channel down-sampling and the ending run in the kernels (oneDNN's 256 -> 512 up-sampling
     product rounds differently with one thread and with two on the Zen 5 EPYC, its 256 -> 512
-    down-sampling on this 8 x 10 map on the Xeon), the narrower down-samplings on oneDNN; the network is
-    within 1e-4 of the reference and one thread writes what two write."""
+    down-sampling on this 8 x 10 map on the Xeon), the narrower down-samplings where this CPU's rule puts
+    them (:func:`~nafcli.archs.native.native_down_from`); the network is within 1e-4 of the reference and
+    one thread writes what two write."""
     _library()
     ups = _spy_calls(monkeypatch, "up_skip", 2)
     downs = _spy_calls(monkeypatch, "down", 2)
@@ -686,9 +687,27 @@ def test_the_networks_resampling_and_ending_run_natively_and_give_the_same_bytes
     with torch.inference_mode():
         want = model.module(x)
     assert sorted(set(ups)) == [64, 128, 256, 512]
-    assert set(downs) == {256} and set(endings) == {32}
+    assert set(downs) == {c for c in (32, 64, 128, 256) if c >= native.native_down_from()} and 256 in downs
+    assert set(endings) == {32}
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(("vendor", "flags", "want"), [
+    ("AuthenticAMD", "fma avx2 avx512f", 32), ("AuthenticAMD", "fma avx2", 256), ("GenuineIntel", "fma avx2 avx512f", 256),
+    ("", "", 256)])
+def test_which_down_samplings_run_natively_is_a_rule_by_cpu(monkeypatch: pytest.MonkeyPatch, vendor: str, flags: str,
+                                                            want: int) -> None:
+    """Every width on an AMD CPU with AVX-512 (measured faster there), from 256 channels on elsewhere."""
+    from nafcli.archs.native import nafblock
+
+    monkeypatch.setattr(nafblock, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(nafblock, "cpu_flags", lambda: ("a CPU", flags))
+    nafblock.native_down_from.cache_clear()
+    try:
+        assert native.native_down_from() == want
+    finally:
+        nafblock.native_down_from.cache_clear()
 
 
 @pytest.mark.parametrize(("k", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 3, 100)), (512, (1, 512, 4, 5))])

@@ -12,10 +12,6 @@ from .. import native
 from ..fast_blocks import CHANNELS_LAST, FastNetwork, build_fast, conv_like
 from .net import NAFNet
 
-#: down-sampling convolutions from this many input channels on run in the native kernels (see
-#: FastNAFNet._down)
-NATIVE_DOWN_CHANNELS = 256
-
 
 class FastNAFNet(FastNetwork):
     """:class:`~nafcli.archs.NAFNet` (with or without TLC) on the fast path.
@@ -58,14 +54,12 @@ class FastNAFNet(FastNetwork):
         return made[1]
 
     def _down(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """The i-th down-sampling convolution (2x2 stride 2, C -> 2C). From :data:`NATIVE_DOWN_CHANNELS`
-        channels on, in the native kernels: oneDNN's 256 -> 512 rounds differently with one thread and with
-        two on an 8 x 10 map on the Xeon, and a one-thread Ray worker must write the bytes of a two-thread
-        run. Narrower ones stay on oneDNN (the same bytes at both thread counts on the Xeon and the Zen 5
-        EPYC, and faster; on the Xeon, ms, native / oneDNN: 32 -> 64 on 1056^2 23.2 / 17.6, 256 -> 512 on
-        132^2 16.3 / 14.8)."""
+        """The i-th down-sampling convolution (2x2 stride 2, C -> 2C): in the native kernels from
+        :func:`nafcli.archs.native.native_down_from` channels on (a rule by CPU, from what was measured
+        faster there; from 256 on always, for the bytes), narrower ones on oneDNN (the same bytes at both
+        thread counts on the Xeon and the Zen 5 EPYC)."""
         conv = self.downs[i]
-        lib = self._kernels(x) if conv.in_channels >= NATIVE_DOWN_CHANNELS else None
+        lib = self._kernels(x) if conv.in_channels >= native.native_down_from() else None
         if lib is not None and native.down_supported(lib, conv, x):
             weights = self._made("down", i, conv, lambda c: native.down_weights(lib, c), lib.vector_width)
             return native.down(lib, weights, x)

@@ -33,6 +33,7 @@ from .nafblock import (
     linear_supported,
     linear_weights,
     local_scale,
+    native_down_from,
     pack,
     remade,
     run_block,
@@ -49,6 +50,6 @@ __all__ = [
     "MAX_BLOCK_CHANNELS", "SWITCH_ENV", "Library", "Made", "NativeUnavailable", "Prepared", "box_mean", "channel_scale", "depthwise", "down",
     "down_supported", "down_weights", "dw_gate", "ending", "ending_supported", "ending_weights",
     "enabled", "forget", "global_scale", "layer_norm", "linear", "linear_supported", "linear_weights", "load",
-    "local_scale", "pack", "remade", "run_block", "up_skip", "up_skip_supported", "up_skip_weights", "usable", "weight_key",
+    "local_scale", "native_down_from", "pack", "remade", "run_block", "up_skip", "up_skip_supported", "up_skip_weights", "usable", "weight_key",
     "whole_block", "whole_block_limit",
 ]

@@ -93,6 +93,12 @@ def cpu_flags() -> tuple[str, str]:
     return info.get("model name", ""), info.get("flags", "")
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor from ``/proc/cpuinfo`` (``AuthenticAMD``, ``GenuineIntel``; empty where it does not
+    say)."""
+    return _cpuinfo("vendor_id").get("vendor_id", "")
+
+
 #: what a core's L2 cache is taken to hold where sysfs does not say
 DEFAULT_L2_BYTES = 1 << 20
 

@@ -355,7 +355,11 @@ static void conv1_row(const float* x, int64_t w, const float* w1t, const float* 
         int n = (int)((w - j) < R ? (w - j) : R), r = (n + P - 1) / P * P;
         if constexpr (C <= PREFETCH_CHANNELS) prefetch<C, _MM_HINT_T0>(x + (j + PREFETCH_PIXELS) * C, n);
         layer_norm_rows<C>(x + j * C, n, t, eps);
-        if (r > n) std::memset(t + n * C, 0, sizeof(float) * (r - n) * C);
+        if (r == n) {  // whole groups of P pixels: straight into the row (the rest would run past its end)
+            gemm<C, 2 * C>(t, r, w1t, b1, u + (j + 1) * 2 * C);
+            continue;
+        }
+        std::memset(t + n * C, 0, sizeof(float) * (r - n) * C);
         gemm<C, 2 * C>(t, r, w1t, b1, o);
         std::memcpy(u + (j + 1) * 2 * C, o, sizeof(float) * n * 2 * C);
     }
@@ -678,7 +682,11 @@ static void down(const float* x, int64_t n, int64_t h, int64_t w, const float* w
                     std::memcpy(a.data + p * K, top + (j + p) * 2 * C, sizeof(float) * 2 * C);
                     std::memcpy(a.data + p * K + 2 * C, top + w * C + (j + p) * 2 * C, sizeof(float) * 2 * C);
                 }
-                if (r > np) std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
+                if (r == np) {  // whole groups of P pixels: straight into the map
+                    gemm<K, N>(a.data, r, wt, bias, out + (q * w2 + j) * N);
+                    continue;
+                }
+                std::memset(a.data + np * K, 0, sizeof(float) * (r - np) * K);
                 gemm<K, N>(a.data, r, wt, bias, o.data);
                 std::memcpy(out + (q * w2 + j) * N, o.data, sizeof(float) * np * N);
             }

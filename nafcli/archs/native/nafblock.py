@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .build import Library, cpu_flags
+from .build import Library, cpu_flags, cpu_vendor
 
 
 def _matrix(conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -140,6 +140,29 @@ def whole_block_limit() -> int:
 @functools.cache
 def _cpu_limit() -> int:
     return AVX512_WHOLE if "avx512f" in cpu_flags()[1].split() else MAX_BLOCK_CHANNELS
+
+
+#: the narrowest down-sampling (input channels) the native kernels run, where no rule below says otherwise:
+#: narrower ones run on oneDNN. On the 2-core Xeon oneDNN was the faster at 32 channels and about even at
+#: 256, ms, native / oneDNN: 32 -> 64 on 1056^2 23.2 / 17.6, 256 -> 512 on 132^2 16.3 / 14.8; from 256 on
+#: the kernels are used all the same, as oneDNN's 256 -> 512 rounds differently with one thread and with two
+#: on an 8 x 10 map there (a one-thread Ray worker must write the bytes of a two-thread run)
+NATIVE_DOWN_FROM = 256
+#: on an AMD CPU with AVX-512 every width: on the 2-core Zen 5 EPYC the kernels were the faster at each,
+#: ms, native / oneDNN, medians in one process: 32 -> 64 on 1056^2 15.3 / 19-31, 64 -> 128 on 528^2
+#: 11.9 / 15.8, 128 -> 256 on 264^2 11.9 / 12.4, 256 -> 512 on 132^2 11.2 / 11.7 (a 1056-px tile of
+#: NAFNet-SIDD-width32 ~10 ms less, of GoPro-width32 ~15 ms less)
+NATIVE_DOWN_FROM_AMD_AVX512 = 32
+
+
+@functools.cache
+def native_down_from() -> int:
+    """The narrowest down-sampling convolution (input channels) that runs in the native kernels on this CPU
+    (:data:`NATIVE_DOWN_FROM_AMD_AVX512` on an AMD CPU with AVX-512, else :data:`NATIVE_DOWN_FROM`). A
+    fixed rule, as :func:`whole_block_limit`: every process on a machine takes the same path."""
+    if cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()[1].split():
+        return NATIVE_DOWN_FROM_AMD_AVX512
+    return NATIVE_DOWN_FROM
 
 
 def whole_block(x: torch.Tensor) -> bool:
