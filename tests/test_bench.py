@@ -288,7 +288,8 @@ def test_bench_rows_carry_their_share_of_the_limit() -> None:
     assert fast.network_input == [1, 3, 64, 64] and ref.network_input == [1, 3, 64, 64]
     for p in (ref, fast):
         assert p.limit_gflops_per_second and p.limit_gflops_per_second > 0
-        assert p.limit_drift is not None and p.limit_drift > 0  # measured before and after the timed runs
+        assert len(p.limit_samples) == 2  # measured before the timed run and after it
+        assert p.limit_drift == pytest.approx(p.limit_samples[1] / p.limit_samples[0])
         assert p.share_of_limit == pytest.approx(p.gflops_per_second / p.limit_gflops_per_second)
         assert p.megapixels_per_second_at_limit(result.pixels) == pytest.approx(
             p.megapixels_per_second(result.pixels) / p.share_of_limit)
@@ -296,6 +297,7 @@ def test_bench_rows_carry_their_share_of_the_limit() -> None:
     assert d["paths"][1]["share_of_limit"] == fast.share_of_limit
     assert d["paths"][1]["megapixels_per_second_at_limit"] > 0
     assert len(d["limits"]) == 4 and d["limits"][0]["dtype"] == "float32" and d["limits"][0]["shapes"]
+    assert d["paths"][1]["limit_samples"] == fast.limit_samples
     none = run_bench(model, size=32, precisions=("fp32",), device="cpu", repeat=1, reference=False, limit=False)
     assert none.paths[0].share_of_limit is None and none.limits == []
 
@@ -328,3 +330,31 @@ def test_cli_bench_shows_auto_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.count("fp32 (auto)") == 1 and res.stdout.count("fast") == 1
     assert "auto: fp32 (this CPU has no native bf16" in res.stderr
+
+
+def test_the_limit_is_measured_before_each_timed_run_and_its_median_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM's speed moves between minutes: the row's limit is measured before each of its timed runs and
+    after the last, untimed, and the median of those is the row's (a stand-in measurement whose result
+    climbs by one each time, so the order and the median are known)."""
+    from nafcli.quality import bench as bench_module
+    from nafcli.quality.limit import GemmShape, Limit, ShapeTiming
+
+    taken: list[tuple[int, ...]] = []
+
+    def fake_limit(_module: torch.nn.Module, shape: tuple[int, ...], dtype: torch.dtype,
+                   device: torch.device) -> Limit:
+        taken.append(shape)
+        gflops = float(len(taken))
+        limit = Limit("float32", str(device), shape)
+        limit.shapes.append(ShapeTiming(GemmShape(1000, 10, 10), 2e-4 / gflops, gflops, "addmm", 1000))
+        return limit
+
+    monkeypatch.setattr(bench_module, "measure_limit", fake_limit)
+    model = random_model(TINY, tlc=False)
+    result = run_bench(model, size=32, precisions=("fp32",), device="cpu", repeat=4, reference=False, tile=0)
+    fast = result.paths[0]
+    assert len(fast.seconds) == 4 and taken == [(1, 3, 32, 32)] * 5
+    assert fast.limit_samples == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0], rel=1e-6)
+    assert fast.limit_gflops_per_second == pytest.approx(3.0, rel=1e-6)
+    assert fast.limit_drift == pytest.approx(5.0, rel=1e-6)
+    assert len(result.limits) == 5

@@ -58,12 +58,14 @@ def render_bench(result: BenchResult) -> None:
     print(f"auto: {result.auto_precision} ({result.auto_reason})", file=sys.stderr)
     if any(p.limit_gflops_per_second for p in result.paths):
         print("limit: this device's throughput on the model's own 1x1-convolution products at the input each "
-              "row ran, in its dtype, measured right before and after the row; 'of limit': the row's GFLOP/s "
-              "over it", file=sys.stderr)
+              "row ran, in its dtype, measured before each timed run and after the last (the median); "
+              "'of limit': the row's GFLOP/s over it", file=sys.stderr)
     for p in result.paths:
-        if p.limit_drift is not None and abs(p.limit_drift - 1) > 0.1:
-            print(f"note: {p.label} {p.precision}: the limit moved by {100 * (p.limit_drift - 1):+.0f} % during "
-                  "the row (the machine's speed drifted; rerun on a quiet machine)", file=sys.stderr)
+        low, high = (min(p.limit_samples), max(p.limit_samples)) if p.limit_samples else (0.0, 0.0)
+        if low > 0 and high / low > 1.1:
+            print(f"note: {p.label} {p.precision}: the limit's {len(p.limit_samples)} measurements ranged over "
+                  f"{low:.0f}-{high:.0f} GFLOP/s (the machine's speed moved during the row; rerun on a quiet "
+                  "machine)", file=sys.stderr)
     if result.native:
         state = "on" if result.native["available"] else "off"
         print(f"native NAFBlock kernels: {state}: {result.native['detail']}", file=sys.stderr)

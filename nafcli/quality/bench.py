@@ -74,11 +74,13 @@ class PathResult:
     #: the network's input per forward (batch x C x H x W of a tile, or the whole image)
     network_input: list[int] = field(default_factory=list)
     #: the device's measured throughput on the model's 1x1 products at that input, in this row's dtype
-    #: (None: not measured, e.g. a dtype the device only emulates): the mean of a measurement right
-    #: before the timed runs and one right after
+    #: (None: not measured, e.g. a dtype the device only emulates): the median of the measurements right
+    #: before each timed run and right after the last (``limit_samples``)
     limit_gflops_per_second: float | None = None
-    #: the second measurement over the first (1.0: the machine's speed did not drift during the row)
+    #: the last measurement over the first (1.0: the machine's speed did not drift during the row)
     limit_drift: float | None = None
+    #: every measurement of the limit for this row, in the order taken (GFLOP/s)
+    limit_samples: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -226,9 +228,9 @@ def run_bench(
     :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the
     reference runs with the C library's default allocator, as the authors' demo does, and the fast rows as
     ``nafcli`` runs them. ``limit``: measure the device's throughput on the model's 1x1 products for each
-    row (:mod:`nafcli.quality.limit`) at the network input the row used, right before its timed runs and
-    right after them (averaged; ``limit_drift`` says how far apart the two were). Peak memory is then
-    the timed runs' (the warm-up's compilation and the limit's buffers are not the model's).
+    row (:mod:`nafcli.quality.limit`) at the network input the row used, right before each of its timed
+    runs and right after the last, and take the median (``limit_drift``: the last over the first). Peak
+    memory is then the timed runs' (the warm-up's compilation and the limit's buffers are not the model's).
     """
     for name, value in (("--repeat", repeat), ("--reference-repeat", reference_repeat), ("--size", size)):
         if value < 1:
@@ -261,14 +263,21 @@ def run_bench(
         limits.append(measured)
         return measured
 
-    def bracket(row: PathResult, precision: str, before: Limit | None) -> None:
-        """The row's limit: measured right before its timed runs and again right after (the machine's
-        speed drifts; a 2-vCPU VM's by 10-20 % between minutes), the two averaged."""
-        after = limit_for(precision, tuple(row.network_input)) if before is not None else None
-        if before is None or after is None:
+    def sample_limit(row: PathResult, precision: str) -> None:
+        """One measurement of the row's limit (untimed, between its timed runs)."""
+        if (measured := limit_for(precision, tuple(row.network_input))) is not None:
+            row.limit_samples.append(measured.gflops_per_second)
+
+    def settle_limit(row: PathResult, precision: str) -> None:
+        """The row's limit: one more measurement after its last timed run, then the median of all. A
+        2-vCPU VM's speed moves by 10-30 % from one minute to the next, and a measurement before and one
+        after the row alone (as until 2026-12-03) put one model's share anywhere in 79-98 % of the same
+        code; one before each timed run follows the machine through the row."""
+        if not row.limit_samples:
             return
-        row.limit_gflops_per_second = (before.gflops_per_second + after.gflops_per_second) / 2
-        row.limit_drift = after.gflops_per_second / before.gflops_per_second
+        sample_limit(row, precision)
+        row.limit_gflops_per_second = statistics.median(row.limit_samples)
+        row.limit_drift = row.limit_samples[-1] / row.limit_samples[0]
 
     if reference:
         say("reference path (fp32, whole image)")
@@ -279,13 +288,13 @@ def run_bench(
             with torch.inference_mode():
                 return module(xd)
 
-        before: list[Limit | None] = [None]
+        row = PathResult("reference", "fp32", flops=flops, network_input=list(shape))
         warm, times, peak, out = time_calls(ref_fn, dev, reference_repeat,
-                                       lambda: before.__setitem__(0, limit_for("fp32", shape)))
+                                            before_each=lambda: sample_limit(row, "fp32"))
         ref_out = out.float().cpu()
         del out
-        row = PathResult("reference", "fp32", times, warm, peak, flops, network_input=list(shape))
-        bracket(row, "fp32", before[0])
+        row.seconds, row.warmup_seconds, row.peak_memory_bytes = times, warm, peak
+        settle_limit(row, "fp32")
         paths.append(row)
 
     if tune_allocator:
@@ -304,15 +313,12 @@ def run_bench(
             seen.append(info)
             return out
 
-        before: list[Limit | None] = [None]
-
-        def after_warmup(row: PathResult = result, seen: list[RunInfo] = infos, p: str = precision,
-                         slot: list[Limit | None] = before) -> None:
+        def after_warmup(row: PathResult = result, seen: list[RunInfo] = infos) -> None:
             info = seen[-1]
             row.network_input = [info.batch_size, channels, *info.tile_shape]
-            slot[0] = limit_for(p, tuple(row.network_input))
 
-        warm, times, peak, out = time_calls(fast_fn, dev, repeat, after_warmup)
+        warm, times, peak, out = time_calls(fast_fn, dev, repeat, after_warmup,
+                                            lambda row=result, p=precision: sample_limit(row, p))
         result.seconds, result.warmup_seconds, result.peak_memory_bytes = times, warm, peak
         info = infos[-1]
         result.tile_size = info.tile_size
@@ -321,7 +327,7 @@ def run_bench(
             result.psnr_vs_reference = psnr_01(out, ref_out)
             result.max_abs_vs_reference = (out - ref_out.clamp(0, 1)).abs().max().item()
         del out, restorer
-        bracket(result, precision, before[0])
+        settle_limit(result, precision)
         paths.append(result)
 
     if reference:

@@ -62,10 +62,11 @@ def sync(device: torch.device) -> None:
 
 def time_calls(
     fn: Callable[[], torch.Tensor], device: torch.device, repeat: int,
-    between: Callable[[], None] | None = None,
+    between: Callable[[], None] | None = None, before_each: Callable[[], None] | None = None,
 ) -> tuple[float, list[float], int, torch.Tensor]:
     """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes (of the whole
-    series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output."""
+    series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output.
+    ``before_each`` runs, untimed, before each timed call (the peak is then the timed calls' too)."""
     reset_peak(device)
     t0 = time.perf_counter()
     out = fn()
@@ -76,6 +77,9 @@ def time_calls(
         reset_peak(device)
     times = []
     for _ in range(repeat):
+        if before_each is not None:
+            before_each()
+            reset_peak(device)
         t0 = time.perf_counter()
         out = fn()
         sync(device)
