@@ -272,7 +272,7 @@ def test_measure_limit_times_every_shape() -> None:
     from nafcli.quality.limit import GemmShape, measure_limit, time_shape
 
     t = time_shape(GemmShape(4096, 16, 32, count=3), torch.float32, torch.device("cpu"))
-    assert t.seconds > 0 and t.method in ("conv2d", "addmm") and t.rows_timed == 4096
+    assert t.seconds > 0 and t.method in ("conv2d", "addmm", "native") and t.rows_timed == 4096
     assert t.gflops_per_second == pytest.approx(2 * 4096 * 16 * 32 / 1e9 / t.seconds)
     model = random_model(TINY, tlc=False)
     limit = measure_limit(model.module, (1, 3, 64, 64), torch.float32, torch.device("cpu"))
@@ -358,3 +358,33 @@ def test_the_limit_is_measured_before_each_timed_run_and_its_median_taken(monkey
     assert fast.limit_gflops_per_second == pytest.approx(3.0, rel=1e-6)
     assert fast.limit_drift == pytest.approx(5.0, rel=1e-6)
     assert len(result.limits) == 5
+
+
+def test_the_limit_keeps_the_native_product_where_it_is_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limit is the best this device does on each product: in float32 on a CPU where the native kernels
+    load, their own product is timed beside conv2d and addmm and kept when it is the fastest (here made so
+    by a stand-in timer); without the kernels only the two are timed."""
+    from nafcli.archs import native
+    from nafcli.quality import limit as limit_module
+    from nafcli.quality.limit import GemmShape, time_shape
+
+    if not isinstance(native.load(), native.Library):
+        pytest.skip("the native kernels do not load here")
+    calls: list[int] = []
+    real = native.linear
+    monkeypatch.setattr(native, "linear", lambda *args: calls.append(1) or real(*args))
+
+    def timer(fn, _device) -> float:  # the native product "takes" 1 ms, the others 2
+        before = len(calls)
+        fn()
+        return 1e-3 if len(calls) > before else 2e-3
+
+    monkeypatch.setattr(limit_module, "_median_seconds", timer)
+    shape = GemmShape(4096, 32, 64)
+    t = time_shape(shape, torch.float32, torch.device("cpu"))
+    assert calls and t.method == "native" and t.seconds == pytest.approx(1e-3)
+    assert t.gflops_per_second == pytest.approx(2 * 4096 * 32 * 64 / 1e9 / 1e-3)
+    monkeypatch.setattr(native, "load", lambda: native.NativeUnavailable("turned off"))
+    calls.clear()
+    t = time_shape(shape, torch.float32, torch.device("cpu"))
+    assert not calls and t.method in ("conv2d", "addmm") and t.seconds == pytest.approx(2e-3)

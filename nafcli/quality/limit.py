@@ -4,10 +4,11 @@ On a channels_last feature map a 1x1 convolution is a matrix product, (pixels x 
 and those products are nearly all of a NAFNet's arithmetic. So the honest ceiling for a NAFNet on a
 device is not the device's peak on some large square product, but its throughput on *these* products,
 at *these* heights (the pixels of the tile actually run), measured in the same process, on the same
-threads, right before the model is timed. :func:`measure_limit` times each distinct shape with both
-``F.conv2d`` (1x1, channels_last, as the model runs it) and ``torch.addmm`` on the flattened map, keeps
-the faster (the best this device does on that product), and combines them weighted by how often the
-model runs each one: the limit is the model's 1x1 FLOPs divided by the time those products alone take.
+threads, right before the model is timed. :func:`measure_limit` times each distinct shape with
+``F.conv2d`` (1x1, channels_last, as the model runs it), ``torch.addmm`` on the flattened map and, in
+float32 on a CPU, nafcli's own native product, keeps the fastest (the best this device does on that
+product), and combines them weighted by how often the model runs each one: the limit is the model's 1x1
+FLOPs divided by the time those products alone take.
 
 The shapes come from the *reference* network (:func:`conv1x1_shapes`), the model's own convolutions,
 not from how the fast path happens to split or fuse them, so a rewrite cannot lower the bar it is
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from ..archs import native
 
 #: products taller than this are timed at this height: the throughput of a product this tall no longer
 #: depends on its height (it streams through memory either way), and a 24 MP whole-image map would
@@ -124,12 +127,12 @@ def conv1x1_shapes(module: torch.nn.Module, shape: tuple[int, ...]) -> list[Gemm
 
 @dataclass
 class ShapeTiming:
-    """One timed shape: the faster of the two ways, in GFLOP/s at the height timed."""
+    """One timed shape: the fastest of the ways timed, in GFLOP/s at the height timed."""
 
     shape: GemmShape
     seconds: float
     gflops_per_second: float
-    #: ``conv2d`` or ``addmm``: which was faster
+    #: ``conv2d``, ``addmm`` or ``native``: which was fastest
     method: str
     #: the height timed (``shape.rows`` capped at :data:`MAX_ROWS`)
     rows_timed: int
@@ -191,9 +194,28 @@ def _median_seconds(fn: Callable[[], object], device: torch.device) -> float:
     return statistics.median(times)
 
 
+def _native_product(fmap: torch.Tensor, w4: torch.Tensor, bias: torch.Tensor) -> Callable[[], object] | None:
+    """The native kernels' own 1x1 product (``nafcli.archs.native.linear``) on ``fmap``, where they load and
+    take its shape (float32 on the CPU), else None."""
+    if fmap.device.type != "cpu" or fmap.dtype != torch.float32:
+        return None
+    lib = native.load()
+    n, k = w4.shape[:2]
+    if not isinstance(lib, native.Library) or not native.linear_supported(lib, k, n):
+        return None
+    conv = torch.nn.Conv2d(k, n, 1)
+    with torch.no_grad():
+        conv.weight.copy_(w4)
+        conv.bias.copy_(bias)  # type: ignore[union-attr]
+    weights = native.linear_weights(lib, conv)
+    return lambda: native.linear(lib, weights, fmap)
+
+
 def time_shape(shape: GemmShape, dtype: torch.dtype, device: torch.device, *, seed: int = 0) -> ShapeTiming:
-    """Seconds of one ``shape`` product on ``device`` in ``dtype``: the faster of a channels_last 1x1
-    ``F.conv2d`` (what the model runs) and ``torch.addmm`` on the flattened map, both with a bias."""
+    """Seconds of one ``shape`` product on ``device`` in ``dtype``: the fastest of a channels_last 1x1
+    ``F.conv2d`` (what the model runs), ``torch.addmm`` on the flattened map, both with a bias, and, in
+    float32 on a CPU where they load, the native kernels' own product (``native``: faster than oneDNN's on
+    some of these shapes, so the limit would otherwise not be the best this device does)."""
     rows = min(shape.rows, MAX_ROWS)
     gen = torch.Generator().manual_seed(seed)
     a = torch.rand((rows, shape.k), generator=gen).to(device=device, dtype=dtype)
@@ -203,10 +225,13 @@ def time_shape(shape: GemmShape, dtype: torch.dtype, device: torch.device, *, se
     fmap = a.reshape(1, 1, rows, shape.k).permute(0, 3, 1, 2)
     w4 = w.reshape(shape.n, shape.k, 1, 1)
     wt = w.t()
+    own = _native_product(fmap, w4, bias)
     with torch.inference_mode():
-        conv = _median_seconds(lambda: F.conv2d(fmap, w4, bias), device)
-        mm = _median_seconds(lambda: torch.addmm(bias, a, wt), device)
-    seconds, method = (conv, "conv2d") if conv <= mm else (mm, "addmm")
+        timed = [(_median_seconds(lambda: F.conv2d(fmap, w4, bias), device), "conv2d"),
+                 (_median_seconds(lambda: torch.addmm(bias, a, wt), device), "addmm")]
+        if own is not None:
+            timed.append((_median_seconds(own, device), "native"))
+    seconds, method = min(timed)
     gflops = 2 * rows * shape.k * shape.n / 1e9 / seconds
     return ShapeTiming(shape, seconds, gflops, method, rows)
 
