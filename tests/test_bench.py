@@ -388,3 +388,21 @@ def test_the_limit_keeps_the_native_product_where_it_is_the_fastest(monkeypatch:
     calls.clear()
     t = time_shape(shape, torch.float32, torch.device("cpu"))
     assert not calls and t.method in ("conv2d", "addmm") and t.seconds == pytest.approx(2e-3)
+
+
+def test_the_table_says_when_the_limits_measurements_ranged_widely(capsys: pytest.CaptureFixture[str]) -> None:
+    """A row whose limit measurements spread over more than 10 % gets a one-line note naming the range
+    (the machine's speed moved: the share is less sure); a steady row gets none."""
+    from nafcli.cli.tables import render_bench
+    from nafcli.quality.bench import BenchResult, PathResult
+
+    def row(samples: list[float]) -> PathResult:
+        return PathResult("fast", "fp32", [1.0], flops=10**9, limit_gflops_per_second=sorted(samples)[1],
+                          limit_drift=samples[-1] / samples[0], limit_samples=samples)
+
+    result = BenchResult("m", "NAFNet", "cpu", 2, (1, 3, 32, 32), "auto", [row([300.0, 330.0, 340.0])])
+    render_bench(result)
+    assert "ranged over 300-340 GFLOP/s" in capsys.readouterr().err
+    result.paths = [row([300.0, 310.0, 320.0])]
+    render_bench(result)
+    assert "ranged over" not in capsys.readouterr().err
