@@ -58,7 +58,7 @@ def render_bench(result: BenchResult) -> None:
     print(f"auto: {result.auto_precision} ({result.auto_reason})", file=sys.stderr)
     if any(p.limit_gflops_per_second for p in result.paths):
         print("limit: this device's throughput on the model's own 1x1-convolution products at the input each "
-              "row ran, in its dtype, measured before each timed run and after the last (the median); "
+              "row ran, in its dtype, measured after each timed run (the median); "
               "'of limit': the row's GFLOP/s over it", file=sys.stderr)
     for p in result.paths:
         low, high = (min(p.limit_samples), max(p.limit_samples)) if p.limit_samples else (0.0, 0.0)

@@ -75,9 +75,10 @@ class PathResult:
     network_input: list[int] = field(default_factory=list)
     #: the device's measured throughput on the model's 1x1 products at that input, in this row's dtype
     #: (None: not measured, e.g. a dtype the device only emulates): the median of the measurements right
-    #: before each timed run and right after the last (``limit_samples``)
+    #: after each timed run (``limit_samples``)
     limit_gflops_per_second: float | None = None
-    #: the last measurement over the first (1.0: the machine's speed did not drift during the row)
+    #: the last measurement over the first (1.0: the machine's speed did not drift during the row; None
+    #: with a single measurement)
     limit_drift: float | None = None
     #: every measurement of the limit for this row, in the order taken (GFLOP/s)
     limit_samples: list[float] = field(default_factory=list)
@@ -228,9 +229,9 @@ def run_bench(
     :func:`nafcli.allocator.tune_for_tiles` (as the command line does) after the reference row, so the
     reference runs with the C library's default allocator, as the authors' demo does, and the fast rows as
     ``nafcli`` runs them. ``limit``: measure the device's throughput on the model's 1x1 products for each
-    row (:mod:`nafcli.quality.limit`) at the network input the row used, right before each of its timed
-    runs and right after the last, and take the median (``limit_drift``: the last over the first). Peak
-    memory is then the timed runs' (the warm-up's compilation and the limit's buffers are not the model's).
+    row (:mod:`nafcli.quality.limit`) at the network input the row used, right after each of its timed runs,
+    and take the median (``limit_drift``: the last over the first). Peak memory is then the first timed
+    run's (the warm-up's compilation and the limit's buffers are not the model's).
     """
     for name, value in (("--repeat", repeat), ("--reference-repeat", reference_repeat), ("--size", size)):
         if value < 1:
@@ -264,20 +265,21 @@ def run_bench(
         return measured
 
     def sample_limit(row: PathResult, precision: str) -> None:
-        """One measurement of the row's limit (untimed, between its timed runs)."""
+        """One measurement of the row's limit (untimed, right after one of its timed runs)."""
         if (measured := limit_for(precision, tuple(row.network_input))) is not None:
             row.limit_samples.append(measured.gflops_per_second)
 
-    def settle_limit(row: PathResult, precision: str) -> None:
-        """The row's limit: one more measurement after its last timed run, then the median of all. A
-        2-vCPU VM's speed moves by 10-30 % from one minute to the next, and a measurement before and one
-        after the row alone (as until 2026-12-03) put one model's share anywhere in 79-98 % of the same
-        code; one before each timed run follows the machine through the row."""
+    def settle_limit(row: PathResult) -> None:
+        """The row's limit: the median of its measurements. A 2-vCPU VM's speed moves by 10-30 % from one
+        minute to the next, and a measurement before the row and one after it alone (as until 2026-12-03)
+        put one model's share anywhere in 79-98 % of the same code; one after each timed run follows the
+        machine through the row. None measured before the first run: the limit's buffers stay in a heap
+        tuned to keep freed memory, and the run's peak memory would count them."""
         if not row.limit_samples:
             return
-        sample_limit(row, precision)
         row.limit_gflops_per_second = statistics.median(row.limit_samples)
-        row.limit_drift = row.limit_samples[-1] / row.limit_samples[0]
+        if len(row.limit_samples) > 1:
+            row.limit_drift = row.limit_samples[-1] / row.limit_samples[0]
 
     if reference:
         say("reference path (fp32, whole image)")
@@ -290,11 +292,11 @@ def run_bench(
 
         row = PathResult("reference", "fp32", flops=flops, network_input=list(shape))
         warm, times, peak, out = time_calls(ref_fn, dev, reference_repeat,
-                                            before_each=lambda: sample_limit(row, "fp32"))
+                                            after_each=lambda: sample_limit(row, "fp32"))
         ref_out = out.float().cpu()
         del out
         row.seconds, row.warmup_seconds, row.peak_memory_bytes = times, warm, peak
-        settle_limit(row, "fp32")
+        settle_limit(row)
         paths.append(row)
 
     if tune_allocator:
@@ -327,7 +329,7 @@ def run_bench(
             result.psnr_vs_reference = psnr_01(out, ref_out)
             result.max_abs_vs_reference = (out - ref_out.clamp(0, 1)).abs().max().item()
         del out, restorer
-        settle_limit(result, precision)
+        settle_limit(result)
         paths.append(result)
 
     if reference:

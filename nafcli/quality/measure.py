@@ -62,11 +62,12 @@ def sync(device: torch.device) -> None:
 
 def time_calls(
     fn: Callable[[], torch.Tensor], device: torch.device, repeat: int,
-    between: Callable[[], None] | None = None, before_each: Callable[[], None] | None = None,
+    between: Callable[[], None] | None = None, after_each: Callable[[], None] | None = None,
 ) -> tuple[float, list[float], int, torch.Tensor]:
     """Warm-up call, then ``repeat`` timed calls; returns warm-up s, times, peak bytes (of the whole
     series, or of the timed calls when ``between`` runs: it is called after the warm-up), last output.
-    ``before_each`` runs, untimed, before each timed call (the peak is then the timed calls' too)."""
+    ``after_each`` runs, untimed, after each timed call; the peak is then the first timed call's, before
+    anything ``after_each`` allocates (a glibc heap tuned to keep freed memory keeps its pages resident)."""
     reset_peak(device)
     t0 = time.perf_counter()
     out = fn()
@@ -76,12 +77,14 @@ def time_calls(
         between()
         reset_peak(device)
     times = []
+    peak: int | None = None
     for _ in range(repeat):
-        if before_each is not None:
-            before_each()
-            reset_peak(device)
         t0 = time.perf_counter()
         out = fn()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return warm, times, peak_bytes(device), out
+        if after_each is not None:
+            if peak is None:
+                peak = peak_bytes(device)
+            after_each()
+    return warm, times, peak_bytes(device) if peak is None else peak, out
