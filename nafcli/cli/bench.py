@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
         limit: Annotated[
             bool,
             typer.Option("--limit/--no-limit", help="Measure the device's throughput on the model's own 1x1 "
-                         "products and show each row's share of it."),
+                         "products after each timed run (the median is the row's limit) and show each row's "
+                         "share of it."),
         ] = True,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:

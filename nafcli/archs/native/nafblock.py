@@ -139,7 +139,12 @@ def whole_block_limit() -> int:
 
 @functools.cache
 def _cpu_limit() -> int:
-    return AVX512_WHOLE if "avx512f" in cpu_flags()[1].split() else MAX_BLOCK_CHANNELS
+    return AVX512_WHOLE if _avx512() else MAX_BLOCK_CHANNELS
+
+
+def _avx512() -> bool:
+    """Whether this CPU reports AVX-512 (the rules of which kernels run are by instruction set)."""
+    return "avx512f" in cpu_flags()[1].split()
 
 
 #: the narrowest down-sampling (input channels) the native kernels run, where no rule below says otherwise:
@@ -160,7 +165,7 @@ def native_down_from() -> int:
     """The narrowest down-sampling convolution (input channels) that runs in the native kernels on this CPU
     (:data:`NATIVE_DOWN_FROM_AMD_AVX512` on an AMD CPU with AVX-512, else :data:`NATIVE_DOWN_FROM`). A
     fixed rule, as :func:`whole_block_limit`: every process on a machine takes the same path."""
-    if cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()[1].split():
+    if cpu_vendor() == "AuthenticAMD" and _avx512():
         return NATIVE_DOWN_FROM_AMD_AVX512
     return NATIVE_DOWN_FROM
 
