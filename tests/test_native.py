@@ -623,11 +623,13 @@ def test_the_native_down_sampling_refuses_what_it_was_not_built_for() -> None:
         native.down(lib, native.down_weights(lib, conv), _input((1, 32, 6, 7)))
 
 
-@pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 1, 5)), (16, (1, 16, 13, 1))])
+@pytest.mark.parametrize(("c", "shape"), [(32, (2, 32, 7, 9)), (64, (1, 64, 1, 5)), (16, (1, 16, 13, 1)),
+                                         (32, (1, 32, 4, 43)), (64, (2, 64, 3, 18))])
 def test_the_native_ending_matches_the_convolution_and_residual_at_any_thread_count(c: int, shape: tuple) -> None:
     """The 3x3 convolution C -> 3 with zero padding plus the image residual, on maps whose every pixel is
-    at a border (one row, one column) too: within float rounding of oneDNN's, the same bytes at one thread
-    and two."""
+    at a border (one row, one column) too, and on rows wide enough for the kernel's groups of a vector's
+    width of pixels with some left over (43 and 18 columns): within float rounding of oneDNN's, the same
+    bytes at one thread and two."""
     lib = _library()
     conv = torch.nn.Conv2d(c, 3, 3, padding=1)
     with torch.no_grad():
