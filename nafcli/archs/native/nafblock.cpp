@@ -901,12 +901,22 @@ static void box_columns(int c, const float* g, int64_t n, int64_t h, int64_t w, 
         for (int64_t img = 0; img < n; ++img) {
             const float* gi = g + img * h * row;
             double* acc = band;  // row 0
-            std::fill(acc + e0, acc + e1, 0.0);
+            // the first window's column sums, 64 columns at a time in registers down all k1 rows (the
+            // same sums in the same order as row by row into the band, without its loads and stores)
+            int64_t e = e0;
+            for (; e + 64 <= ev; e += 64) {
+                vd8 s[8] = {};
+                for (int64_t r = 0; r < k1; ++r)
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; ++i) s[i] = s[i] + widen8(gi + r * row + e + 8 * i);
+                for (int i = 0; i < 8; ++i) store8(acc + e + 8 * i, s[i]);
+            }
+            std::fill(acc + e, acc + e1, 0.0);
             for (int64_t r = 0; r < k1; ++r) {
                 const float* in = gi + r * row;
-                int64_t e = e0;
-                for (; e < ev; e += 8) store8(acc + e, load8(acc + e) + widen8(in + e));
-                for (; e < e1; ++e) acc[e] += in[e];
+                int64_t f = e;
+                for (; f < ev; f += 8) store8(acc + f, load8(acc + f) + widen8(in + f));
+                for (; f < e1; ++f) acc[f] += in[f];
             }
             for (int64_t b0 = 0; b0 < h2; b0 += BAND) {
                 const int64_t b1 = b0 + BAND < h2 ? b0 + BAND : h2;
