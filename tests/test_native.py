@@ -660,7 +660,8 @@ def test_the_kernels_are_built_for_this_machines_l2_cache(monkeypatch: pytest.Mo
     """The L2 size from sysfs is a build flag (the wider blocks' pixel blocks are sized by it), so a
     library built for another cache size is another file."""
     assert build.l2_bytes() >= 64 * 1024
-    assert build.tuning_flags() == (f"-DNB_L2_BYTES={build.l2_bytes()}",)
+    assert build.tuning_flags() == (f"-DNB_L2_BYTES={build.l2_bytes()}",
+                                    f"-DNB_PREFETCH_CHANNELS={build.prefetch_channels()}")
     cxx = build.compiler()
     if cxx is None:
         pytest.skip("no C++ compiler")
@@ -693,6 +694,21 @@ def test_the_networks_resampling_and_ending_run_natively_and_give_the_same_bytes
     assert set(endings) == {32}
     assert torch.equal(outs[0], outs[1])
     assert (outs[0] - want).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize(("vendor", "want"), [("AuthenticAMD", 128), ("GenuineIntel", 32), ("", 32)])
+def test_how_wide_the_maps_the_kernels_prefetch_are_is_a_rule_by_cpu(monkeypatch: pytest.MonkeyPatch, vendor: str,
+                                                                     want: int) -> None:
+    """Up to 128 channels on AMD CPUs (measured faster on the Zen 5), 32 elsewhere; a build flag, so a
+    library built by the other rule is another file."""
+    monkeypatch.setattr(build, "cpu_vendor", lambda: vendor)
+    assert build.prefetch_channels() == want
+    assert f"-DNB_PREFETCH_CHANNELS={want}" in build.tuning_flags()
+    cxx = build.compiler()
+    if cxx is not None:
+        here = build.library_path(cxx)
+        monkeypatch.setattr(build, "cpu_vendor", lambda: "GenuineIntel" if want == 128 else "AuthenticAMD")
+        assert build.library_path(cxx) != here
 
 
 @pytest.mark.parametrize(("vendor", "flags", "want"), [

@@ -338,9 +338,17 @@ constexpr int block_pixels() {
 // channels a block of pixels (six) is too little arithmetic to hide the L1 misses that follow. Measured on
 // the Xeon (medians of 11 interleaved runs in one process, ms): 32 x 1056^2 back pass 39.1-40.1 ->
 // 36.5-37.4, front 33.3-34.4 -> 32.5-33.4 (32 pixels ahead; 128 and 256 gained less). At 64 channels
-// (96-pixel blocks) it lost ~1 ms a pass, from 128 on nothing. Prefetching past the end of a map is
-// harmless (a prefetch never faults), so the front's reads are not clipped.
-constexpr int PREFETCH_PIXELS = 32, PREFETCH_CHANNELS = 32;
+// (96-pixel blocks) it lost ~1 ms a pass there, from 128 on nothing; on the Zen 5 EPYC (1 MB L2) it gains
+// at 64 and 128 channels (medians of 15, alternating in one process, ms, 32 / 128 channels: 64 x 528^2
+// front 17.2-18.3 -> 16.0-17.3, back 28.3-32.3 -> 27.1-29.3; 128 x 264^2 back 25.4-26.6 -> 24.8-25.5;
+// 256 x 132^2 no change), ~10 ms a tile of NAFNet-GoPro-width32, so build.py builds for 128 on AMD CPUs
+// and 32 elsewhere (the same results either way: a prefetch changes no value). A distance of one block
+// (96 pixels) instead of 32 changed nothing. Prefetching past the end of a map is harmless (a prefetch
+// never faults), so the front's reads are not clipped.
+#ifndef NB_PREFETCH_CHANNELS
+#define NB_PREFETCH_CHANNELS 32  // build.py passes the rule's
+#endif
+constexpr int PREFETCH_PIXELS = 32, PREFETCH_CHANNELS = NB_PREFETCH_CHANNELS;
 template <int C, int HINT>
 static inline void prefetch(const float* p, int64_t pixels) {
     for (int64_t e = 0; e < pixels * C; e += 64 / sizeof(float)) _mm_prefetch((const char*)(p + e), (_mm_hint)HINT);
