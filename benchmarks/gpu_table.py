@@ -80,20 +80,21 @@ def run_row(row: Row, device: str, repeat: int, timeout: float) -> tuple[dict | 
 
 
 def table_line(row: Row, data: dict | None, why: str) -> str:
+    """The row's line of the Markdown table: MP/s of the output image(s), median seconds, peak memory,
+    share of the limit, how the image was cut; or dashes and why it did not run."""
     label = f"| {row.model} | {row.side}x{row.side} | {row.precision}{' compiled' if row.compiled else ''} |"
     if data is None:
         return f"{label} - | - | - | - | - | {why} |"
     path = data["paths"][0]
-    pixels = row.side * row.side * (2 if row.model.startswith("nafssr") else 1)
-    mps = pixels / path["median_seconds"] / 1e6
+    views = 2 if row.model.startswith("nafssr") else 1
+    mps = views * row.side * row.side / path["median_seconds"] / 1e6
     peak = path.get("peak_memory_bytes")
     share = path.get("share_of_limit")
-    limit = path.get("limit_gflops_per_second")
-    net = path.get("network_input") or []
-    cut = f"batch {net[0]} of {net[2]}x{net[-1] if len(net) > 3 else net[2]}" if len(net) >= 3 else "?"
-    return (f"{label} {mps:.2f} | {path['median_seconds']:.3f} | {peak / 2**30:.2f} GiB |" if peak else
-            f"{label} {mps:.2f} | {path['median_seconds']:.3f} | ? |") + (
-        f" {share * 100:.1f} % of {limit:.0f} GFLOP/s | {cut} | |" if share is not None else f" - | {cut} | |")
+    batch, _, height, width = path["network_input"]  # a forward's input: batch x C x H x W
+    cells = [f"{mps:.2f}", f"{path['median_seconds']:.3f}", f"{peak / 2**30:.2f} GiB" if peak else "?",
+             f"{share * 100:.1f} % of {path['limit_gflops_per_second']:.0f} GFLOP/s" if share is not None else "-",
+             f"batch {batch} of {height}x{width}", ""]
+    return f"{label} {' | '.join(cells)} |"
 
 
 def main() -> None:
