@@ -1,10 +1,11 @@
 """Page faults and seconds of each forward of a fast network on one tile, with the allocator tuned.
 
     PYTHONPATH=. python benchmarks/page_faults.py nafnet-sidd-width32 1056
-    TRIM=1073741824 PYTHONPATH=. python benchmarks/page_faults.py nafnet-sidd-width32 1056
+    TRIM=2147483647 PYTHONPATH=. python benchmarks/page_faults.py nafnet-gopro-width32 2048
 
 Random weights, fp32, eight forwards of one random tile; ``TRIM`` replaces the allocator's trim threshold
-(``nafcli.inference.allocator.TRIM_THRESHOLD``) for the run. In steady state a forward should fault almost
+(``nafcli.inference.allocator.TRIM_THRESHOLD``, -1: never trim) for the run, in bytes; the peak resident
+memory is printed at the end. In steady state a forward should fault almost
 no page: one that faults ~1 GB every other time has its freed memory trimmed from the heap between
 forwards. Whether that happens depends on the heap's layout: a version of this script that imported its
 modules in another order alternated 61 k and 244 k faults a forward with a 1 GB threshold (2.24-2.73 s)
@@ -40,6 +41,8 @@ def main() -> None:
             fast(x)
             faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
             print(f"forward {i}: {time.perf_counter() - t:.3f} s, {faults} page faults")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    print(f"peak resident memory: {peak:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from nafcli.inference.allocator import _glibc, worker_environment
+from nafcli.inference.memory import mem_available
 
 GLIBC = pytest.mark.skipif(_glibc() is None, reason="the C library is not glibc")
 
@@ -69,6 +70,39 @@ def test_tuned_process_reuses_freed_large_blocks() -> None:
     # then the heap's layout shifts and one map lands on fresh pages: measured 0-18432 per pass).
     assert min(plain["faults"]) > 50_000
     assert sum(tuned["faults"]) < sum(plain["faults"]) / 4
+
+
+_TRIM_PROBE = """
+import ctypes, json, resource
+from nafcli.inference.allocator import tune
+assert tune()
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+faults = []
+# 2.25 GiB filled and freed at the top of the heap (more than 2^31 - 1 bytes), then 2.19 GiB; straight
+# from the C library, so that nothing else lands on the heap between (a tensor's memalign would ask for a
+# little more than the block it freed, and another small block could then sit above it)
+for size in (2304 << 20, 2240 << 20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    p = libc.malloc(size)
+    ctypes.memset(p, 1, size)
+    libc.free(p)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+
+
+@GLIBC
+@pytest.mark.skipif((mem_available() or 0) < 6 * 1024**3, reason="needs 2.25 GiB of free memory, with room to spare")
+def test_freed_memory_at_the_top_of_the_heap_is_never_trimmed() -> None:
+    """A large tile frees more than 2 GB at the top of the heap between forwards; trimmed, the next forward
+    faulted all of it back in (a 2048-px tile of NAFNet-GoPro-width32: 13-16 s a forward instead of 7)."""
+    out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], capture_output=True, text=True, check=True,
+                         timeout=300, env={k: v for k, v in os.environ.items() if k != "NAFCLI_MALLOC_TUNING"})
+    first, second = json.loads(out.stdout)
+    assert first > 500_000  # 590 k pages of 4 KiB faulted in once
+    assert second < first / 100  # and reused, not trimmed and faulted in again (with 2^31 - 1: 573 408)
 
 
 @GLIBC

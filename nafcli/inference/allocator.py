@@ -9,8 +9,8 @@ faults; with the settings below 1.32 s, 0.6 s of kernel time. NAFSSR-L's 1000x75
 3100 of its 7000 CPU seconds in the kernel for the same reason.
 
 What: ``mallopt(M_MMAP_MAX, 0)`` (large blocks come from the heap, where freed blocks are reused) and
-``mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)`` (up to that much free memory at the top of the heap is kept
-rather than trimmed). The cost is resident memory: freed blocks stay mapped until reused. Tiles repeat
+``mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)`` (free memory at the top of the heap is never trimmed). The
+cost is resident memory: freed blocks stay mapped until reused. Tiles repeat
 the same allocations, so they reuse them (2048x2048 in 560-px tiles: peak RSS 1.41 GB, as without it);
 a whole large image does not (the reference network on a whole 2048x2048 image: 12.1 GB instead of
 6.5 GB, from a fragmented heap), so the command line tunes tiled runs only. It is a process-wide
@@ -37,13 +37,17 @@ import os
 #: glibc's mallopt parameter numbers (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-#: free memory kept at the top of the heap: the most mallopt takes (a C int). 1 GB was too little once a
-#: 1056-px tile of NAFNet-SIDD-width32 ran in the native kernels: in some heap layouts every other forward
-#: freed more than that at the top and faulted 244 k pages (~1 GB) back in, 2.24-2.73 s a forward, against
-#: 2 faults and 2.22-2.25 s with this; `nafcli bench` of SIDD-width32 at 2048x2048 faulted 1.41 M pages and
-#: took 9.92 s (median of 4) with 1 GB, 0.68 M and 9.20 s with this (the 2-core Xeon, 2026-12-02;
-#: benchmarks/page_faults.py). The peak is unchanged: what was trimmed between tiles the next faulted in.
-TRIM_THRESHOLD = (1 << 31) - 1
+#: free memory kept at the top of the heap: all of it (glibc reads mallopt's int as a size_t, so -1 is the
+#: largest size there is). Whatever a tile trims, the next tile of the same size faults back in, so a
+#: threshold only ever cost time: 1 GB was too little for a 1056-px tile of NAFNet-SIDD-width32 in the
+#: native kernels (in some heap layouts every other forward faulted 244 k pages back in, 2.24-2.73 s a
+#: forward against 2.22-2.25 s; the 2-core Xeon, 2026-12-02), and 2^31 - 1 (the largest positive int,
+#: until 2026-12-03) too little for a 2048-px tile: every forward of NAFNet-GoPro-width32 faulted 0.46-0.81
+#: M pages back in, 13.0-15.7 s against 6.8-7.9 s with nothing trimmed, at the same peak (4.93 / 4.68 GiB;
+#: SIDD-width32 9.3-14.7 s against 5.7-6.1; the 2-core Zen 5 EPYC, benchmarks/page_faults.py with
+#: ``TRIM``). On that cloud machine a page faulted back in after a trim cost ~20 us, a first touch ~1 us
+#: (2.25 GiB filled, freed and filled again: 12.8 s with 2^31 - 1, 0.7 s with nothing trimmed).
+TRIM_THRESHOLD = -1
 #: every thread on glibc's main arena (read by glibc when a process starts)
 ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 
