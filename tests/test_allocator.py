@@ -101,7 +101,7 @@ def test_freed_memory_at_the_top_of_the_heap_is_never_trimmed() -> None:
     out = subprocess.run([sys.executable, "-c", _TRIM_PROBE], capture_output=True, text=True, check=True,
                          timeout=300, env={k: v for k, v in os.environ.items() if k != "NAFCLI_MALLOC_TUNING"})
     first, second = json.loads(out.stdout)
-    assert first > 500_000  # 590 k pages of 4 KiB faulted in once
+    assert first > 1_000  # faulted in once: 590 k pages of 4 KiB (1 152 huge pages where the heap gets them)
     assert second < first / 100  # and reused, not trimmed and faulted in again (with 2^31 - 1: 573 408)
 
 
