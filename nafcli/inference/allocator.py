@@ -43,9 +43,10 @@ M_MMAP_MAX = -4
 #: native kernels (in some heap layouts every other forward faulted 244 k pages back in, 2.24-2.73 s a
 #: forward against 2.22-2.25 s; the 2-core Xeon, 2026-12-02), and 2^31 - 1 (the largest positive int,
 #: until 2026-12-03) too little for a 2048-px tile: every forward of NAFNet-GoPro-width32 faulted 0.46-0.81
-#: M pages back in, 13.0-15.7 s against 6.8-7.9 s with nothing trimmed, at the same peak (4.93 / 4.68 GiB;
-#: SIDD-width32 9.3-14.7 s against 5.7-6.1; the 2-core Zen 5 EPYC, benchmarks/page_faults.py with
-#: ``TRIM``). On that cloud machine a page faulted back in after a trim cost ~20 us, a first touch ~1 us
+#: M pages back in, 13.0-15.7 s against 6.8-7.9 s with nothing trimmed (peak 4.93 / 4.68 GiB; SIDD-width32
+#: 9.3-14.7 s against 5.7-6.1; the 2-core Zen 5 EPYC, benchmarks/page_faults.py with ``TRIM``); through
+#: ``nafcli bench --tile 2048`` 12.8 s against 7.2 (medians of 3), at 4.34 / 5.52 GiB: without trims a heap
+#: that fragments once grows instead of shrinking back. On that cloud machine a page faulted back in after a trim cost ~20 us, a first touch ~1 us
 #: (2.25 GiB filled, freed and filled again: 12.8 s with 2^31 - 1, 0.7 s with nothing trimmed).
 TRIM_THRESHOLD = -1
 #: every thread on glibc's main arena (read by glibc when a process starts)
