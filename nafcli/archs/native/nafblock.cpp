@@ -305,9 +305,12 @@ static void layer_norm_rows(const float* x, int n, float* t, float eps) {
     }
 }
 
-// pixels a thread takes through all stages at once. At 32 channels one micro-kernel's worth (every stage's
+// pixels a thread takes through all stages at once. At 32 channels two micro-kernels' worth (every stage's
 // buffer in the L1 cache): a 30-pixel block made the level-1 back pass of a 1024x1024 tile 63 ms instead
-// of 53 ms on the Xeon, 24 pixels 41 ms instead of 30 on the Zen 5 EPYC. Wider blocks take as many
+// of 53 ms on the Xeon, 24 pixels 41 ms instead of 30 on the Zen 5 EPYC; there 12 pixels beat 6 (32 x
+// 1056^2, ms, medians of 15 alternating in one process, two series: front 22.5 / 21.0 -> 21.4 / 20.0, back
+// 30.2 / 29.7 -> 29.2 / 29.4; the LayerNorm's groups of a vector's width of pixels are less empty) and 18
+// lost (back 30.4 -> 32.7). Not measured on the Xeon, where 6 was chosen. Wider blocks take as many
 // pixels as fit half of a core's L2 cache in stage buffers (6C floats a pixel; 12-96 pixels, a multiple
 // of P): each weight panel is then used for that many pixels before the next is loaded, and a block's
 // weights (up to 6 MB at 512 channels, more than an L2) are streamed once per block of pixels. Measured
@@ -320,7 +323,7 @@ static void layer_norm_rows(const float* x, int n, float* t, float eps) {
 constexpr int BLOCK_BYTES = NB_L2_BYTES / 2;
 template <int C>
 constexpr int block_pixels() {
-    if (C <= 32) return P;
+    if (C <= 32) return 2 * P;
     int r = BLOCK_BYTES / (6 * C * (int)sizeof(float)) / P * P;
     return r < 2 * P ? 2 * P : (r > 16 * P ? 16 * P : r);
 }
