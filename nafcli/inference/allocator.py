@@ -10,10 +10,10 @@ faults; with the settings below 1.32 s, 0.6 s of kernel time. NAFSSR-L's 1000x75
 
 What: ``mallopt(M_MMAP_MAX, 0)`` (large blocks come from the heap, where freed blocks are reused) and
 ``mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)`` (free memory at the top of the heap is never trimmed). The
-cost is resident memory: freed blocks stay mapped until reused. Tiles repeat
-the same allocations, so they reuse them (2048x2048 in 560-px tiles: peak RSS 1.41 GB, as without it);
-a whole large image does not (the reference network on a whole 2048x2048 image: 12.1 GB instead of
-6.5 GB, from a fragmented heap), so the command line tunes tiled runs only. It is a process-wide
+cost is resident memory: freed blocks stay mapped until reused. Tiles repeat the same allocations, so they
+reuse them (2048x2048 in 560-px tiles: peak RSS 1.41 GB, as without it); a whole large image does not
+(the reference network on a whole 2048x2048 image: 12.1 GB instead of 6.5 GB, from a fragmented heap), so
+the command line tunes tiled runs only. It is a process-wide
 setting: the command line applies it (the process is nafcli's), the Python API leaves it to the caller
 (:func:`tune`). ``NAFCLI_MALLOC_TUNING=0`` turns it off; other C libraries (musl, macOS, Windows) are
 left alone.
@@ -46,8 +46,9 @@ M_MMAP_MAX = -4
 #: M pages back in, 13.0-15.7 s against 6.8-7.9 s with nothing trimmed (peak 4.93 / 4.68 GiB; SIDD-width32
 #: 9.3-14.7 s against 5.7-6.1; the 2-core Zen 5 EPYC, benchmarks/page_faults.py with ``TRIM``); through
 #: ``nafcli bench --tile 2048`` 12.8 s against 7.2 (medians of 3), at 4.34 / 5.52 GiB: without trims a heap
-#: that fragments once grows instead of shrinking back. On that cloud machine a page faulted back in after a trim cost ~20 us, a first touch ~1 us
-#: (2.25 GiB filled, freed and filled again: 12.8 s with 2^31 - 1, 0.7 s with nothing trimmed).
+#: that fragments once grows instead of shrinking back. On that cloud machine a page faulted back in after
+#: a trim cost ~20 us, a first touch ~1 us (2.25 GiB filled, freed and filled again: 12.8 s with 2^31 - 1,
+#: 0.7 s with nothing trimmed).
 TRIM_THRESHOLD = -1
 #: every thread on glibc's main arena (read by glibc when a process starts)
 ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}

@@ -764,7 +764,8 @@ static void ending(const float* x, int64_t n, int64_t h, int64_t w, const float*
             int64_t j = 1;
             for (; j + VW <= w - 1; j += VW) {  // VW pixels whose every tap is inside the row
                 const float* ahead = src[2] + std::min(j + 4 * VW, w - VW) * C;
-                for (int b = 0; b < VW * C; b += 64 / (int)sizeof(float)) _mm_prefetch((const char*)(ahead + b), _MM_HINT_T0);
+                for (int b = 0; b < VW * C; b += 64 / (int)sizeof(float))
+                    _mm_prefetch((const char*)(ahead + b), _MM_HINT_T0);
                 vf sum_of[K][VW];
                 for (int p0 = 0; p0 < VW; p0 += G) {
                     vr acc[G][K];
