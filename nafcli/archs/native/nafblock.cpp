@@ -867,9 +867,10 @@ static void up_skip(const float* x, int64_t n, int64_t h, int64_t w, const float
 // The window moves up the map, from the last rows to the first: the front pass has just written g top to
 // bottom, so its last rows are the ones still in the L3 cache (at 256 channels on 132^2, 18 MB of g and 18
 // of x went through a 32 MB cache), and the back pass, which reads g top to bottom, then finds its first
-// rows there too. NAFNet-GoPro-width32 on the Zen 5 EPYC, medians of 8 alternating in one process, ms:
-// the scale at 256 channels 4.02 -> 3.91, the back pass after it 23.81 -> 23.55, a 1056^2 tile 1734 ->
-// 1712 (two network series of 11: 0.987 and 1.005). The sums are the same sums taken in the other order.
+// rows there too. NAFNet-GoPro-width32 on the Zen 5 EPYC, medians of 8 alternating in one process, ms, in
+// slow phases of the VM (two series): the scale at 256 channels 4.02 / 4.21 -> 3.91 / 4.06, the back pass
+// after it 23.81 / 24.44 -> 23.55 / 24.11, a 1056^2 tile 1734 / 1793 -> 1712 / 1764; in a calm phase (1.62 s
+// tiles) no change. The sums are the same sums taken in the other order.
 typedef double vd8 __attribute__((vector_size(64)));
 typedef double vd8u __attribute__((vector_size(64), aligned(8)));
 typedef float vf8 __attribute__((vector_size(32)));
