@@ -13,10 +13,9 @@ What: ``mallopt(M_MMAP_MAX, 0)`` (large blocks come from the heap, where freed b
 cost is resident memory: freed blocks stay mapped until reused. Tiles repeat the same allocations, so they
 reuse them (2048x2048 in 560-px tiles: peak RSS 1.41 GB, as without it); a whole large image does not
 (the reference network on a whole 2048x2048 image: 12.1 GB instead of 6.5 GB, from a fragmented heap), so
-the command line tunes tiled runs only. It is a process-wide
-setting: the command line applies it (the process is nafcli's), the Python API leaves it to the caller
-(:func:`tune`). ``NAFCLI_MALLOC_TUNING=0`` turns it off; other C libraries (musl, macOS, Windows) are
-left alone.
+the command line tunes tiled runs only. It is a process-wide setting: the command line applies it (the
+process is nafcli's), the Python API leaves it to the caller (:func:`tune`). ``NAFCLI_MALLOC_TUNING=0``
+turns it off; other C libraries (musl, macOS, Windows) are left alone.
 
 Threads: the settings hold for glibc's main arena, the heap of the main thread. Other threads get arenas
 of their own made of 64 MB heaps, and a block larger than that (a 816x612 feature map of NAFNet-width32
