@@ -34,6 +34,14 @@ def test_summary_counts_skips_by_reason() -> None:
     assert summary_line(mixed) == "0 done, 3 skipped (2 output exists, 1 other reason), 0 failed in 0.5 s"
 
 
+def test_small_rates_keep_two_significant_digits() -> None:
+    """Six thumbnails in 18 s (a Ray start) is 0.0034 MP/s, not 0.00."""
+    thumbs = BatchReport([_result("done", mp=0.0102) for _ in range(6)], seconds=18.0)
+    assert summary_line(thumbs).endswith("in 18.0 s (0.0034 MP/s)")
+    assert summary_line(BatchReport([_result("done", mp=1.0)], seconds=10.0)).endswith("(0.10 MP/s)")
+    assert summary_line(BatchReport([_result("done", mp=0.99)], seconds=10.0)).endswith("(0.099 MP/s)")
+
+
 def test_no_rate_when_nothing_was_done() -> None:
     assert "MP/s" not in summary_line(BatchReport([_result("skipped", SKIP_EXISTS)], seconds=0.2))
     assert "MP/s" not in summary_line(BatchReport([_result("failed")], seconds=0.2))

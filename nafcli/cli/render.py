@@ -237,8 +237,14 @@ def summary_line(report: BatchReport) -> str:
         skipped += " (" + ", ".join(f"{n} {kind}" for kind, n in reasons.items()) + ")"
     text = f"{report.count('done')} done, {skipped}, {report.count('failed')} failed in {report.seconds:.1f} s"
     if report.count("done") and report.seconds > 0:
-        text += f" ({report.megapixels / report.seconds:.2f} MP/s)"
+        text += f" ({_rate(report.megapixels / report.seconds)} MP/s)"
     return ("interrupted: " + text + " so far") if report.interrupted else text
+
+
+def _rate(mp_per_s: float) -> str:
+    """Two decimals, or two significant digits below 0.1 MP/s (a batch of thumbnails, or a slow remote
+    start), so a rate that is small is never printed as 0.00."""
+    return f"{mp_per_s:.2f}" if mp_per_s >= 0.1 else f"{mp_per_s:.2g}"
 
 
 def subfolder_note(report: BatchReport) -> str | None:
