@@ -64,3 +64,9 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'nafcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API (PEP 562): tab completion and ``help(nafcli)`` list what :data:`__all__` names,
+    loaded or not yet, and not this module's own imports (``Any``, ``import_module``, ...)."""
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
