@@ -124,9 +124,21 @@ def test_pil_palette_with_transparency_keeps_its_alpha() -> None:
         (np.zeros((4, 4, 5), np.uint8), "got shape (4, 4, 5)"),
         (np.zeros((1, 4, 4, 3), np.uint8), "got shape (1, 4, 4, 3)"),
         (np.zeros(4, np.uint8), "got shape (4,)"),
+        (np.zeros((0, 10, 3), np.uint8), "at least 1 x 1 pixels, got shape (0, 10, 3)"),
+        (np.zeros((10, 0), np.float32), "at least 1 x 1 pixels, got shape (10, 0)"),
+        (np.array([[[0.5, np.nan, 0.2]]], np.float32), "finite: 1 NaN or infinite value in the RGB channels"),
+        (np.full((3, 3), np.inf), "finite: 9 NaN or infinite values in the gray channels"),
     ],
 )
 def test_refusals(obj: object, message: str) -> None:
     with pytest.raises(UsageError) as e:
         from_user(obj)
     assert message in str(e.value)
+
+
+def test_a_nan_alpha_passes_through() -> None:
+    """Only the channels the network sees must be finite: the alpha channel is handed back as it came."""
+    arr = np.full((2, 3, 4), 0.5, np.float32)
+    arr[0, 0, 3] = np.nan
+    u, back = _round_trip(arr)
+    assert np.isnan(back[0, 0, 3]) and np.isfinite(back[..., :3]).all()

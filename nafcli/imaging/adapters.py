@@ -43,14 +43,21 @@ def from_user(obj: Any) -> UserImage:
 
 
 def _from_array(arr: np.ndarray) -> UserImage:
-    ndim = arr.ndim
+    ndim, shape = arr.ndim, tuple(arr.shape)
     if ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise UsageError(f"expected an H x W, H x W x 1, 3 or 4 array, got shape {tuple(arr.shape)}")
+        raise UsageError(f"expected an H x W, H x W x 1, 3 or 4 array, got shape {shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise UsageError(f"expected an image of at least 1 x 1 pixels, got shape {shape}")
     color = arr[:, :, :1] if arr.shape[2] in (1, 2) else arr[:, :, :3]
     alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None
     if np.issubdtype(arr.dtype, np.floating):
+        # one NaN would reach every output pixel through the channel attention's means: refused up front
+        bad = int(np.count_nonzero(~np.isfinite(color)))
+        if bad:
+            raise UsageError(f"float pixels must be finite: {bad} NaN or infinite value{'s' if bad != 1 else ''} "
+                             f"in the {'gray' if color.shape[2] == 1 else 'RGB'} channels")
         floats = np.clip(color.astype(np.float32), 0.0, 1.0)
         placeholder = np.zeros(color.shape, np.uint16)
         image = Image(pixels=placeholder, alpha=None if alpha is None else alpha.copy())
