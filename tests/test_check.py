@@ -236,6 +236,8 @@ def test_check_a_file_obtained_by_hand(test_registry, tmp_path: Path):
     assert ambiguous.exit_code == 1 and "cannot tell which model" in ambiguous.stderr and "-m ID" in ambiguous.stderr
     unpublished = check("--weights", str(PIPELINE / "denoise-nafnet.pth"), "-m", "no-demo")
     assert unpublished.exit_code == 1 and "not checkable" in unpublished.stdout
+    # the file was given: the way out is not "check a file with --weights FILE"
+    assert "so a file of another model cannot be" in unpublished.stderr and "--weights" not in unpublished.stderr
     other_arch = check("--weights", str(PIPELINE / "sr-nafssr-x4.pth"), "-m", "small-denoise")
     assert other_arch.exit_code == 1 and "holds NAFSSR" in other_arch.stderr
     assert check("--weights", str(tmp_path / "absent.pth")).exit_code == 1

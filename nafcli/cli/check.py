@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
                 print(f"{r.model_id:<{width}}  {_LABELS[r.status]:<14}  {db:>9}  {r.message}")
         if not any(r.checked for r in results):
             # said even with --quiet: it is why the exit code is 1
-            print(f"error: nothing was checked: {checkable_note()}", file=sys.stderr)
+            print(f"error: nothing was checked: {checkable_note(for_file=weights is not None)}", file=sys.stderr)
         code = exit_code(results)
         if code:
             raise typer.Exit(code)

@@ -221,7 +221,7 @@ def check_file(
     if not inputs or not outputs:
         return CheckResult(entry.id, "not-checkable", requested=True,
                            message=f"{src}: the authors published no output for {entry.id}; "
-                           f"{checkable_note(registry)}")
+                           f"{checkable_note(registry, for_file=True)}")
     if progress is not None:
         progress(f"{entry.id} ({src})")
     t0 = time.perf_counter()
@@ -259,14 +259,17 @@ def identify(registry: Registry, path: Path, spec: ArchSpec) -> ModelEntry:
     )
 
 
-def checkable_note(registry: Registry | None = None) -> str:
-    """Which models ``nafcli check`` can check, and why only those: the one line said when it checked none."""
+def checkable_note(registry: Registry | None = None, *, for_file: bool = False) -> str:
+    """Which models ``nafcli check`` can check, and why only those: the one line said when it checked none.
+    ``for_file``: a ``--weights FILE`` was given, so the way out is not to give one."""
     registry = registry if registry is not None else load_registry()
     ids = [e.id for e in registry if e.demo_inputs and e.demo_outputs]
     if not ids:
         return "no model of this registry has a published demo output to compare with"
-    return (f"only {', '.join(ids)} can be checked (the authors published demo outputs for these alone): "
-            f"download one ('nafcli models download {ids[0]}'), or check a file with --weights FILE")
+    only = f"only {', '.join(ids)} can be checked (the authors published demo outputs for these alone)"
+    if for_file:
+        return f"{only}, so a file of another model cannot be"
+    return f"{only}: download one ('nafcli models download {ids[0]}'), or check a file with --weights FILE"
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:
