@@ -31,6 +31,6 @@ def test_every_listed_name_resolves() -> None:
             "public = [n for n in dir(nafcli) if not n.startswith('__')] + ['__version__']\n"
             "print(' '.join(n for n in public if getattr(nafcli, n, None) is None))\n"
             "print(len(public))")
-    missing, count = _run(code).splitlines() or ["", "0"]
+    missing, count = _run(code).splitlines()
     assert missing == ""
     assert int(count) == len(API)
