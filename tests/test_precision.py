@@ -85,3 +85,67 @@ def test_cli_prints_the_warning_once(no_native_bf16: None, tmp_path: Path, tiny_
     warnings = [ln for ln in res.stderr.splitlines() if "no native bf16" in ln]
     assert len(warnings) == 1 and warnings[0].startswith("warning: precision bf16")
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
+
+
+# -- fp32 on CUDA is IEEE float32: TF32 off while the forward runs -----------------------------------
+# The switches exist in CPU builds of torch too, so what the context does to them is checked here; that
+# the GPU's output then matches the reference to 1e-4 is tests/test_bench.py's CUDA test.
+
+
+def _tf32_state() -> tuple[object, object]:
+    return settings._IEEE_FP32._read()
+
+
+def test_exact_fp32_turns_tf32_off_on_cuda_and_restores_it() -> None:
+    before = _tf32_state()
+    cuda = torch.device("cuda")
+    with settings.exact_fp32(cuda, "fp32"):
+        inside = _tf32_state()
+        with settings.exact_fp32(cuda, "fp32"):  # nested: still off
+            assert _tf32_state() == inside
+        assert _tf32_state() == inside  # the inner exit did not restore early
+    assert inside in (("ieee", "ieee"), (False, False))
+    assert _tf32_state() == before
+
+
+@pytest.mark.parametrize(("device", "precision"), [("cpu", "fp32"), ("cuda", "bf16"), ("cuda", "fp16")])
+def test_exact_fp32_leaves_other_runs_alone(device: str, precision: str) -> None:
+    before = _tf32_state()
+    with settings.exact_fp32(torch.device(device), precision):
+        assert _tf32_state() == before
+
+
+def test_exact_fp32_restores_after_the_last_of_overlapping_threads() -> None:
+    """Two compute threads (a multi-GPU batch) whose forwards overlap: the first to leave must not turn
+    TF32 back on under the second; the last one restores the user's setting, also after an error."""
+    import threading
+
+    before = _tf32_state()
+    cuda = torch.device("cuda")
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[object, object]] = []
+
+    def a() -> None:
+        with settings.exact_fp32(cuda, "fp32"):
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(5)
+        try:
+            with settings.exact_fp32(cuda, "fp32"):
+                b_in.set()
+                a_out.wait(5)
+                seen.append(_tf32_state())  # a has left; b still runs
+                raise RuntimeError("a failing forward")
+        except RuntimeError:
+            pass
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen and seen[0] != before and seen[0] in (("ieee", "ieee"), (False, False))
+    assert _tf32_state() == before

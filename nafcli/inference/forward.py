@@ -18,7 +18,7 @@ import torch
 
 from ..errors import DeviceError, UsageError
 from . import compiled as compiled_mode
-from .settings import DTYPES, compile_module
+from .settings import DTYPES, compile_module, exact_fp32
 from .sizing import OutOfMemory
 
 Shape = tuple[int, ...]
@@ -165,6 +165,10 @@ class Forward:
         return out
 
     def _forward_module(self, module: Any, x: torch.Tensor) -> torch.Tensor:
+        with exact_fp32(self.device, self.precision):
+            return self._call(module, x)
+
+    def _call(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         if module is self._compiled_module and self.device.type == "cuda":
             # CUDA-graph replay reuses its output buffers: mark the step, and keep our own copy.
             torch.compiler.cudagraph_mark_step_begin()

@@ -6,8 +6,11 @@ that the choices (and their costs) are documented in one place.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +65,71 @@ PRECISION_HELP = (
     "than bf16 but may overflow), auto (bf16 where the hardware has native bf16, else fp32). LayerNorm "
     "statistics, channel means and TLC sums stay in float32 in every mode."
 )
+
+
+class _IeeeFp32:
+    """The process-wide TF32 switches, turned off while any fp32 CUDA forward runs and restored after
+    the last one (a count under a lock: the compute threads of a multi-GPU batch overlap)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved: tuple[Any, ...] = ()
+
+    @staticmethod
+    def _new_api() -> bool:
+        conv = getattr(torch.backends.cudnn, "conv", None)
+        return hasattr(conv, "fp32_precision") and hasattr(torch.backends.cuda.matmul, "fp32_precision")
+
+    def _read(self) -> tuple[Any, ...]:
+        if self._new_api():
+            return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+        return torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+
+    def _write(self, state: tuple[Any, ...] | None) -> None:
+        """``state`` as :meth:`_read` gave it, or None for IEEE float32 everywhere. Only the API the torch
+        build has is used: mixing the legacy ``allow_tf32`` flags with ``fp32_precision`` makes torch
+        refuse to read them."""
+        if self._new_api():
+            conv, matmul = state or ("ieee", "ieee")
+            torch.backends.cudnn.conv.fp32_precision = conv
+            torch.backends.cuda.matmul.fp32_precision = matmul
+        else:
+            conv, matmul = state or (False, False)
+            torch.backends.cudnn.allow_tf32 = conv
+            torch.backends.cuda.matmul.allow_tf32 = matmul
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                self.saved = self._read()
+                self._write(None)
+            self.users += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                self._write(self.saved)
+
+
+_IEEE_FP32 = _IeeeFp32()
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device, precision: str) -> Iterator[None]:
+    """fp32 on a CUDA device as IEEE float32: TF32 off for cuDNN's convolutions and for matrix products
+    while the block runs, the user's settings restored after it. PyTorch lets cuDNN convolutions use TF32
+    by default (10-bit mantissa inputs: about 1e-3 off float32), so ``fp32`` would otherwise not be the
+    exact mode the help promises; bf16 and fp16 are the fast ones. Nothing changes elsewhere."""
+    if device.type != "cuda" or precision != "fp32":
+        yield
+        return
+    _IEEE_FP32.enter()
+    try:
+        yield
+    finally:
+        _IEEE_FP32.leave()
 
 
 #: the CPU flags (``/proc/cpuinfo``) that mean native bf16 arithmetic: AVX512-BF16 dot products, AMX tiles,

@@ -40,6 +40,7 @@ from ..inference.settings import (
     DTYPES,
     check_precision,
     choose_precision,
+    exact_fp32,
     native_bf16,
     native_fp16,
     resolve_device,
@@ -287,7 +288,7 @@ def run_bench(
         xd = x.to(dev)
 
         def ref_fn() -> torch.Tensor:
-            with torch.inference_mode():
+            with torch.inference_mode(), exact_fp32(dev, "fp32"):
                 return module(xd)
 
         row = PathResult("reference", "fp32", flops=flops, network_input=list(shape))

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..archs import native
+from ..inference.settings import exact_fp32
 
 #: products taller than this are timed at this height: the throughput of a product this tall no longer
 #: depends on its height (it streams through memory either way), and a 24 MP whole-image map would
@@ -226,7 +227,8 @@ def time_shape(shape: GemmShape, dtype: torch.dtype, device: torch.device, *, se
     w4 = w.reshape(shape.n, shape.k, 1, 1)
     wt = w.t()
     own = _native_product(fmap, w4, bias)
-    with torch.inference_mode():
+    # float32 on CUDA as the model runs it: IEEE, not TF32 (exact_fp32)
+    with torch.inference_mode(), exact_fp32(device, "fp32" if dtype == torch.float32 else ""):
         timed = [(_median_seconds(lambda: F.conv2d(fmap, w4, bias), device), "conv2d"),
                  (_median_seconds(lambda: torch.addmm(bias, a, wt), device), "addmm")]
         if own is not None:

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 15's GPU session in one call of the device tool (docs/performance.md, "GPU"):
+#   bash benchmarks/gpu_session.sh [TABLE_BUDGET_SECONDS] [GROUP_TIMEOUT_SECONDS]
+# The CUDA tests, benchmarks/gpu_checks.py, then benchmarks/gpu_table.py (last: a run cut short loses
+# table rows only). Packages the GPU image lacks (PyAV, this project's typer and its pydantic) come as
+# wheels in .gpu/whl, the golden references as .gpu/golden (both carried, both git-ignored). Everything
+# lands in $OUT: session.txt, checks.txt, checks.log, table.md, table.log, bench.json.
+set -u
+export PYTHONUNBUFFERED=1 NAFCLI_CACHE_DIR=/tmp/nafcli-cache PYTHONPATH="$PWD"
+budget=${1:-150}
+group_timeout=${2:-100}
+if compgen -G ".gpu/whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .gpu/whl/*.whl && export PYTHONPATH="/tmp/site:$PWD"
+fi
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv
+  python3 -c "import sys, torch, typer, av; print('python', sys.version.split()[0], 'torch', torch.__version__, \
+'cuda', torch.version.cuda, 'typer', typer.__version__, 'av', av.__version__)"
+  echo "cpus $(nproc)"
+  timeout 100 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_bench.py 2>&1 | tail -n 15
+  timeout 40 python3 -m pytest -q -p no:cacheprovider tests/test_precision.py 2>&1 | tail -n 3
+} > "$OUT/session.txt" 2>&1
+cat "$OUT/session.txt"
+timeout 170 python3 benchmarks/gpu_checks.py --golden .gpu/golden --out "$OUT" > "$OUT/checks.log" 2>&1
+echo "gpu_checks exit $?" >> "$OUT/checks.log"
+python3 benchmarks/gpu_table.py --device cuda --out "$OUT" --budget "$budget" --group-timeout "$group_timeout" \
+  > "$OUT/table.log" 2>&1
+cat "$OUT/checks.log" "$OUT/table.md"
