@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Issue 15's GPU session in one call of the device tool (docs/performance.md, "GPU"):
-#   bash benchmarks/gpu_session.sh [TABLE_BUDGET_SECONDS] [GROUP_TIMEOUT_SECONDS]
+#   bash benchmarks/gpu_session.sh [TABLE_BUDGET_SECONDS] [GROUP_TIMEOUT_SECONDS] [FIRST_GROUP] [checks]
+# (FIRST_GROUP: gpu_table.py --start, to go on where an earlier lease stopped; "nochecks" as the fourth
+# word skips the tests and gpu_checks.py)
 # The CUDA tests, benchmarks/gpu_checks.py, then benchmarks/gpu_table.py (last: a run cut short loses
 # table rows only). Packages the GPU image lacks (PyAV, this project's typer and its pydantic) come as
 # wheels in .gpu/whl, the golden references as .gpu/golden (both carried, both git-ignored). Everything
@@ -9,10 +11,13 @@ set -u
 export PYTHONUNBUFFERED=1 NAFCLI_CACHE_DIR=/tmp/nafcli-cache PYTHONPATH="$PWD"
 budget=${1:-150}
 group_timeout=${2:-100}
+first_group=${3:-0}
+checks=${4:-checks}
 if compgen -G ".gpu/whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .gpu/whl/*.whl && export PYTHONPATH="/tmp/site:$PWD"
 fi
+if [ "$checks" = checks ]; then
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm,power.draw,power.limit --format=csv
@@ -25,6 +30,7 @@ fi
 cat "$OUT/session.txt"
 timeout 170 python3 benchmarks/gpu_checks.py --golden .gpu/golden --out "$OUT" > "$OUT/checks.log" 2>&1
 echo "gpu_checks exit $?" >> "$OUT/checks.log"
+fi
 python3 benchmarks/gpu_table.py --device cuda --out "$OUT" --budget "$budget" --group-timeout "$group_timeout" \
-  > "$OUT/table.log" 2>&1
-cat "$OUT/checks.log" "$OUT/table.md"
+  --start "$first_group" > "$OUT/table.log" 2>&1
+cat "$OUT"/checks.log "$OUT/table.md" 2>/dev/null

@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs a row (median)")
     ap.add_argument("--precisions", default=",".join(PRECISIONS),
                     help="comma-separated precisions of the plain rows (a CPU has no fp16: bf16,fp32)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip the first N groups (measured by an earlier call: a lease is short)")
     ap.add_argument("--quick", action="store_true", help="small images (64, 128), for trying the script on a CPU")
     args = ap.parse_args()
     sides = (64, 128) if args.quick else SIDES
@@ -129,7 +131,7 @@ def main() -> None:
     start = time.monotonic()
     lines = list(HEADER)
     measured: dict[str, dict] = {}  # group name -> its `nafcli bench --json`
-    for group in groups(sides, tuple(args.precisions.split(","))):
+    for group in groups(sides, tuple(args.precisions.split(",")))[args.start:]:
         elapsed = time.monotonic() - start
         if elapsed > args.budget:
             lines += table_lines(group, None, f"not run: the {args.budget:.0f} s budget was spent")

@@ -305,3 +305,38 @@ def test_box_means_by_band_products_equal_the_integral_image(
     assert (by_products - by_integral).abs().max().item() < 1e-5
     ref = local_mean(x.double(), window)
     assert (fast_local_mean(x, window).double() - ref).abs().max().item() < 1e-5
+
+
+# -- off the CPU: every tensor where the model is ------------------------------------------------------
+# CI has no GPU, and the fast networks take other branches off the CPU (no native kernels, no oneDNN
+# fusions). The meta device stands in for CUDA: a tensor made on the CPU while building or running a
+# network on another device fails there as it would on a GPU ("Tensor on device cpu is not on the
+# expected device meta"), as the stereo attention's query scale once did on CUDA.
+
+
+@pytest.mark.parametrize(("model_id", "shape"), [("nafnet-sidd-width32", (2, 3, 64, 64)),
+                                                  ("nafnet-gopro-width32", (1, 3, 512, 384)),
+                                                  ("nafssr-s-x4", (1, 6, 40, 48))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_networks_build_and_run_where_the_reference_lives(model_id: str, shape: tuple[int, ...],
+                                                             dtype: torch.dtype) -> None:
+    model = load(model=model_id, pretrained=False)
+    fast = model.spec.fast(model.module.to("meta").eval(), dtype=dtype)
+    assert all(t.device.type == "meta" for t in [*fast.parameters(), *fast.buffers()])
+    with torch.inference_mode():
+        out = fast(torch.rand(shape).to("meta"))
+    scale = model.scale
+    assert out.device.type == "meta" and tuple(out.shape) == (shape[0], shape[1], shape[2] * scale, shape[3] * scale)
+
+
+def test_forward_moves_its_input_to_the_device() -> None:
+    """The tiled runner cuts tiles wherever the image is (the CPU for an image larger than a tenth of the
+    GPU's free memory); the network call moves each batch to the device."""
+    from nafcli.inference.forward import Forward
+
+    model = load(model="nafnet-sidd-width32", pretrained=False)
+    fast = model.spec.fast(model.module.to("meta").eval(), dtype=torch.float32)
+    forward = Forward(fast, torch.device("meta"), "fp32", fast=True, mode="off", model_key="test")
+    with torch.inference_mode():
+        assert forward(torch.rand(1, 3, 32, 32)).device.type == "meta"
+        assert forward.eager(torch.rand(1, 3, 32, 32)).device.type == "meta"

@@ -79,6 +79,7 @@ def conv_like(conv: nn.Conv2d, weight: torch.Tensor | None = None, bias: torch.T
         padding=conv.padding,
         groups=conv.groups,
         bias=conv.bias is not None or bias is not None,
+        device=conv.weight.device,  # made where the reference lives (no CPU copy of a GPU model)
     )
     w = conv.weight if weight is None else weight
     b = conv.bias if bias is None else bias
@@ -86,7 +87,7 @@ def conv_like(conv: nn.Conv2d, weight: torch.Tensor | None = None, bias: torch.T
         new.weight.copy_(w.to(torch.float32))
         if b is not None:
             new.bias.copy_(b.to(torch.float32))
-    return new.to(conv.weight.device)
+    return new
 
 
 def fold_norm(norm: LayerNorm2d, conv: nn.Conv2d, out_scale: torch.Tensor | None = None) -> nn.Conv2d:

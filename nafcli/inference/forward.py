@@ -88,6 +88,8 @@ class Forward:
             torch.cuda.synchronize(self.device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on ``x`` (moved to the device here: tiles are cut wherever the image is)."""
+        x = x.to(self.device)
         shape = tuple(int(d) for d in x.shape)
         if self.planned[shape] > 0:
             self.planned[shape] -= 1
@@ -122,6 +124,11 @@ class Forward:
             compiled_mode.record_stats(self.stats_key(shape), {"compiled_seconds": time.perf_counter() - t0})
             return out
         return self._forward_module(self._compiled_module, x)
+
+    def eager(self, x: torch.Tensor) -> torch.Tensor:
+        """The module run eagerly on ``x``, outside the compile bookkeeping: for a probe (the memory one
+        forward takes), which must neither compile a shape of its own nor count as a planned forward."""
+        return self._forward_module(self.module, x.to(self.device))
 
     def _compile_for(self, x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """The first compiled call for a shape: compiles, or loads the kernels from the cache; timed and

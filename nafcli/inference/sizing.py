@@ -146,8 +146,11 @@ class TiledRunner:
                     if progress is not None:
                         progress(1, 1)
                 else:
-                    out = run_tiled(x, self.forward, cut.plan, scale=self.scale, batch_size=cut.batch,
-                                    progress=progress, out_device=self._out_device(x))
+                    # When the output is kept on the device, the input goes there too: the tiles are then
+                    # cut on the device instead of copied to it one batch at a time.
+                    out_device = self._out_device(x)
+                    out = run_tiled(x.to(out_device), self.forward, cut.plan, scale=self.scale,
+                                    batch_size=cut.batch, progress=progress, out_device=out_device)
                 return out.cpu(), cut
             except OutOfMemory:
                 pass  # handled outside the except block, so the failed run's tensors are released
@@ -196,7 +199,7 @@ class TiledRunner:
     def _bytes_per_px(self, mode: Tiles, channels: int) -> float:
         if self.device.type == "cuda":
             if self._cuda_cost is None:
-                self._cuda_cost = cuda_bytes_per_pixel(self.forward, channels, self.device, mode.size_multiple)
+                self._cuda_cost = cuda_bytes_per_pixel(self.forward.eager, channels, self.device, mode.size_multiple)
             return self._cuda_cost
         return mode.cpu_bytes_per_pixel
 

@@ -24,7 +24,7 @@ class FastSCAM(nn.Module):
     def __init__(self, ref: SCAM) -> None:
         super().__init__()
         self.eps_l, self.eps_r = ref.norm_l.eps, ref.norm_r.eps
-        scale = torch.full((ref.l_proj1.out_channels,), ref.scale, dtype=torch.float64)
+        scale = torch.full((ref.l_proj1.out_channels,), ref.scale, dtype=torch.float64, device=ref.l_proj1.weight.device)
         self.l_proj1 = fold_norm(ref.norm_l, ref.l_proj1, scale)
         self.r_proj1 = fold_norm(ref.norm_r, ref.r_proj1)
         # f_r2l = softmax(.) @ v_r, then * beta per channel: beta scales v_r's channels.
