@@ -133,9 +133,7 @@ def levers(device: str, side: int = 4896, repeat: int = 3) -> None:
     try:
         for model_id, precision, autotune, tf32 in (
             ("nafnet-sidd-width32", "bf16", False, False), ("nafnet-sidd-width32", "bf16", True, False),
-            ("nafnet-gopro-width32", "bf16", False, False), ("nafnet-gopro-width32", "bf16", True, False),
             ("nafnet-sidd-width32", "fp32", False, False), ("nafnet-sidd-width32", "fp32", False, True),
-            ("nafnet-sidd-width32", "fp32", True, False),
         ):
             torch.backends.cudnn.benchmark = autotune
             model = load(model=model_id, pretrained=False)
