@@ -1,0 +1,98 @@
+"""Where a 24 MP image's time goes on a GPU: one ``Restorer.run`` under ``torch.profiler``.
+
+    python benchmarks/gpu_profile.py --out "$OUT"                       # NAFNet-SIDD-width32, bf16, 4896^2
+    python benchmarks/gpu_profile.py --device cpu --side 512 --out /tmp/gp   # try the script
+
+Why: on the H200 (2026-12-04) a 24 MP image took 1.03 s in bf16 and 1.27 s in fp32 with TF32, so most
+of the time does not scale with the bytes of the compute type; the issue's target (50 MP/s) needs to know
+whether that is the copies to and from the device, the CPU work around the network, or kernels of the
+network itself. Prints the wall time of each stage of ``Restorer.run`` measured apart (the copy in, the
+network on the tiles, the copy out) and the profiler's top operators by device time and by CPU time;
+writes them to ``--out``/profile.txt. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from nafcli.inference.restorer import Restorer
+from nafcli.weights import load
+
+
+def smooth_input(channels: int, side: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    coarse = torch.rand((1, channels, max(side // 8, 1), max(side // 8, 1)), generator=gen)
+    x = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
+    return (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
+
+
+def timed(fn, device: torch.device, repeat: int) -> float:  # noqa: ANN001 - any callable
+    """Median wall seconds of ``fn()`` with the device synchronised around each call."""
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="nafnet-sidd-width32")
+    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--side", type=int, default=4896)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(args.device)
+    model = load(model=args.model, pretrained=False)
+    x = smooth_input(model.in_channels * model.views, args.side)
+    r = Restorer(model, device=dev, precision=args.precision)
+    _, info = r.run(x)  # warm-up: the memory probe, cuDNN's plans, the allocator's pools
+    lines = [f"{args.model} {args.precision} {args.side}x{args.side} on {dev}: {info.tiles} tile(s) of "
+             f"{info.tile_shape[0]}x{info.tile_shape[1]}, batch {info.batch_size}"]
+    whole = timed(lambda: r.run(x), dev, args.repeat)
+    xd = x.to(dev)
+    copy_in = timed(lambda: x.to(dev), dev, args.repeat)
+    copy_out = timed(lambda: xd.to("cpu"), dev, args.repeat)
+    th, tw = info.tile_shape
+    tiles = torch.rand((info.batch_size, x.shape[1], th, tw), device=dev)
+    network = timed(lambda: r.forward(tiles), dev, args.repeat)
+    forwards = -(-info.tiles // info.batch_size)
+    mp = args.side * args.side / 1e6
+    lines += [
+        f"Restorer.run: {whole:.3f} s median = {mp / whole:.1f} MP/s",
+        f"copy of the input to the device: {copy_in:.3f} s ({x.numel() * 4 / copy_in / 1e9:.1f} GB/s); "
+        f"the output back: {copy_out:.3f} s",
+        f"network alone: {network:.3f} s a forward of {info.batch_size} tile(s), x{forwards} forwards = "
+        f"{network * forwards:.3f} s ({mp / (network * forwards):.1f} MP/s of the image)",
+        f"left for the rest (tiling, blending, clamping, planning): {whole - network * forwards - copy_in - copy_out:.3f} s",
+    ]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        r.run(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+    averages = prof.key_averages()
+    if dev.type == "cuda":
+        lines += ["", "top operators by device time:", averages.table(sort_by="cuda_time_total", row_limit=25)]
+    lines += ["", "top operators by CPU time:", averages.table(sort_by="cpu_time_total", row_limit=15)]
+    text = "\n".join(lines)
+    (args.out / "profile.txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
