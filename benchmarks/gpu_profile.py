@@ -81,13 +81,19 @@ def main() -> None:
         f"left for the rest (tiling, blending, clamping, planning): {whole - network * forwards - copy_in - copy_out:.3f} s",
     ]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=True) as prof:
         r.run(x)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
     averages = prof.key_averages()
     if dev.type == "cuda":
-        lines += ["", "top operators by device time:", averages.table(sort_by="cuda_time_total", row_limit=25)]
+        busy = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in averages) / 1e6
+        lines += [f"the device was busy {busy:.3f} s of the profiled run (the rest: waiting for the host)",
+                  "", "top operators by device time:", averages.table(sort_by="cuda_time_total", row_limit=25),
+                  "", "the same by input shape (which convolution is which):",
+                  prof.key_averages(group_by_input_shape=True).table(sort_by="cuda_time_total", row_limit=20,
+                                                                     max_name_column_width=40,
+                                                                     max_shapes_column_width=90)]
     lines += ["", "top operators by CPU time:", averages.table(sort_by="cpu_time_total", row_limit=15)]
     text = "\n".join(lines)
     (args.out / "profile.txt").write_text(text + "\n")
