@@ -46,6 +46,39 @@ def timed(fn, device: torch.device, repeat: int) -> float:  # noqa: ANN001 - any
     return statistics.median(times)
 
 
+def layer_norm_variants(dev: torch.device, batch: int, height: int, width: int, precision: str) -> list[str]:
+    """The channel LayerNorm on a level-0 map of the tiles just run (32 channels, channels_last), three
+    ways: PyTorch's ``F.layer_norm`` on the channels-last view (what the fast path runs; its CUDA kernel
+    gives every pixel a thread block of its own, so a 32-channel row leaves most of the block idle), the
+    same function through ``torch.compile`` (rows packed into blocks), and statistics by two reductions
+    plus one elementwise pass. A lead for the next change, not a change."""
+    from nafcli.archs.fast_blocks import CHANNELS_LAST, layer_norm_cl
+    from nafcli.inference.settings import DTYPES
+
+    dtype = DTYPES[precision]
+    x = torch.randn((batch, 32, height, width), device=dev, dtype=dtype).contiguous(memory_format=CHANNELS_LAST)
+
+    def by_reductions(t: torch.Tensor) -> torch.Tensor:
+        v = t.permute(0, 2, 3, 1)
+        mean = v.mean(-1, keepdim=True, dtype=torch.float32)
+        var = (v.float() - mean).square().mean(-1, keepdim=True)
+        return ((v - mean) * torch.rsqrt(var + 1e-6)).to(t.dtype).permute(0, 3, 1, 2)
+
+    compiled = torch.compile(lambda t: layer_norm_cl(t, 1e-6), dynamic=False)
+    want = layer_norm_cl(x, 1e-6).float()
+    lines = [f"LayerNorm of a {batch}x32x{height}x{width} {precision} map ({x.numel() * x.element_size() / 1e9:.2f} GB):"]
+    for name, fn in (("F.layer_norm (now)", lambda: layer_norm_cl(x, 1e-6)), ("torch.compile", lambda: compiled(x)),
+                     ("two reductions", lambda: by_reductions(x))):
+        try:
+            err = (fn().float() - want).abs().max().item()
+            seconds = timed(fn, dev, 5)
+            lines.append(f"  {name}: {seconds * 1e3:.2f} ms ({2 * x.numel() * x.element_size() / seconds / 1e12:.2f} "
+                         f"TB/s for one read and one write), max abs diff {err:.1e}")
+        except Exception as e:  # noqa: BLE001 - a variant that fails is a finding, not the end of the run
+            lines.append(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="nafnet-sidd-width32")
@@ -80,6 +113,8 @@ def main() -> None:
         f"{network * forwards:.3f} s ({mp / (network * forwards):.1f} MP/s of the image)",
         f"left for the rest (tiling, blending, clamping, planning): {whole - network * forwards - copy_in - copy_out:.3f} s",
     ]
+    if dev.type == "cuda":
+        lines += ["", *layer_norm_variants(dev, info.batch_size, th, tw, r.precision)]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
         r.run(x)
