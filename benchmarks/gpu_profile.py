@@ -46,36 +46,74 @@ def timed(fn, device: torch.device, repeat: int) -> float:  # noqa: ANN001 - any
     return statistics.median(times)
 
 
+def ln_two_reductions(t: torch.Tensor, eps: float) -> torch.Tensor:
+    """The channel LayerNorm (no affine) as a float32 mean, a float32 variance about it, and one
+    elementwise pass: PyTorch's reduction kernels pack many short rows into a block."""
+    v = t.permute(0, 2, 3, 1)
+    mean = v.mean(-1, keepdim=True, dtype=torch.float32)
+    var = (v.float() - mean).square().mean(-1, keepdim=True)
+    return ((v - mean) * torch.rsqrt(var + eps)).to(t.dtype).permute(0, 3, 1, 2)
+
+
+def ln_moments(t: torch.Tensor, eps: float) -> torch.Tensor:
+    """The same from the first two moments, both reduced in float32 straight from ``t`` (no float32 copy
+    of the map; E[x^2] - E[x]^2 loses digits when the mean is large against the spread)."""
+    v = t.permute(0, 2, 3, 1)
+    c = v.shape[-1]
+    mean = v.mean(-1, keepdim=True, dtype=torch.float32)
+    msq = torch.linalg.vector_norm(v, dim=-1, keepdim=True, dtype=torch.float32).square() / c
+    var = (msq - mean.square()).clamp_min(0)
+    return ((v - mean) * torch.rsqrt(var + eps)).to(t.dtype).permute(0, 3, 1, 2)
+
+
 def layer_norm_variants(dev: torch.device, batch: int, height: int, width: int, precision: str) -> list[str]:
-    """The channel LayerNorm on a level-0 map of the tiles just run (32 channels, channels_last), three
+    """The channel LayerNorm on a level-0 map of the tiles just run (32 channels, channels_last), four
     ways: PyTorch's ``F.layer_norm`` on the channels-last view (what the fast path runs; its CUDA kernel
     gives every pixel a thread block of its own, so a 32-channel row leaves most of the block idle), the
-    same function through ``torch.compile`` (rows packed into blocks), and statistics by two reductions
-    plus one elementwise pass. A lead for the next change, not a change."""
+    same function through ``torch.compile`` (rows packed into blocks), :func:`ln_two_reductions` and
+    :func:`ln_moments`. A lead for the next change, not a change."""
     from nafcli.archs.fast_blocks import CHANNELS_LAST, layer_norm_cl
     from nafcli.inference.settings import DTYPES
 
     dtype = DTYPES[precision]
-    x = torch.randn((batch, 32, height, width), device=dev, dtype=dtype).contiguous(memory_format=CHANNELS_LAST)
-
-    def by_reductions(t: torch.Tensor) -> torch.Tensor:
-        v = t.permute(0, 2, 3, 1)
-        mean = v.mean(-1, keepdim=True, dtype=torch.float32)
-        var = (v.float() - mean).square().mean(-1, keepdim=True)
-        return ((v - mean) * torch.rsqrt(var + 1e-6)).to(t.dtype).permute(0, 3, 1, 2)
-
+    x = (torch.randn((batch, 32, height, width), device=dev) + 3).to(dtype).contiguous(memory_format=CHANNELS_LAST)
     compiled = torch.compile(lambda t: layer_norm_cl(t, 1e-6), dynamic=False)
-    want = layer_norm_cl(x, 1e-6).float()
-    lines = [f"LayerNorm of a {batch}x32x{height}x{width} {precision} map ({x.numel() * x.element_size() / 1e9:.2f} GB):"]
+    want = layer_norm_cl(x.double(), 1e-6).float()  # the float64 LayerNorm of the same values
+    lines = [f"LayerNorm of a {batch}x32x{height}x{width} {precision} map ({x.numel() * x.element_size() / 1e9:.2f} GB, "
+             "mean 3, spread 1; error against float64):"]
     for name, fn in (("F.layer_norm (now)", lambda: layer_norm_cl(x, 1e-6)), ("torch.compile", lambda: compiled(x)),
-                     ("two reductions", lambda: by_reductions(x))):
+                     ("two reductions", lambda: ln_two_reductions(x, 1e-6)), ("moments", lambda: ln_moments(x, 1e-6))):
         try:
             err = (fn().float() - want).abs().max().item()
             seconds = timed(fn, dev, 5)
             lines.append(f"  {name}: {seconds * 1e3:.2f} ms ({2 * x.numel() * x.element_size() / seconds / 1e12:.2f} "
-                         f"TB/s for one read and one write), max abs diff {err:.1e}")
+                         f"TB/s for one read and one write), max abs error {err:.1e}")
         except Exception as e:  # noqa: BLE001 - a variant that fails is a finding, not the end of the run
             lines.append(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    return lines
+
+
+def whole_run_variants(r: Restorer, x: torch.Tensor, dev: torch.device, repeat: int) -> list[str]:
+    """The 24 MP run again with each LayerNorm variant in the fast NAFBlocks (patched in for the run, put
+    back after): what a change would give end to end, and how far its output moves."""
+    from nafcli.archs import fast_blocks
+
+    saved = fast_blocks.layer_norm_cl
+    want, _ = r.run(x)
+    mp = x.shape[-2] * x.shape[-1] / 1e6
+    lines = ["the whole run with the LayerNorm replaced:"]
+    for name, fn in (("torch.compile", torch.compile(saved, dynamic=True)), ("two reductions", ln_two_reductions),
+                     ("moments", ln_moments)):
+        fast_blocks.layer_norm_cl = fn
+        try:
+            out, _ = r.run(x)  # warm-up (and the compilation)
+            seconds = timed(lambda: r.run(x), dev, repeat)
+            lines.append(f"  {name}: {seconds:.3f} s = {mp / seconds:.1f} MP/s, output within "
+                         f"{(out - want).abs().max().item():.1e} of the current one")
+        except Exception as e:  # noqa: BLE001 - a variant that fails is a finding
+            lines.append(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        finally:
+            fast_blocks.layer_norm_cl = saved
     return lines
 
 
@@ -115,6 +153,7 @@ def main() -> None:
     ]
     if dev.type == "cuda":
         lines += ["", *layer_norm_variants(dev, info.batch_size, th, tw, r.precision)]
+        lines += ["", *whole_run_variants(r, x, dev, args.repeat)]
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
         r.run(x)

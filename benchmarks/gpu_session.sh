@@ -38,7 +38,7 @@ cat "$OUT/session.txt"
 timeout 170 python3 benchmarks/gpu_checks.py --golden .gpu/golden --out "$OUT" > "$OUT/checks.log" 2>&1
 echo "gpu_checks exit $?" >> "$OUT/checks.log"
 fi
-timeout 150 python3 benchmarks/gpu_profile.py --out "$OUT" > /dev/null 2>> "$OUT/session.txt"
+timeout 240 python3 benchmarks/gpu_profile.py --out "$OUT" > /dev/null 2>> "$OUT/session.txt"
 python3 benchmarks/gpu_table.py --device cuda --out "$OUT" --budget "$budget" --group-timeout "$group_timeout" \
   --start "$first_group" > "$OUT/table.log" 2>&1
 cat "$OUT"/checks.log "$OUT"/profile.txt "$OUT/table.md" 2>/dev/null
