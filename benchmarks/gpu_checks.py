@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -37,7 +38,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from nafcli.inference import forward as forward_module
-from nafcli.inference.restorer import Restorer
+from nafcli.inference.restorer import Restorer, RunInfo
+from nafcli.quality.bench import smooth_random_image
+from nafcli.quality.measure import time_calls
 from nafcli.weights import load
 
 LINES: list[str] = []
@@ -94,17 +97,10 @@ def golden(folder: Path, device: str) -> None:
                        f"max abs diff {err:.2e} = {err / scale:.1e} of the output's range{'' if finite else ', NOT FINITE'}")
 
 
-def smooth_input(channels: int, side: int, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand((1, channels, max(side // 8, 1), max(side // 8, 1)), generator=gen)
-    x = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
-    return (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
-
-
 def full_size(device: str) -> None:
     for model_id, side in (("nafnet-sidd-width32", 512), ("nafnet-gopro-width32", 768), ("nafssr-s-x4", 160)):
         model = load(model=model_id, pretrained=False, seed=1)
-        x = smooth_input(model.in_channels * model.views, side)
+        x = smooth_random_image(model.in_channels * model.views, side)
         want, _ = Restorer(model, device="cpu", precision="fp32").run(x)
         for precision in ("fp32", "bf16", "fp16"):
             if precision == "fp16" and device == "cpu":
@@ -122,6 +118,13 @@ def full_size(device: str) -> None:
             report(f"{model_id} {side}px {precision} on {device}", ok, detail)
 
 
+def run_noting(r: Restorer, x: torch.Tensor, infos: list[RunInfo]) -> torch.Tensor:
+    """``r.run(x)``'s output, its RunInfo appended to ``infos`` (how the image was cut)."""
+    out, info = r.run(x)
+    infos.append(info)
+    return out
+
+
 def levers(device: str, side: int = 4896, repeat: int = 3) -> None:
     """Two switches measured on a 24 MP image (``Restorer.run``, auto tiles, median of ``repeat`` after a
     warm-up): cuDNN's autotuner (``torch.backends.cudnn.benchmark``, off in PyTorch and in nafcli) and what
@@ -129,7 +132,7 @@ def levers(device: str, side: int = 4896, repeat: int = 3) -> None:
     if device == "cpu":
         return
     saved = torch.backends.cudnn.benchmark
-    x = smooth_input(3, side)
+    x = smooth_random_image(3, side)
     try:
         for model_id, precision, autotune, tf32 in (
             ("nafnet-sidd-width32", "bf16", False, False), ("nafnet-sidd-width32", "bf16", True, False),
@@ -139,15 +142,10 @@ def levers(device: str, side: int = 4896, repeat: int = 3) -> None:
             model = load(model=model_id, pretrained=False)
             r = Restorer(model, device=device, precision=precision)
             with tf32_allowed() if tf32 else contextlib.nullcontext():
-                t0 = time.perf_counter()
-                _, info = r.run(x)
-                warm = time.perf_counter() - t0
-                times = []
-                for _ in range(repeat):
-                    t0 = time.perf_counter()
-                    r.run(x)
-                    times.append(time.perf_counter() - t0)
-            median = sorted(times)[len(times) // 2]
+                infos: list[RunInfo] = []
+                warm, times, _, _ = time_calls(lambda r=r, infos=infos: run_noting(r, x, infos), torch.device(device),
+                                               repeat)
+            info, median = infos[-1], statistics.median(times)
             label = f"{precision}{' TF32' if tf32 else ''}{', cudnn.benchmark' if autotune else ''}"
             report(f"lever {model_id} {side}px {label}", None,
                    f"{median:.3f} s median = {side * side / median / 1e6:.1f} MP/s (warm-up {warm:.1f} s; "

@@ -15,35 +15,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from nafcli.inference.restorer import Restorer
+from nafcli.quality.bench import smooth_random_image
+from nafcli.quality.measure import time_calls
 from nafcli.weights import load
 
 
-def smooth_input(channels: int, side: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(0)
-    coarse = torch.rand((1, channels, max(side // 8, 1), max(side // 8, 1)), generator=gen)
-    x = torch.nn.functional.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)
-    return (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
-
-
-def timed(fn, device: torch.device, repeat: int) -> float:  # noqa: ANN001 - any callable
-    """Median wall seconds of ``fn()`` with the device synchronised around each call."""
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn: Callable[[], object], device: torch.device, repeat: int) -> float:
+    """Median seconds of ``repeat`` calls after a warm-up one (:func:`nafcli.quality.measure.time_calls`)."""
+    return statistics.median(time_calls(fn, device, repeat)[1])  # type: ignore[arg-type]
 
 
 def ln_two_reductions(t: torch.Tensor, eps: float) -> torch.Tensor:
@@ -106,8 +92,8 @@ def whole_run_variants(r: Restorer, x: torch.Tensor, dev: torch.device, repeat: 
                      ("moments", ln_moments)):
         fast_blocks.layer_norm_cl = fn
         try:
-            out, _ = r.run(x)  # warm-up (and the compilation)
-            seconds = timed(lambda: r.run(x), dev, repeat)
+            _, times, _, out = time_calls(lambda: r.run(x)[0], dev, repeat)  # its warm-up compiles
+            seconds = statistics.median(times)
             lines.append(f"  {name}: {seconds:.3f} s = {mp / seconds:.1f} MP/s, output within "
                          f"{(out - want).abs().max().item():.1e} of the current one")
         except Exception as e:  # noqa: BLE001 - a variant that fails is a finding
@@ -129,7 +115,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
     model = load(model=args.model, pretrained=False)
-    x = smooth_input(model.in_channels * model.views, args.side)
+    x = smooth_random_image(model.in_channels * model.views, args.side)
     r = Restorer(model, device=dev, precision=args.precision)
     _, info = r.run(x)  # warm-up: the memory probe, cuDNN's plans, the allocator's pools
     lines = [f"{args.model} {args.precision} {args.side}x{args.side} on {dev}: {info.tiles} tile(s) of "

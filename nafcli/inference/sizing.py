@@ -142,7 +142,7 @@ class TiledRunner:
             cut = self.plan(x)
             try:
                 if cut.plan is None:
-                    out = self.forward(x.to(self.device)).float().cpu()
+                    out = self.forward(x).float().cpu()  # the network call moves x to the device
                     if progress is not None:
                         progress(1, 1)
                 else:

@@ -206,6 +206,15 @@ def _limit_dtype_native(precision: str, device: torch.device) -> bool:
     return True
 
 
+def smooth_random_image(channels: int, size: int, seed: int = 0) -> torch.Tensor:
+    """The benchmark input: 1 x ``channels`` x ``size`` x ``size`` in [0, 1], smooth like a photo (random
+    values on a grid 8x coarser, interpolated) with a little noise, the same for a given ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand((1, channels, max(size // 8, 1), max(size // 8, 1)), generator=gen)
+    x = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
+
+
 def run_bench(
     model: LoadedModel,
     *,
@@ -246,11 +255,8 @@ def run_bench(
     rows = resolve_rows(precisions, dev)
     auto = choose_precision("auto", dev)
     warnings = [w for p, _ in rows if (w := choose_precision(p, dev).warning)]
-    gen = torch.Generator().manual_seed(seed)
     channels = model.in_channels * model.views
-    coarse = torch.rand((1, channels, max(size // 8, 1), max(size // 8, 1)), generator=gen)
-    x = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
-    x = (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
+    x = smooth_random_image(channels, size, seed)
     shape = tuple(x.shape)
     flops = count_flops(model.module, shape)
     paths: list[PathResult] = []
