@@ -228,9 +228,5 @@ def model_key(spec_description: str, tlc: bool) -> str:
     return spec_description + (" + TLC" if tlc else "")
 
 
-def describe_shape(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
-
-
 def as_dict(entry: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in entry.items()}
