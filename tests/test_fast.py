@@ -125,6 +125,22 @@ def test_fast_local_mean_keeps_float32_for_bf16_input() -> None:
     assert (got - local_mean(x.float(), (10, 10))).abs().max().item() < 1e-5
 
 
+def test_bf16_box_means_are_the_float32_ones_of_the_same_values() -> None:
+    # A bf16 map on the CPU goes to float32 and through the same sums as a float32 map (the native
+    # kernels' where they load): the same bytes, and within float32 rounding of the reference.
+    gen = torch.Generator().manual_seed(4)
+    # values of many magnitudes, so that float32 sums of 48 x 48 of them round (float64 ones do not)
+    x = ((torch.randn((1, 32, 70, 90), generator=gen) * 2).to(torch.bfloat16)
+         .contiguous(memory_format=torch.channels_last))
+    got, padding = valid_box_mean(x, (48, 48))
+    same, same_padding = valid_box_mean(x.float(), (48, 48))
+    assert got.dtype == torch.float32
+    assert padding == same_padding
+    assert torch.equal(got, same)
+    ref = local_mean(x.double(), (48, 48))
+    assert (torch.nn.functional.pad(got, padding, mode="replicate").double() - ref).abs().max().item() < 1e-5
+
+
 def test_layer_norm_statistics_are_float32_for_bf16() -> None:
     from nafcli.archs.fast_blocks import layer_norm_cl
 

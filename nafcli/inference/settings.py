@@ -213,7 +213,7 @@ def choose_precision(precision: str, device: torch.device, *, measure: bool = Tr
     """Validate ``precision`` for ``device`` and resolve ``auto``, saying why.
 
     ``auto`` is the fastest precision that stays close enough to fp32: bf16 where the device computes it
-    natively (PSNR 45-60 dB against fp32; 1.1-1.3x faster end to end on a 2-core Zen 4 EPYC with AVX512-BF16,
+    natively (PSNR 45-60 dB against fp32; 1.3x faster end to end on a 2-core Zen 4 EPYC with AVX512-BF16,
     2x on a Xeon with AMX, 1.7x on an H200, docs/performance.md), else fp32 (fp16 is never picked: it may
     overflow, and it is no faster than bf16 where both are native). fp16 without native fp16 is refused
     (the CPU kernels fall back to scalar code, ~60x slower). bf16 without native bf16 runs, with a warning
@@ -226,7 +226,7 @@ def choose_precision(precision: str, device: torch.device, *, measure: bool = Tr
         if native_bf16(device):
             how = "AVX512-BF16/AMX" if device.type == "cpu" else "tensor cores"
             return PrecisionChoice("auto", "bf16", f"this {kind} computes bf16 natively ({how}): bf16 is "
-                                   "faster than fp32 (1.1-2x where measured) and within 45-60 dB of it")
+                                   "faster than fp32 (1.3-2x where measured) and within 45-60 dB of it")
         return PrecisionChoice("auto", "fp32", f"this {kind} has no native bf16 (it would be emulated, "
                                "slower than fp32): fp32")
     if precision == "fp16" and not native_fp16(device):

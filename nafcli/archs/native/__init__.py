@@ -8,8 +8,9 @@ and take the kernels' one-pass LayerNorm and depthwise gate. Beside the blocks: 
 (sliding sums in float64), a NAFNet's up-sampling with its pixel shuffle and skip sum, its wide
 down-samplings and its ending convolution. They are compiled for this machine at first use
 (:mod:`.build`) and used by :mod:`nafcli.archs.fast_blocks` and the fast networks for float32 on the CPU
-wherever they load; everywhere else (no compiler, another CPU family, bf16/fp16, CUDA,
-``NAFCLI_NATIVE=0``) everything runs on torch as before, with the same results within float rounding.
+wherever they load (and for the TLC box means of bf16 maps too, made float32 first); everywhere else
+(no compiler, another CPU family, bf16/fp16, CUDA, ``NAFCLI_NATIVE=0``) everything runs on torch as before,
+with the same results within float rounding.
 """
 
 from .build import SWITCH_ENV, Library, NativeUnavailable, enabled, forget, load
