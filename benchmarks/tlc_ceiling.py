@@ -19,25 +19,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from nafcli.archs.blocks import NAFBlock
+from nafcli.archs.fast_tlc import box_geometry
 from nafcli.inference import allocator
 from nafcli.quality.limit import conv1x1_shapes, measure_limit, model_flops
+from nafcli.quality.measure import time_calls
 from nafcli.weights import load
 
 
 def memory_gb_per_second() -> float:
     """Median GB/s of summing a 143 MB float32 map (a map read once from memory, as the box sums do)."""
     x = torch.rand(143_000_000 // 4)
-    x.sum()
-    seconds = []
-    for _ in range(9):
-        t0 = time.perf_counter()
-        x.sum()
-        seconds.append(time.perf_counter() - t0)
+    seconds = time_calls(x.sum, torch.device("cpu"), 9)[1]
     return x.numel() * 4 / statistics.median(seconds) / 1e9
 
 
@@ -52,10 +48,10 @@ def tlc_work(net: torch.nn.Module, side: int) -> tuple[float, float, float]:
         channels = block.sca[1].in_channels
         level = (channels // net.intro.out_channels).bit_length() - 1  # the width doubles a level
         h = w = side >> level
-        k1, k2 = block.sca[0].window
-        if k1 >= h and k2 >= w:
+        k1, k2, _ = box_geometry(h, w, block.sca[0].window)  # the window as the fast path clips it
+        if (k1, k2) == (h, w):
             continue  # a window over the whole map: the global mean
-        gflop += max(h - k1 + 1, 1) * max(w - k2 + 1, 1) * channels * channels * 2 / 1e9
+        gflop += (h - k1 + 1) * (w - k2 + 1) * channels * channels * 2 / 1e9
         read = 2 * channels * h * w * 4 / 1e9
         gb_all += read
         gb_large += read if read / 2 > 0.032 else 0.0
